@@ -1,50 +1,104 @@
-//! Typed settings for pinion (stub; being replaced by the full loader).
-#![allow(missing_docs)]
-use std::net::IpAddr;
-use std::time::Duration;
+//! Typed settings for pinion: `pinion.toml`, overridden by the environment, overridden by the
+//! command line, checked before the server starts.
+//!
+//! The server and the application take a [`Settings`] value; only the binary reads files,
+//! environment variables and arguments, and it does so through this crate, once, at start-up:
+//!
+//! ```no_run
+//! use pinion_config::{Overrides, Settings, Source};
+//!
+//! let source = Source::from_process_env()
+//!     .with_file("/etc/pinion/pinion.toml")
+//!     .with_overrides(Overrides { port: Some(8081), ..Overrides::default() });
+//! let settings = match Settings::load(&source) {
+//!     Ok(settings) => settings,
+//!     Err(e) => {
+//!         eprintln!("pinion: {e}");
+//!         std::process::exit(2);
+//!     }
+//! };
+//! println!("{} threads", settings.effective_threads());
+//! ```
+//!
+//! # Precedence
+//!
+//! Each layer overrides the one before it, key by key:
+//!
+//! 1. the defaults (the `DEFAULT_*` constants, also [`Settings::default`]);
+//! 2. the file, if the binary names one (flat keys at the top level of `pinion.toml`);
+//! 3. the environment: `PINION_<KEY>` for every key (`PINION_MAX_BODY_SIZE=20MiB`), and the
+//!    platform conventions `PORT` and `WEB_CONCURRENCY`, which `PINION_PORT` and
+//!    `PINION_THREADS` beat;
+//! 4. the command line ([`Overrides`]: `--bind`, `--port`, `--threads`).
+//!
+//! # `pinion.toml`
+//!
+//! Every key is optional; this file spells out the defaults. Sizes are bytes, or strings with
+//! a unit (`B`, `KB`, `MB`, `GB` in powers of 1000, `KiB`, `MiB`, `GiB` in powers of 1024);
+//! durations are seconds, or strings with a unit (`ms`, `s`, `m`, `h`). Environment values use
+//! the same syntax.
+//!
+//! ```toml
+//! bind = "0.0.0.0"
+//! port = 8080
+//! threads = "auto"                  # or 1..=1024; "auto" = one per available core
+//! io_driver = "auto"                # "auto" | "io_uring" | "epoll"
+//! backlog = 4096
+//! max_connections_per_thread = 16384
+//! max_head_size = "64KiB"           # 431 beyond
+//! max_headers = 100                 # 431 beyond
+//! max_uri_length = "8KiB"           # 414 beyond
+//! max_body_size = "10MiB"           # 413 beyond
+//! max_drain_size = "64KiB"
+//! header_read_timeout = "10s"       # 408 beyond
+//! body_read_timeout = "30s"
+//! keepalive_timeout = "75s"         # longer than nginx's upstream keepalive_timeout
+//! drain_timeout = "30s"
+//! server_name = "pinion"
+//! log_level = "info"                # "error" | "warn" | "info" | "debug" | "trace"
+//! log_format = "text"               # "text" | "json"
+//! ```
+//!
+//! # Errors
+//!
+//! An unknown key (in the file, or a `PINION_*` variable) or a bad value stops start-up:
+//! a misspelt key silently ignored is how a production server ends up on a default. The
+//! [`ConfigError`] names the key, the value, the reason and where it came from:
+//!
+//! ```text
+//! invalid value for `port` in /etc/pinion.toml (line 3): 80800: must be an integer in 0..=65535
+//! invalid value for `keepalive_timeout` in environment variable PINION_KEEPALIVE_TIMEOUT: "75 parsecs": unknown duration unit `parsecs`; use ms, s, m or h
+//! unknown key `prot` in /etc/pinion.toml (line 2); did you mean `port`?
+//! ```
+//!
+//! `pinion check` prints [`Settings::render_masked`]: the effective configuration as a
+//! `pinion.toml`, secrets masked.
+//!
+//! # Layout
+//!
+//! - `settings`: [`Settings`], its mode enums and the `DEFAULT_*` constants;
+//! - `source`: [`Source`], [`Overrides`] and [`Settings::load`]: layering file, environment
+//!   and command line;
+//! - `key`: the table of keys: names, environment variables, rules, rendering;
+//! - `value`: the shared value syntaxes (integers, sizes, durations, addresses);
+//! - `secret`: masking secrets for output;
+//! - `error`: [`ConfigError`].
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IoDriver { Auto, IoUring, Epoll }
+mod error;
+mod key;
+mod secret;
+mod settings;
+mod source;
+mod value;
 
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub bind: IpAddr,
-    pub port: u16,
-    pub threads: Option<usize>,
-    pub io_driver: IoDriver,
-    pub backlog: u32,
-    pub max_connections_per_thread: usize,
-    pub max_head_size: usize,
-    pub max_headers: usize,
-    pub max_uri_length: usize,
-    pub max_body_size: u64,
-    pub max_drain_size: u64,
-    pub header_read_timeout: Duration,
-    pub body_read_timeout: Duration,
-    pub keepalive_timeout: Duration,
-    pub drain_timeout: Duration,
-    pub server_name: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            bind: IpAddr::from([0, 0, 0, 0]),
-            port: 8080,
-            threads: None,
-            io_driver: IoDriver::Auto,
-            backlog: 4096,
-            max_connections_per_thread: 16384,
-            max_head_size: 64 * 1024,
-            max_headers: 100,
-            max_uri_length: 8 * 1024,
-            max_body_size: 10 * 1024 * 1024,
-            max_drain_size: 64 * 1024,
-            header_read_timeout: Duration::from_secs(10),
-            body_read_timeout: Duration::from_secs(30),
-            keepalive_timeout: Duration::from_secs(75),
-            drain_timeout: Duration::from_secs(30),
-            server_name: "pinion".to_string(),
-        }
-    }
-}
+pub use error::ConfigError;
+pub use secret::{mask_url_password, SECRET_KEYS};
+pub use settings::{
+    IoDriver, LogFormat, LogLevel, Settings, DEFAULT_BACKLOG, DEFAULT_BIND,
+    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT,
+    DEFAULT_IO_DRIVER, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL,
+    DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_CONNECTIONS_PER_THREAD, DEFAULT_MAX_DRAIN_SIZE,
+    DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEAD_SIZE, DEFAULT_MAX_URI_LENGTH, DEFAULT_PORT,
+    DEFAULT_SERVER_NAME, DEFAULT_THREADS, MAX_THREADS,
+};
+pub use source::{Overrides, Source, RESERVED_ENV_VARS};

@@ -1,0 +1,406 @@
+//! [`Settings`], the modes it selects between, and the `DEFAULT_*` values.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use crate::key::{Key, Rendered};
+use crate::secret::{is_secret, mask_value};
+use crate::value::render_string;
+
+/// Default for [`Settings::bind`]: all IPv4 interfaces, so that nginx (or a container
+/// runtime's port mapping) on another address can reach the server. Bind `127.0.0.1` when
+/// nginx runs on the same host. Default is `0.0.0.0`.
+pub const DEFAULT_BIND: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+/// Default for [`Settings::port`]: the conventional unprivileged port of an application server
+/// behind a proxy. Default is `8080`.
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// Default for [`Settings::threads`]: absent, meaning one worker thread per core the process
+/// may run on (see [`Settings::effective_threads`]); thread-per-core is the design. Default is
+/// `None`.
+pub const DEFAULT_THREADS: Option<usize> = None;
+
+/// The largest accepted [`Settings::threads`]: far above any core count we run on, low enough
+/// to catch a typo (`threads = 80000`) before it spawns thousands of runtimes. Default is
+/// `1024`.
+pub const MAX_THREADS: usize = 1024;
+
+/// Default for [`Settings::io_driver`]: io_uring where the kernel allows it, epoll otherwise.
+/// Default is [`IoDriver::Auto`].
+pub const DEFAULT_IO_DRIVER: IoDriver = IoDriver::Auto;
+
+/// Default for [`Settings::backlog`]: Linux's default `net.core.somaxconn` since 5.4; the
+/// kernel clamps a larger backlog to `somaxconn` anyway. Default is `4096`.
+pub const DEFAULT_BACKLOG: u32 = 4096;
+
+/// Default for [`Settings::max_connections_per_thread`]: at the target of at most 8 KiB per
+/// idle connection this bounds a thread to about 128 MiB, and it is far above what nginx's
+/// upstream keep-alive pool opens. Default is `16384`.
+pub const DEFAULT_MAX_CONNECTIONS_PER_THREAD: usize = 16384;
+
+/// Default for [`Settings::max_head_size`]: twice nginx's largest default request head
+/// (`large_client_header_buffers 4 8k`), so anything nginx forwards fits, while a
+/// connection's read buffer stays bounded. Default is 64 KiB.
+pub const DEFAULT_MAX_HEAD_SIZE: usize = 64 * 1024;
+
+/// Default for [`Settings::max_headers`]: the same limit hyper uses; real clients send far
+/// fewer, and the parser's header array is sized by it. Default is `100`.
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+
+/// Default for [`Settings::max_uri_length`]: nginx's default request-line limit (one 8k
+/// large header buffer), so the two agree on what is too long. Default is 8 KiB.
+pub const DEFAULT_MAX_URI_LENGTH: usize = 8 * 1024;
+
+/// Default for [`Settings::max_body_size`]: enough for form posts and JSON documents; larger
+/// uploads belong in object storage, not in a request handler's memory. Default is 10 MiB.
+pub const DEFAULT_MAX_BODY_SIZE: u64 = 10 * 1024 * 1024;
+
+/// Default for [`Settings::max_drain_size`]: reading and discarding a small unread body keeps
+/// a keep-alive connection usable for less than the cost of a new one; beyond this, closing is
+/// cheaper. Default is 64 KiB.
+pub const DEFAULT_MAX_DRAIN_SIZE: u64 = 64 * 1024;
+
+/// Default for [`Settings::header_read_timeout`]: generous for a slow mobile client, short
+/// enough that slow-header (slowloris) connections do not pile up. Default is 10 s.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default for [`Settings::body_read_timeout`]: the time allowed between reads of a body;
+/// room for slow uploads of [`DEFAULT_MAX_BODY_SIZE`] bodies. Default is 30 s.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default for [`Settings::keepalive_timeout`]: longer than nginx's upstream
+/// `keepalive_timeout` (60 s), so that nginx, not pinion, closes an idle upstream connection;
+/// otherwise nginx can reuse a connection at the moment pinion closes it and answer 502.
+/// Default is 75 s.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
+
+/// Default for [`Settings::drain_timeout`]: time for in-flight requests to finish after
+/// SIGTERM, well inside systemd's default `TimeoutStopSec` (90 s). Default is 30 s.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default for [`Settings::server_name`]: the product name, without a version, so the header
+/// does not advertise which release is running. Default is `"pinion"`.
+pub const DEFAULT_SERVER_NAME: &str = "pinion";
+
+/// Default for [`Settings::log_level`]: start-up, shutdown and errors, without per-request
+/// lines. Default is [`LogLevel::Info`].
+pub const DEFAULT_LOG_LEVEL: LogLevel = LogLevel::Info;
+
+/// Default for [`Settings::log_format`]: readable in a terminal and in `journalctl`.
+/// Default is [`LogFormat::Text`].
+pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
+
+/// Which I/O driver the worker runtimes use.
+///
+/// io_uring is faster where it is available, but some kernels and container sandboxes
+/// (seccomp profiles, gVisor) forbid it; `Auto` probes and falls back, the other two force a
+/// choice (e.g. to compare them in a benchmark, or to avoid a probe that a sandbox logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IoDriver {
+    /// io_uring if the kernel allows it, epoll otherwise.
+    Auto,
+    /// io_uring; start-up fails if it is unavailable.
+    IoUring,
+    /// epoll, even where io_uring is available.
+    Epoll,
+}
+
+impl IoDriver {
+    /// Spellings in configuration, in documentation order.
+    pub(crate) const CHOICES: [(&'static str, IoDriver); 3] = [
+        ("auto", IoDriver::Auto),
+        ("io_uring", IoDriver::IoUring),
+        ("epoll", IoDriver::Epoll),
+    ];
+
+    /// The name as written in `pinion.toml` (`"auto"`, `"io_uring"`, `"epoll"`), for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoDriver::Auto => "auto",
+            IoDriver::IoUring => "io_uring",
+            IoDriver::Epoll => "epoll",
+        }
+    }
+}
+
+impl fmt::Display for IoDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The most verbose log level emitted.
+///
+/// An enum rather than a filter string so that a typo is a start-up error; the binary maps it
+/// onto its logging library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// Lifecycle events (listening, draining) as well.
+    Info,
+    /// Diagnostic detail, including per-connection events.
+    Debug,
+    /// Everything; slow, for development.
+    Trace,
+}
+
+impl LogLevel {
+    /// Spellings in configuration, in documentation order.
+    pub(crate) const CHOICES: [(&'static str, LogLevel); 5] = [
+        ("error", LogLevel::Error),
+        ("warn", LogLevel::Warn),
+        ("info", LogLevel::Info),
+        ("debug", LogLevel::Debug),
+        ("trace", LogLevel::Trace),
+    ];
+
+    /// The name as written in `pinion.toml` (`"info"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LogFormat {
+    /// Human-readable lines, for terminals and `journalctl`.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl LogFormat {
+    /// Spellings in configuration, in documentation order.
+    pub(crate) const CHOICES: [(&'static str, LogFormat); 2] =
+        [("text", LogFormat::Text), ("json", LogFormat::Json)];
+
+    /// The name as written in `pinion.toml` (`"text"`, `"json"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The typed, validated configuration of a pinion process.
+///
+/// Built by [`Settings::load`] from defaults, `pinion.toml`, the environment and command-line
+/// overrides, in that order (see the [crate documentation](crate)). [`Settings::default`]
+/// gives the defaults alone, which is what tests of other crates usually start from. Fields
+/// are public so that tests can adjust them; values set in code are not re-validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Address the listeners bind. Default is [`DEFAULT_BIND`].
+    pub bind: IpAddr,
+    /// TCP port of the listeners; 0 asks the kernel for a free port (tests use it). Default is
+    /// [`DEFAULT_PORT`].
+    pub port: u16,
+    /// Worker threads, one runtime and listener each; `None` means one per available core
+    /// (see [`Settings::effective_threads`]). Default is [`DEFAULT_THREADS`].
+    pub threads: Option<usize>,
+    /// I/O driver of the worker runtimes. Default is [`DEFAULT_IO_DRIVER`].
+    pub io_driver: IoDriver,
+    /// `listen(2)` backlog of each listener. Default is [`DEFAULT_BACKLOG`].
+    pub backlog: u32,
+    /// Open connections per worker thread; at the cap, that thread stops accepting until one
+    /// closes (other threads' listeners take the load). Default is
+    /// [`DEFAULT_MAX_CONNECTIONS_PER_THREAD`].
+    pub max_connections_per_thread: usize,
+    /// Largest request head (request line and headers) in bytes; larger gets 431. Default is
+    /// [`DEFAULT_MAX_HEAD_SIZE`].
+    pub max_head_size: usize,
+    /// Most header fields in a request; more gets 431. Default is [`DEFAULT_MAX_HEADERS`].
+    pub max_headers: usize,
+    /// Longest request target in bytes; longer gets 414. Default is
+    /// [`DEFAULT_MAX_URI_LENGTH`].
+    pub max_uri_length: usize,
+    /// Largest request body in bytes; larger gets 413. Default is [`DEFAULT_MAX_BODY_SIZE`].
+    pub max_body_size: u64,
+    /// Most bytes of a body the handler left unread that are read and discarded to keep the
+    /// connection alive; a longer remainder closes the connection instead. Default is
+    /// [`DEFAULT_MAX_DRAIN_SIZE`].
+    pub max_drain_size: u64,
+    /// Time allowed to receive a complete request head, from the first byte or from the end
+    /// of the previous response; exceeded gets 408. Default is
+    /// [`DEFAULT_HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+    /// Time allowed between reads of a request body. Default is
+    /// [`DEFAULT_BODY_READ_TIMEOUT`].
+    pub body_read_timeout: Duration,
+    /// How long an idle keep-alive connection is kept open. Default is
+    /// [`DEFAULT_KEEPALIVE_TIMEOUT`].
+    pub keepalive_timeout: Duration,
+    /// Graceful-shutdown deadline: after it, connections still open are closed and the process
+    /// exits. Default is [`DEFAULT_DRAIN_TIMEOUT`].
+    pub drain_timeout: Duration,
+    /// Value of the `Server` response header. Default is [`DEFAULT_SERVER_NAME`].
+    pub server_name: String,
+    /// Most verbose log level emitted. Default is [`DEFAULT_LOG_LEVEL`].
+    pub log_level: LogLevel,
+    /// Log line format. Default is [`DEFAULT_LOG_FORMAT`].
+    pub log_format: LogFormat,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            bind: DEFAULT_BIND,
+            port: DEFAULT_PORT,
+            threads: DEFAULT_THREADS,
+            io_driver: DEFAULT_IO_DRIVER,
+            backlog: DEFAULT_BACKLOG,
+            max_connections_per_thread: DEFAULT_MAX_CONNECTIONS_PER_THREAD,
+            max_head_size: DEFAULT_MAX_HEAD_SIZE,
+            max_headers: DEFAULT_MAX_HEADERS,
+            max_uri_length: DEFAULT_MAX_URI_LENGTH,
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            max_drain_size: DEFAULT_MAX_DRAIN_SIZE,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            server_name: DEFAULT_SERVER_NAME.to_string(),
+            log_level: DEFAULT_LOG_LEVEL,
+            log_format: DEFAULT_LOG_FORMAT,
+        }
+    }
+}
+
+impl Settings {
+    /// The number of worker threads to start: [`threads`](Self::threads) if set, else the
+    /// number of cores this process may run on.
+    ///
+    /// # Return
+    ///
+    /// At least 1. The core count comes from [`std::thread::available_parallelism`], which
+    /// honours the CPU affinity mask (`taskset`, systemd `CPUAffinity=`) and cgroup quotas, so
+    /// a server pinned to two cores starts two threads; if it cannot be determined, 1.
+    pub fn effective_threads(&self) -> usize {
+        self.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get))
+            .max(1)
+    }
+
+    /// The effective configuration as a `pinion.toml`, for `pinion check`.
+    ///
+    /// Every key appears, in the order of the README's table, with values in the units a
+    /// person would write (`"64KiB"`, `"75s"`); an absent `threads` is written `"auto"`.
+    /// Values of [`SECRET_KEYS`](crate::SECRET_KEYS) are masked (URLs keep all but their
+    /// password), so the output is safe to paste into an issue.
+    ///
+    /// # Return
+    ///
+    /// Valid TOML that loads back to equal `Settings` (apart from masked secrets and durations
+    /// finer than a millisecond, which the file syntax cannot express).
+    pub fn render_masked(&self) -> String {
+        let mut out = String::from("# effective pinion configuration; secrets are masked\n");
+        for key in Key::ALL {
+            let value = match key.render(self) {
+                Rendered::Toml(text) => text,
+                Rendered::Str(s) if is_secret(key.name()) => render_string(&mask_value(s)),
+                Rendered::Str(s) => render_string(s),
+            };
+            out.push_str(key.name());
+            out.push_str(" = ");
+            out.push_str(&value);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = Settings::default();
+        assert_eq!(s.bind, IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(s.port, 8080);
+        assert_eq!(s.threads, None);
+        assert_eq!(s.io_driver, IoDriver::Auto);
+        assert_eq!(s.backlog, 4096);
+        assert_eq!(s.max_connections_per_thread, 16384);
+        assert_eq!(s.max_head_size, 65536);
+        assert_eq!(s.max_headers, 100);
+        assert_eq!(s.max_uri_length, 8192);
+        assert_eq!(s.max_body_size, 10 * 1024 * 1024);
+        assert_eq!(s.max_drain_size, 65536);
+        assert_eq!(s.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(s.body_read_timeout, Duration::from_secs(30));
+        assert_eq!(s.keepalive_timeout, Duration::from_secs(75));
+        assert_eq!(s.drain_timeout, Duration::from_secs(30));
+        assert_eq!(s.server_name, "pinion");
+        assert_eq!(s.log_level, LogLevel::Info);
+        assert_eq!(s.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn effective_threads() {
+        let mut s = Settings::default();
+        assert!(s.effective_threads() >= 1);
+        s.threads = Some(3);
+        assert_eq!(s.effective_threads(), 3);
+        // Set in code, bypassing validation: still at least one thread.
+        s.threads = Some(0);
+        assert_eq!(s.effective_threads(), 1);
+    }
+
+    #[test]
+    fn enum_names_match_their_choices() {
+        for (name, v) in IoDriver::CHOICES {
+            assert_eq!(v.as_str(), name);
+            assert_eq!(v.to_string(), name);
+        }
+        for (name, v) in LogLevel::CHOICES {
+            assert_eq!(v.as_str(), name);
+        }
+        for (name, v) in LogFormat::CHOICES {
+            assert_eq!(v.as_str(), name);
+        }
+    }
+
+    #[test]
+    fn render_masked_lists_every_key_in_order() {
+        let text = Settings::default().render_masked();
+        let keys: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split(" = ").next().unwrap_or_default())
+            .collect();
+        let expected: Vec<&str> = Key::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(keys, expected);
+        assert!(text.contains("threads = \"auto\"\n"), "{text}");
+        assert!(text.contains("max_head_size = \"64KiB\"\n"), "{text}");
+        assert!(text.contains("keepalive_timeout = \"75s\"\n"), "{text}");
+        assert!(text.contains("io_driver = \"auto\"\n"), "{text}");
+        assert!(text.contains("bind = \"0.0.0.0\"\n"), "{text}");
+        assert!(text.contains("port = 8080\n"), "{text}");
+    }
+}

@@ -1,0 +1,427 @@
+//! One HTTP/1.1 connection: read, parse, route, handle, encode, write — in a loop.
+//!
+//! Every request already buffered is answered before anything is written, so a pipelined batch
+//! costs one `write` (the plaintext benchmark's 16-deep pipeline is the case this serves).
+//! Buffers are per connection and reused for its whole life.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::{Method, StatusCode};
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+use crate::context::Ctx;
+use crate::error::error_response;
+use crate::h1::chunked::{ChunkedDecoder, ChunkedError};
+use crate::h1::encode::{self, ConnHeader, CONTINUE};
+use crate::h1::framing::BodyFraming;
+use crate::h1::head::{self, Head, HeadError, Limits, PathRepr, Version};
+use crate::h1::{Request, Response};
+use crate::router::{fallback_response, Found, Router};
+use crate::runtime::shutdown::LocalShutdown;
+
+/// Initial size of a connection's read buffer; it grows (up to the head and body limits) only
+/// for requests that need it.
+const READ_BUF: usize = 8 * 1024;
+/// Least free space offered to each read.
+const READ_CHUNK: usize = 4 * 1024;
+/// Initial size of a connection's write buffer.
+const WRITE_BUF: usize = 8 * 1024;
+/// A batch of pipelined responses is flushed early past this size, bounding memory when a
+/// client pipelines many requests for large responses.
+const FLUSH_AT: usize = 256 * 1024;
+
+/// Settings a connection needs, resolved once per worker.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnConfig {
+    pub(crate) limits: Limits,
+    pub(crate) max_drain: u64,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) body_read_timeout: Duration,
+    pub(crate) keepalive_timeout: Duration,
+    /// `Server: <name>\r\n`, rendered once.
+    pub(crate) server_line: Box<[u8]>,
+}
+
+/// What a worker shares with each of its connections.
+pub(crate) struct Shared<S> {
+    pub(crate) router: Router<S>,
+    pub(crate) ctx: Ctx<S>,
+    pub(crate) cfg: ConnConfig,
+    pub(crate) shutdown: Rc<LocalShutdown>,
+}
+
+/// Why a connection ended early; only logged at debug level, since clients vanish all the time.
+#[derive(Debug)]
+enum Closed {
+    /// The peer closed or reset the connection, or a write failed.
+    Io,
+    /// A timeout, a protocol error or shutdown: the answer (if any) was already sent.
+    Done,
+}
+
+/// The outcome of waiting for more bytes.
+enum ReadOutcome {
+    /// Bytes were appended to the read buffer.
+    Data,
+    /// The peer closed its side.
+    Eof,
+    /// The deadline passed.
+    TimedOut,
+    /// Shutdown began while the connection was idle.
+    Draining,
+}
+
+struct Connection<S: 'static> {
+    stream: TcpStream,
+    peer: SocketAddr,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    shared: Rc<Shared<S>>,
+}
+
+/// Serves `stream` until the peer leaves, an error closes it, or shutdown drains it.
+pub(crate) async fn serve<S: 'static>(stream: TcpStream, peer: SocketAddr, shared: Rc<Shared<S>>) {
+    let mut conn = Connection {
+        stream,
+        peer,
+        rbuf: BytesMut::with_capacity(READ_BUF),
+        wbuf: BytesMut::with_capacity(WRITE_BUF),
+        shared,
+    };
+    if let Err(why) = conn.run().await {
+        tracing::trace!(peer = %conn.peer, ?why, "connection closed");
+    }
+}
+
+impl<S: 'static> Connection<S> {
+    async fn run(&mut self) -> Result<(), Closed> {
+        let shared = Rc::clone(&self.shared);
+        let cfg = &shared.cfg;
+        // Set when the first byte of a head arrives; the whole head must arrive by then
+        // (a slowloris defence: a per-read timeout alone could be reset byte by byte).
+        let mut head_deadline: Option<Instant> = None;
+        loop {
+            // 1. Answer every complete request already buffered.
+            while !self.rbuf.is_empty() {
+                let head = match head::parse(&self.rbuf, &cfg.limits) {
+                    Ok(Some(head)) => head,
+                    Ok(None) => break,
+                    Err(e) => return self.reject(e).await,
+                };
+                head_deadline = None;
+                if !self.answer(head, &shared).await? {
+                    self.flush().await?;
+                    return Ok(());
+                }
+                if self.wbuf.len() >= FLUSH_AT {
+                    self.flush().await?;
+                }
+            }
+            // 2. One write for the whole batch.
+            self.flush().await?;
+            // 3. Wait for more.
+            let idle = self.rbuf.is_empty();
+            if idle && shared.shutdown.is_draining() {
+                return Ok(());
+            }
+            let deadline = if idle {
+                Instant::now() + cfg.keepalive_timeout
+            } else {
+                *head_deadline.get_or_insert_with(|| Instant::now() + cfg.header_read_timeout)
+            };
+            match self.read_more(deadline, idle).await? {
+                ReadOutcome::Data => {}
+                ReadOutcome::Eof | ReadOutcome::Draining => return Ok(()),
+                ReadOutcome::TimedOut if idle => return Ok(()),
+                ReadOutcome::TimedOut => {
+                    return self
+                        .reject_status(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "request head not received in time",
+                        )
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// Reads the body (if any), runs the handler and encodes its response.
+    ///
+    /// # Return
+    /// Whether the connection stays open.
+    async fn answer(&mut self, head: Head, shared: &Shared<S>) -> Result<bool, Closed> {
+        let head_bytes = self.rbuf.split_to(head.len).freeze();
+        let path = match head.path {
+            PathRepr::Span(span) => std::str::from_utf8(span.get(&head_bytes)).unwrap_or(""),
+            PathRepr::Root => "/",
+            PathRepr::Asterisk => "*",
+        };
+        let found = shared.router.find(&head.method, path);
+        let mut keep_alive = head.keep_alive;
+
+        // The route decides whether the body is worth reading: a 404 or 405 drains it (up to
+        // `max_drain_size`) instead of buffering it.
+        let body = match (&found, head.framing) {
+            (_, BodyFraming::None) => Bytes::new(),
+            (Found::Handler(..), framing) => match self
+                .read_body(framing, head.expect_continue, shared)
+                .await?
+            {
+                Ok(body) => body,
+                Err((status, why)) => return self.reject_status(status, why).await.map(|()| false),
+            },
+            (_, framing) => {
+                // Without a 100 Continue the client may still be holding the body back: do not
+                // wait for it, answer and close.
+                if head.expect_continue || !self.drain_body(framing, shared).await? {
+                    keep_alive = false;
+                }
+                Bytes::new()
+            }
+        };
+
+        let head_only = head.method == Method::HEAD;
+        let version = head.version;
+        let response = match found {
+            Found::Handler(handler, params) => {
+                let mut req = Request::new(head, head_bytes, body, self.peer);
+                req.set_params(params);
+                match handler.call(req, &shared.ctx).await {
+                    Ok(resp) => resp,
+                    Err(e) => e.into_response(),
+                }
+            }
+            other => {
+                fallback_response(&other).unwrap_or_else(|| Response::new(StatusCode::NOT_FOUND))
+            }
+        };
+
+        if shared.shutdown.is_draining() && !self.another_request_buffered(shared) {
+            keep_alive = false;
+        }
+        let conn = match (keep_alive, version) {
+            (false, _) => ConnHeader::Close,
+            (true, Version::Http10) => ConnHeader::KeepAlive,
+            (true, Version::Http11) => ConnHeader::None,
+        };
+        encode::encode(
+            &mut self.wbuf,
+            &response,
+            &shared.cfg.server_line,
+            conn,
+            head_only,
+        );
+        Ok(keep_alive)
+    }
+
+    /// During drain, a pipelined request already in the buffer is still answered; only the
+    /// last response of the batch carries `Connection: close`.
+    fn another_request_buffered(&self, shared: &Shared<S>) -> bool {
+        matches!(head::parse(&self.rbuf, &shared.cfg.limits), Ok(Some(_)))
+    }
+
+    /// Reads a body the handler will get.
+    ///
+    /// # Return
+    /// `Ok(Err((status, reason)))` for a body that breaks a rule or limit (answered, then the
+    /// connection closes); `Err` when the connection is gone.
+    async fn read_body(
+        &mut self,
+        framing: BodyFraming,
+        expect_continue: bool,
+        shared: &Shared<S>,
+    ) -> Result<Result<Bytes, (StatusCode, &'static str)>, Closed> {
+        let cfg = &shared.cfg;
+        if expect_continue {
+            // Earlier responses of the batch go first, then the interim 100.
+            self.wbuf.extend_from_slice(CONTINUE);
+            self.flush().await?;
+        }
+        match framing {
+            BodyFraming::None => Ok(Ok(Bytes::new())),
+            BodyFraming::Length(n) => {
+                // `parse` already refused lengths over the limit, so this fits in memory.
+                let n = n as usize;
+                if self.rbuf.len() < n {
+                    self.rbuf.reserve(n - self.rbuf.len());
+                }
+                while self.rbuf.len() < n {
+                    match self
+                        .read_more(Instant::now() + cfg.body_read_timeout, false)
+                        .await?
+                    {
+                        ReadOutcome::Data => {}
+                        ReadOutcome::TimedOut => {
+                            return Ok(Err((
+                                StatusCode::REQUEST_TIMEOUT,
+                                "request body not received in time",
+                            )))
+                        }
+                        ReadOutcome::Eof | ReadOutcome::Draining => return Err(Closed::Io),
+                    }
+                }
+                Ok(Ok(self.rbuf.split_to(n).freeze()))
+            }
+            BodyFraming::Chunked => {
+                let mut decoder = ChunkedDecoder::new(cfg.limits.max_body);
+                let mut out = BytesMut::new();
+                loop {
+                    match decoder.decode(&mut self.rbuf, &mut out) {
+                        Ok(true) => return Ok(Ok(out.freeze())),
+                        Ok(false) => {}
+                        Err(ChunkedError::BodyTooLarge) => {
+                            return Ok(Err((
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                "body exceeds the size limit",
+                            )))
+                        }
+                        Err(e) => return Ok(Err((StatusCode::BAD_REQUEST, e.reason()))),
+                    }
+                    match self
+                        .read_more(Instant::now() + cfg.body_read_timeout, false)
+                        .await?
+                    {
+                        ReadOutcome::Data => {}
+                        ReadOutcome::TimedOut => {
+                            return Ok(Err((
+                                StatusCode::REQUEST_TIMEOUT,
+                                "request body not received in time",
+                            )))
+                        }
+                        ReadOutcome::Eof | ReadOutcome::Draining => return Err(Closed::Io),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads and discards a body nobody will use, up to `max_drain_size`.
+    ///
+    /// # Return
+    /// Whether the body was fully drained, so that the connection can be reused.
+    async fn drain_body(
+        &mut self,
+        framing: BodyFraming,
+        shared: &Shared<S>,
+    ) -> Result<bool, Closed> {
+        let cfg = &shared.cfg;
+        match framing {
+            BodyFraming::None => Ok(true),
+            BodyFraming::Length(n) => {
+                if n > cfg.max_drain {
+                    return Ok(false);
+                }
+                let mut left = n as usize;
+                loop {
+                    let take = left.min(self.rbuf.len());
+                    let _ = self.rbuf.split_to(take);
+                    left -= take;
+                    if left == 0 {
+                        return Ok(true);
+                    }
+                    match self
+                        .read_more(Instant::now() + cfg.body_read_timeout, false)
+                        .await?
+                    {
+                        ReadOutcome::Data => {}
+                        _ => return Ok(false),
+                    }
+                }
+            }
+            BodyFraming::Chunked => {
+                let mut decoder = ChunkedDecoder::new(cfg.max_drain);
+                loop {
+                    match decoder.discard(&mut self.rbuf) {
+                        Ok(true) => return Ok(true),
+                        Ok(false) => {}
+                        Err(_) => return Ok(false),
+                    }
+                    match self
+                        .read_more(Instant::now() + cfg.body_read_timeout, false)
+                        .await?
+                    {
+                        ReadOutcome::Data => {}
+                        _ => return Ok(false),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers a rejected head and ends the connection: after a framing error the byte stream
+    /// cannot be trusted, so it is never reused.
+    async fn reject(&mut self, e: HeadError) -> Result<(), Closed> {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        self.reject_status(status, e.reason()).await
+    }
+
+    async fn reject_status(&mut self, status: StatusCode, why: &'static str) -> Result<(), Closed> {
+        tracing::debug!(peer = %self.peer, status = status.as_u16(), why, "request rejected");
+        let resp = error_response(status, why);
+        encode::encode(
+            &mut self.wbuf,
+            &resp,
+            &self.shared.cfg.server_line,
+            ConnHeader::Close,
+            false,
+        );
+        self.flush().await?;
+        // Half-close, so the client reads the answer before it sees the connection go.
+        let _ = self.stream.shutdown().await;
+        Err(Closed::Done)
+    }
+
+    /// Writes everything buffered for the peer.
+    async fn flush(&mut self) -> Result<(), Closed> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.wbuf);
+        let (res, mut buf) = self.stream.write_all(buf).await;
+        buf.clear();
+        self.wbuf = buf;
+        res.map(|_| ()).map_err(|_| Closed::Io)
+    }
+
+    /// Appends what the peer sends next to the read buffer, waiting at most until `deadline`;
+    /// an `idle` connection also stops waiting when shutdown begins.
+    async fn read_more(&mut self, deadline: Instant, idle: bool) -> Result<ReadOutcome, Closed> {
+        let limit = deadline.saturating_duration_since(Instant::now());
+        self.rbuf.reserve(READ_CHUNK);
+        let buf = std::mem::take(&mut self.rbuf);
+        let len = buf.len();
+        let cap = buf.capacity();
+        // A monoio read into a `BytesMut` writes at offset 0: read into the spare capacity.
+        let read = self.stream.read(buf.slice_mut(len..cap));
+        let timed = monoio::time::timeout(limit, read);
+        let result = if idle {
+            let shutdown = Rc::clone(&self.shared.shutdown);
+            let notified = shutdown.notified();
+            if shutdown.is_draining() {
+                return Ok(ReadOutcome::Draining);
+            }
+            monoio::select! {
+                r = timed => r,
+                _ = notified => return Ok(ReadOutcome::Draining),
+            }
+        } else {
+            timed.await
+        };
+        // On a timeout or drain the buffer went with the cancelled read: the connection closes
+        // next, so nothing is lost that anyone will read.
+        let Ok((res, slice)) = result else {
+            return Ok(ReadOutcome::TimedOut);
+        };
+        self.rbuf = slice.into_inner();
+        match res {
+            Ok(0) => Ok(ReadOutcome::Eof),
+            Ok(_) => Ok(ReadOutcome::Data),
+            Err(_) => Err(Closed::Io),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! HTTP/1.1: parsing request heads, framing and decoding bodies, encoding responses.
+
+pub(crate) mod chunked;
+pub(crate) mod date;
+pub(crate) mod encode;
+pub(crate) mod framing;
+pub(crate) mod head;
+pub(crate) mod request;
+pub(crate) mod response;
+
+pub use request::Request;
+pub use response::Response;

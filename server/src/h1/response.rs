@@ -1,0 +1,125 @@
+//! The response a handler returns, with typed constructors.
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::StatusCode;
+use serde::Serialize;
+
+use crate::error::Error;
+
+/// An HTTP response: status, content type, extra headers and a complete body.
+///
+/// `Server`, `Date`, `Content-Length` and `Connection` are written by the server when the
+/// response is encoded; a handler cannot set framing headers, so it cannot desynchronise the
+/// connection.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub(crate) status: StatusCode,
+    pub(crate) content_type: Option<HeaderValue>,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) body: Bytes,
+}
+
+impl Response {
+    /// An empty response with `status`.
+    pub fn new(status: StatusCode) -> Response {
+        Response {
+            status,
+            content_type: None,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// `200 OK` with a `text/plain; charset=utf-8` body.
+    pub fn text(body: impl Into<Bytes>) -> Response {
+        Response::with_body(
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+            body.into(),
+        )
+    }
+
+    /// `200 OK` with a `text/html; charset=utf-8` body.
+    pub fn html(body: impl Into<Bytes>) -> Response {
+        Response::with_body(
+            HeaderValue::from_static("text/html; charset=utf-8"),
+            body.into(),
+        )
+    }
+
+    /// `200 OK` with `value` serialized as `application/json`.
+    ///
+    /// # Errors
+    /// An internal error if `value` cannot be serialized (a map with non-string keys, say).
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Response, Error> {
+        let body = serde_json::to_vec(value).map_err(Error::internal)?;
+        Ok(Response::with_body(
+            HeaderValue::from_static("application/json"),
+            Bytes::from(body),
+        ))
+    }
+
+    /// `200 OK` with `body` and the given content type.
+    pub fn with_body(content_type: HeaderValue, body: Bytes) -> Response {
+        Response {
+            status: StatusCode::OK,
+            content_type: Some(content_type),
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    /// A redirect (`303 See Other` unless `status` says otherwise) to `location`.
+    ///
+    /// # Errors
+    /// A bad-request error if `location` is not a valid header value.
+    pub fn redirect(status: StatusCode, location: &str) -> Result<Response, Error> {
+        let value = HeaderValue::from_str(location)
+            .map_err(|_| Error::bad_request("invalid redirect location"))?;
+        Ok(Response::new(status).header(http::header::LOCATION, value))
+    }
+
+    /// Replaces the status.
+    pub fn status(mut self, status: StatusCode) -> Response {
+        self.status = status;
+        self
+    }
+
+    /// Adds a header. Framing headers (`Content-Length`, `Transfer-Encoding`, `Connection`)
+    /// are ignored at encoding time: the server owns framing.
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Response {
+        if name == http::header::CONTENT_TYPE {
+            self.content_type = Some(value);
+        } else {
+            self.headers.push((name, value));
+        }
+        self
+    }
+
+    /// Adds a header in place (for middleware that holds a `&mut Response`).
+    pub fn insert_header(&mut self, name: HeaderName, value: HeaderValue) {
+        if name == http::header::CONTENT_TYPE {
+            self.content_type = Some(value);
+        } else {
+            self.headers.push((name, value));
+        }
+    }
+
+    /// The status code.
+    pub fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The first value of header `name`, `Content-Type` included.
+    pub fn header_value(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        if name == http::header::CONTENT_TYPE {
+            return self.content_type.as_ref();
+        }
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// The body.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+}

@@ -1,0 +1,223 @@
+//! The router: `matchit` for paths, then method dispatch with 405 and `Allow`.
+//!
+//! Built once per worker thread by the application's factory, so handlers and their state may
+//! be `!Send`; a lookup allocates only when the matched route captures parameters.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use http::header::HeaderValue;
+use http::{Method, StatusCode};
+
+use crate::context::Ctx;
+use crate::error::Error;
+use crate::h1::request::decode_path_param;
+use crate::h1::{Request, Response};
+
+/// The future a handler returns, boxed so that routes with different handlers share a table.
+pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> + 'a>>;
+
+/// Something that answers requests: implemented for every
+/// `async fn(Request, &Ctx<S>) -> Result<Response, Error>`.
+pub trait Handler<S>: 'static {
+    /// Handles one request on the worker thread that read it.
+    fn call<'a>(&'a self, req: Request, ctx: &'a Ctx<S>) -> HandlerFuture<'a>;
+}
+
+impl<S: 'static, F> Handler<S> for F
+where
+    F: AsyncFn(Request, &Ctx<S>) -> Result<Response, Error> + 'static,
+{
+    fn call<'a>(&'a self, req: Request, ctx: &'a Ctx<S>) -> HandlerFuture<'a> {
+        Box::pin(self(req, ctx))
+    }
+}
+
+/// One path with its handlers per method.
+struct Route<S> {
+    handlers: Vec<(MethodFilter, Box<dyn Handler<S>>)>,
+    /// The `Allow` header value for 405 and OPTIONS, rebuilt when a method is added.
+    allow: HeaderValue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum MethodFilter {
+    Any,
+    Only(Method),
+}
+
+/// Maps paths and methods to handlers.
+pub struct Router<S> {
+    paths: matchit::Router<usize>,
+    by_template: HashMap<String, usize>,
+    routes: Vec<Route<S>>,
+}
+
+/// What [`Router::find`] decided.
+pub(crate) enum Found<'r, S> {
+    /// A handler, the route template and its captured, decoded parameters.
+    Handler(&'r dyn Handler<S>, Vec<(Box<str>, Box<str>)>),
+    /// No route has this path.
+    NotFound,
+    /// The path exists, the method does not: 405 with this `Allow`.
+    MethodNotAllowed(&'r HeaderValue),
+    /// `OPTIONS` on a path without an explicit OPTIONS handler: 204 with this `Allow`.
+    Options(&'r HeaderValue),
+}
+
+impl<S: 'static> Default for Router<S> {
+    fn default() -> Self {
+        Router::new()
+    }
+}
+
+impl<S: 'static> Router<S> {
+    /// An empty router: every request is a 404.
+    pub fn new() -> Router<S> {
+        Router {
+            paths: matchit::Router::new(),
+            by_template: HashMap::new(),
+            routes: Vec::new(),
+        }
+    }
+
+    /// Routes `method` on `path` to `handler`. Paths use matchit syntax: `/users/{id}`,
+    /// `/static/{*rest}`.
+    ///
+    /// # Panics
+    /// When `path` is not a valid template or conflicts with an existing one (a programming
+    /// error, found at start-up), or when the same method is routed twice on one path.
+    pub fn route(self, method: Method, path: &str, handler: impl Handler<S>) -> Router<S> {
+        self.add(MethodFilter::Only(method), path, Box::new(handler))
+    }
+
+    /// Routes GET (and so HEAD) on `path`.
+    pub fn get(self, path: &str, handler: impl Handler<S>) -> Router<S> {
+        self.route(Method::GET, path, handler)
+    }
+
+    /// Routes POST on `path`.
+    pub fn post(self, path: &str, handler: impl Handler<S>) -> Router<S> {
+        self.route(Method::POST, path, handler)
+    }
+
+    /// Routes PUT on `path`.
+    pub fn put(self, path: &str, handler: impl Handler<S>) -> Router<S> {
+        self.route(Method::PUT, path, handler)
+    }
+
+    /// Routes DELETE on `path`.
+    pub fn delete(self, path: &str, handler: impl Handler<S>) -> Router<S> {
+        self.route(Method::DELETE, path, handler)
+    }
+
+    /// Routes every method on `path` (methods routed explicitly on it take precedence).
+    pub fn any(self, path: &str, handler: impl Handler<S>) -> Router<S> {
+        self.add(MethodFilter::Any, path, Box::new(handler))
+    }
+
+    fn add(mut self, filter: MethodFilter, path: &str, handler: Box<dyn Handler<S>>) -> Router<S> {
+        let idx = match self.by_template.get(path) {
+            Some(&idx) => idx,
+            None => {
+                let idx = self.routes.len();
+                if let Err(e) = self.paths.insert(path, idx) {
+                    panic!("invalid route {path:?}: {e}");
+                }
+                self.by_template.insert(path.to_string(), idx);
+                self.routes.push(Route {
+                    handlers: Vec::new(),
+                    allow: HeaderValue::from_static(""),
+                });
+                idx
+            }
+        };
+        let route = &mut self.routes[idx];
+        assert!(
+            !route.handlers.iter().any(|(f, _)| *f == filter),
+            "route {path:?} has {filter:?} twice"
+        );
+        route.handlers.push((filter, handler));
+        // Explicit methods first, so that `any` is the fallback.
+        route
+            .handlers
+            .sort_by_key(|(f, _)| matches!(f, MethodFilter::Any));
+        route.allow = allow_value(&route.handlers);
+        self
+    }
+
+    /// Finds the handler for `method` and `path`. HEAD falls back to GET.
+    pub(crate) fn find(&self, method: &Method, path: &str) -> Found<'_, S> {
+        let Ok(matched) = self.paths.at(path) else {
+            return Found::NotFound;
+        };
+        let route = &self.routes[*matched.value];
+        let pick = |m: &Method| {
+            route
+                .handlers
+                .iter()
+                .find(|(f, _)| matches!(f, MethodFilter::Only(x) if x == m))
+        };
+        let found = pick(method)
+            .or_else(|| {
+                (method == Method::HEAD)
+                    .then(|| pick(&Method::GET))
+                    .flatten()
+            })
+            .or_else(|| route.handlers.iter().find(|(f, _)| *f == MethodFilter::Any));
+        match found {
+            Some((_, handler)) => {
+                let params = matched
+                    .params
+                    .iter()
+                    .map(|(k, v)| (Box::from(k), decode_path_param(v)))
+                    .collect();
+                Found::Handler(&**handler, params)
+            }
+            None if method == Method::OPTIONS => Found::Options(&route.allow),
+            None => Found::MethodNotAllowed(&route.allow),
+        }
+    }
+}
+
+/// `GET, HEAD, POST, OPTIONS`-style list of what a route answers.
+fn allow_value<S>(handlers: &[(MethodFilter, Box<dyn Handler<S>>)]) -> HeaderValue {
+    let mut methods: Vec<&str> = Vec::new();
+    for (f, _) in handlers {
+        match f {
+            MethodFilter::Any => {
+                return HeaderValue::from_static(
+                    "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE",
+                )
+            }
+            MethodFilter::Only(m) => {
+                methods.push(m.as_str());
+                if *m == Method::GET {
+                    methods.push("HEAD");
+                }
+            }
+        }
+    }
+    if !methods.contains(&"OPTIONS") {
+        methods.push("OPTIONS");
+    }
+    methods.dedup();
+    HeaderValue::from_str(&methods.join(", ")).unwrap_or(HeaderValue::from_static("OPTIONS"))
+}
+
+/// The response for a request the router could not hand to a handler.
+pub(crate) fn fallback_response(found: &Found<'_, impl Sized>) -> Option<Response> {
+    match found {
+        Found::Handler(..) => None,
+        Found::NotFound => Some(Error::not_found().into_response()),
+        Found::MethodNotAllowed(allow) => Some(
+            Error::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+                .into_response()
+                .header(http::header::ALLOW, (*allow).clone()),
+        ),
+        Found::Options(allow) => Some(
+            Response::new(StatusCode::NO_CONTENT).header(http::header::ALLOW, (*allow).clone()),
+        ),
+    }
+}

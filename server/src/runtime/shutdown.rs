@@ -1,0 +1,78 @@
+//! Graceful shutdown: the process-wide trigger and each worker's view of it.
+//!
+//! The trigger is a `tokio::sync::watch` (tokio comes with tokio-postgres anyway, and its sync
+//! primitives run on any executor); a worker turns it into a thread-local [`LocalShutdown`], so
+//! that the hot path only reads a `Cell`.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use tokio::sync::futures::Notified;
+use tokio::sync::{watch, Notify};
+
+/// The process-wide shutdown trigger: cheap to clone, safe to fire from any thread, idempotent.
+#[derive(Clone, Debug)]
+pub struct ShutdownTrigger {
+    tx: std::sync::Arc<watch::Sender<bool>>,
+}
+
+impl ShutdownTrigger {
+    pub(crate) fn new() -> (ShutdownTrigger, watch::Receiver<bool>) {
+        let (tx, rx) = watch::channel(false);
+        (
+            ShutdownTrigger {
+                tx: std::sync::Arc::new(tx),
+            },
+            rx,
+        )
+    }
+
+    /// Starts a graceful shutdown: listeners close, requests in flight finish with
+    /// `Connection: close`, idle connections close, workers exit by the drain deadline.
+    pub fn shutdown(&self) {
+        self.tx.send_replace(true);
+    }
+
+    /// Whether shutdown has been triggered.
+    pub fn is_triggered(&self) -> bool {
+        *self.tx.borrow()
+    }
+}
+
+/// One worker's view of shutdown: a flag its connections read, and a notification that wakes
+/// the idle ones.
+#[derive(Debug, Default)]
+pub(crate) struct LocalShutdown {
+    draining: Rc<Cell<bool>>,
+    notify: Notify,
+}
+
+impl LocalShutdown {
+    /// The flag, shared with the handler context.
+    pub(crate) fn flag(&self) -> Rc<Cell<bool>> {
+        Rc::clone(&self.draining)
+    }
+
+    /// Whether this worker is draining.
+    #[inline]
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// A future that completes when draining begins. Create it *before* checking
+    /// [`is_draining`](Self::is_draining): a notification between the two is still seen.
+    pub(crate) fn notified(&self) -> Notified<'_> {
+        self.notify.notified()
+    }
+
+    /// Marks the worker as draining and wakes every idle connection.
+    pub(crate) fn begin(&self) {
+        self.draining.set(true);
+        self.notify.notify_waiters();
+    }
+}
+
+/// Waits until the process-wide trigger fires (or its sender is gone).
+pub(crate) async fn triggered(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|&v| v).await;
+}

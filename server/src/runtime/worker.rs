@@ -1,0 +1,181 @@
+//! A worker thread: pinned to its core, running its own monoio runtime, its own listener and
+//! every connection that listener accepts.
+
+use std::cell::Cell;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use monoio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+
+use super::driver::Driver;
+use super::listener::accept_queued;
+use super::shutdown::{triggered, LocalShutdown};
+use crate::connection::{self, ConnConfig, Shared};
+use crate::context::Ctx;
+use crate::h1::date;
+use crate::router::Router;
+
+/// Everything a worker thread is started with.
+pub(crate) struct WorkerSpec<F> {
+    pub(crate) index: usize,
+    pub(crate) core: Option<core_affinity::CoreId>,
+    pub(crate) listener: std::net::TcpListener,
+    pub(crate) driver: Driver,
+    pub(crate) cfg: ConnConfig,
+    pub(crate) max_connections: usize,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) ready: mpsc::Sender<Result<(), String>>,
+    pub(crate) factory: Arc<F>,
+}
+
+/// The body of a worker thread: pin, build the runtime, serve until drained.
+pub(crate) fn run<S, F>(spec: WorkerSpec<F>)
+where
+    S: 'static,
+    F: Fn(usize) -> (Router<S>, S) + Send + Sync + 'static,
+{
+    if let Some(core) = spec.core {
+        if !core_affinity::set_for_current(core) {
+            tracing::warn!(
+                worker = spec.index,
+                core = core.id,
+                "could not pin worker thread"
+            );
+        }
+    }
+    let ready = spec.ready.clone();
+    let result = match spec.driver {
+        Driver::IoUring { coop_taskrun } => {
+            let mut urb = io_uring::IoUring::<io_uring::squeue::Entry>::builder();
+            if coop_taskrun {
+                urb.setup_coop_taskrun();
+            }
+            monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                .uring_builder(urb)
+                .enable_timer()
+                .build()
+                .map(|mut rt| rt.block_on(serve(spec)))
+        }
+        Driver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .map(|mut rt| rt.block_on(serve(spec))),
+    };
+    if let Err(e) = result {
+        let _ = ready.send(Err(format!("cannot build the monoio runtime: {e}")));
+    }
+}
+
+/// Accepts connections until shutdown, then drains.
+async fn serve<S, F>(spec: WorkerSpec<F>)
+where
+    S: 'static,
+    F: Fn(usize) -> (Router<S>, S) + Send + Sync + 'static,
+{
+    let WorkerSpec {
+        index,
+        listener,
+        cfg,
+        max_connections,
+        drain_timeout,
+        shutdown,
+        ready,
+        factory,
+        ..
+    } = spec;
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot register the listener: {e}")));
+            return;
+        }
+    };
+    let (router, state) = factory(index);
+    let local = Rc::new(LocalShutdown::default());
+    let shared = Rc::new(Shared {
+        router,
+        ctx: Ctx::new(state, index, local.flag()),
+        cfg,
+        shutdown: Rc::clone(&local),
+    });
+    monoio::spawn(date::tick());
+    let conns = Rc::new(Conns::default());
+    let _ = ready.send(Ok(()));
+    drop(ready);
+
+    let stop = triggered(shutdown);
+    let mut stop = std::pin::pin!(stop);
+    'accept: loop {
+        // At the cap, stop accepting (the kernel queues up to `backlog`) until one closes.
+        while conns.open.get() >= max_connections {
+            monoio::select! {
+                _ = conns.closed.notified() => {}
+                _ = &mut stop => break 'accept,
+            }
+        }
+        monoio::select! {
+            _ = &mut stop => break 'accept,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => spawn_connection(stream, peer, &shared, &conns),
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning on the error.
+                    tracing::warn!(worker = index, error = %e, "accept failed");
+                    monoio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+
+    local.begin();
+    for (stream, peer) in accept_queued(listener.as_raw_fd()) {
+        match TcpStream::from_std(stream) {
+            Ok(stream) => spawn_connection(stream, peer, &shared, &conns),
+            Err(e) => {
+                tracing::warn!(worker = index, error = %e, "cannot register a queued connection")
+            }
+        }
+    }
+    drop(listener);
+    tracing::debug!(worker = index, open = conns.open.get(), "draining");
+
+    let deadline = monoio::time::sleep(drain_timeout);
+    let mut deadline = std::pin::pin!(deadline);
+    while conns.open.get() > 0 {
+        monoio::select! {
+            _ = conns.closed.notified() => {}
+            _ = &mut deadline => {
+                tracing::warn!(worker = index, open = conns.open.get(), "drain deadline passed, closing connections");
+                break;
+            }
+        }
+    }
+}
+
+/// Open connections of one worker, and a wake-up for whoever waits for one to close.
+#[derive(Default)]
+struct Conns {
+    open: Cell<usize>,
+    closed: Notify,
+}
+
+fn spawn_connection<S: 'static>(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    shared: &Rc<Shared<S>>,
+    conns: &Rc<Conns>,
+) {
+    let _ = stream.set_nodelay(true);
+    conns.open.set(conns.open.get() + 1);
+    let shared = Rc::clone(shared);
+    let conns = Rc::clone(conns);
+    monoio::spawn(async move {
+        connection::serve(stream, peer, shared).await;
+        conns.open.set(conns.open.get() - 1);
+        conns.closed.notify_one();
+    });
+}
