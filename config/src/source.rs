@@ -2,6 +2,7 @@
 //! [`Settings::load`], which layers them over the defaults.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -51,7 +52,7 @@ pub struct Overrides {
 /// assert_eq!(settings.port, 0);
 /// # Ok::<(), pinion_config::ConfigError>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Source {
     file: Option<PathBuf>,
     env: Vec<(String, String)>,
@@ -119,6 +120,19 @@ impl Source {
 
     fn is_reserved(&self, var: &str) -> bool {
         RESERVED_ENV_VARS.contains(&var) || self.reserved_env.iter().any(|r| r == var)
+    }
+}
+
+impl fmt::Debug for Source {
+    /// Shows the environment's variable names only: a process environment holds secrets
+    /// (`DATABASE_URL`, tokens), and a `Source` may end up in a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Source")
+            .field("file", &self.file)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("reserved_env", &self.reserved_env)
+            .field("overrides", &self.overrides)
+            .finish()
     }
 }
 
@@ -291,6 +305,14 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_hides_environment_values() {
+        let source = Source::new().with_env([("DATABASE_URL", "postgres://u:hunter2@h/db")]);
+        let debug = format!("{source:?}");
+        assert!(debug.contains("DATABASE_URL"), "{debug}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
 
     #[test]
     fn line_columns() {

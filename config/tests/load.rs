@@ -1,0 +1,714 @@
+//! Loading settings through the public API: defaults, file, environment, command line, and the
+//! errors an operator sees.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use pinion_config::{
+    mask_url_password, ConfigError, IoDriver, LogFormat, LogLevel, Overrides, Settings, Source,
+};
+
+/// A `pinion.toml` under the temp directory, removed when dropped.
+struct TempFile {
+    path: PathBuf,
+}
+
+impl TempFile {
+    fn new(contents: &str) -> TempFile {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "pinion-config-test-{}-{}.toml",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, contents).expect("write temp file");
+        TempFile { path }
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn load_file(contents: &str) -> (TempFile, Result<Settings, ConfigError>) {
+    let file = TempFile::new(contents);
+    let result = Settings::load(&Source::new().with_file(file.path()));
+    (file, result)
+}
+
+fn load_env(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    Settings::load(&Source::new().with_env(vars.iter().copied()))
+}
+
+#[test]
+fn defaults_without_file_or_environment() {
+    let settings = Settings::load(&Source::new()).expect("defaults load");
+    assert_eq!(settings, Settings::default());
+}
+
+#[test]
+fn irrelevant_environment_is_ignored() {
+    let settings =
+        load_env(&[("HOME", "/root"), ("PINIONX", "1"), ("pinion_port", "1")]).expect("load");
+    assert_eq!(settings, Settings::default());
+}
+
+#[test]
+fn file_overrides_defaults() {
+    let (_file, result) = load_file(
+        r#"
+# a comment
+bind = "127.0.0.1"
+port = 9000
+threads = 4
+io_driver = "epoll"
+backlog = 1024
+max_connections_per_thread = 100
+max_head_size = "32KiB"
+max_headers = 50
+max_uri_length = 2048
+max_body_size = "1 MB"
+max_drain_size = 0
+header_read_timeout = "500ms"
+body_read_timeout = 5
+keepalive_timeout = "2m"
+drain_timeout = "1h"
+server_name = "pinion (test)"
+log_level = "debug"
+log_format = "json"
+"#,
+    );
+    let s = result.expect("load");
+    assert_eq!(s.bind, IpAddr::from([127, 0, 0, 1]));
+    assert_eq!(s.port, 9000);
+    assert_eq!(s.threads, Some(4));
+    assert_eq!(s.io_driver, IoDriver::Epoll);
+    assert_eq!(s.backlog, 1024);
+    assert_eq!(s.max_connections_per_thread, 100);
+    assert_eq!(s.max_head_size, 32 * 1024);
+    assert_eq!(s.max_headers, 50);
+    assert_eq!(s.max_uri_length, 2048);
+    assert_eq!(s.max_body_size, 1_000_000);
+    assert_eq!(s.max_drain_size, 0);
+    assert_eq!(s.header_read_timeout, Duration::from_millis(500));
+    assert_eq!(s.body_read_timeout, Duration::from_secs(5));
+    assert_eq!(s.keepalive_timeout, Duration::from_secs(120));
+    assert_eq!(s.drain_timeout, Duration::from_secs(3600));
+    assert_eq!(s.server_name, "pinion (test)");
+    assert_eq!(s.log_level, LogLevel::Debug);
+    assert_eq!(s.log_format, LogFormat::Json);
+}
+
+#[test]
+fn partial_file_keeps_other_defaults() {
+    let (_file, result) = load_file("port = 9000\n");
+    let s = result.expect("load");
+    assert_eq!(
+        s,
+        Settings {
+            port: 9000,
+            ..Settings::default()
+        }
+    );
+}
+
+#[test]
+fn environment_overrides_file() {
+    let file = TempFile::new("port = 9000\nmax_body_size = \"1MiB\"\nlog_level = \"warn\"\n");
+    let source = Source::new().with_file(file.path()).with_env([
+        ("PINION_PORT", "9001"),
+        ("PINION_MAX_BODY_SIZE", "20 MiB"),
+        ("PINION_KEEPALIVE_TIMEOUT", "90s"),
+        ("PINION_IO_DRIVER", "io_uring"),
+        ("PINION_THREADS", "auto"),
+        ("PINION_BIND", "::1"),
+    ]);
+    let s = Settings::load(&source).expect("load");
+    assert_eq!(s.port, 9001);
+    assert_eq!(s.max_body_size, 20 * 1024 * 1024);
+    assert_eq!(s.keepalive_timeout, Duration::from_secs(90));
+    assert_eq!(s.io_driver, IoDriver::IoUring);
+    assert_eq!(s.threads, None);
+    assert_eq!(s.bind, "::1".parse::<IpAddr>().expect("ip"));
+    // From the file, untouched by the environment.
+    assert_eq!(s.log_level, LogLevel::Warn);
+}
+
+#[test]
+fn port_and_web_concurrency_conventions() {
+    let s = load_env(&[("PORT", "5000"), ("WEB_CONCURRENCY", "3")]).expect("load");
+    assert_eq!((s.port, s.threads), (5000, Some(3)));
+
+    // They override the file too: they are environment.
+    let file = TempFile::new("port = 9000\nthreads = 8\n");
+    let source = Source::new()
+        .with_file(file.path())
+        .with_env([("PORT", "5000"), ("WEB_CONCURRENCY", "3")]);
+    let s = Settings::load(&source).expect("load");
+    assert_eq!((s.port, s.threads), (5000, Some(3)));
+}
+
+#[test]
+fn pinion_variables_beat_the_conventions() {
+    let s = load_env(&[
+        ("PORT", "5000"),
+        ("PINION_PORT", "6000"),
+        ("WEB_CONCURRENCY", "3"),
+        ("PINION_THREADS", "2"),
+    ])
+    .expect("load");
+    assert_eq!((s.port, s.threads), (6000, Some(2)));
+
+    // Order of the environment does not matter.
+    let s = load_env(&[("PINION_PORT", "6000"), ("PORT", "5000")]).expect("load");
+    assert_eq!(s.port, 6000);
+
+    // A conventional variable that is overridden is not even checked.
+    let s = load_env(&[("PORT", "not-a-port"), ("PINION_PORT", "6000")]).expect("load");
+    assert_eq!(s.port, 6000);
+}
+
+#[test]
+fn bad_conventional_variable_is_named() {
+    let err = load_env(&[("PORT", "http")]).expect_err("bad PORT");
+    assert!(err.is_invalid_value());
+    assert_eq!(err.key(), Some("port"));
+    assert_eq!(err.env_var(), Some("PORT"));
+    assert_eq!(
+        err.to_string(),
+        "invalid value for `port` in environment variable PORT: \"http\": \
+         must be an integer in 0..=65535"
+    );
+
+    let err = load_env(&[("WEB_CONCURRENCY", "0")]).expect_err("bad WEB_CONCURRENCY");
+    assert_eq!(err.key(), Some("threads"));
+    assert_eq!(err.env_var(), Some("WEB_CONCURRENCY"));
+}
+
+#[test]
+fn command_line_overrides_environment() {
+    let source = Source::new()
+        .with_env([("PINION_PORT", "6000"), ("PINION_THREADS", "2")])
+        .with_overrides(Overrides {
+            bind: Some(IpAddr::from([127, 0, 0, 1])),
+            port: Some(0),
+            threads: Some(5),
+        });
+    let s = Settings::load(&source).expect("load");
+    assert_eq!(s.bind, IpAddr::from([127, 0, 0, 1]));
+    assert_eq!(s.port, 0);
+    assert_eq!(s.threads, Some(5));
+
+    let partial = Source::new()
+        .with_env([("PINION_PORT", "6000")])
+        .with_overrides(Overrides {
+            threads: Some(1),
+            ..Overrides::default()
+        });
+    let s = Settings::load(&partial).expect("load");
+    assert_eq!((s.port, s.threads), (6000, Some(1)));
+}
+
+#[test]
+fn command_line_overrides_are_validated() {
+    for threads in [0, 1025, usize::MAX] {
+        let source = Source::new().with_overrides(Overrides {
+            threads: Some(threads),
+            ..Overrides::default()
+        });
+        let err = Settings::load(&source).expect_err("bad --threads");
+        assert!(err.is_invalid_value());
+        assert_eq!(err.key(), Some("threads"));
+        assert!(
+            err.to_string()
+                .starts_with("invalid value for `threads` on the command line: "),
+            "{err}"
+        );
+    }
+}
+
+/// Every rule: values that pass and values that fail, through the file and the environment.
+/// `file` values are TOML text; `env` values are environment strings.
+struct Rule {
+    key: &'static str,
+    good_file: &'static [&'static str],
+    bad_file: &'static [(&'static str, &'static str)],
+    good_env: &'static [&'static str],
+    bad_env: &'static [(&'static str, &'static str)],
+}
+
+const RULES: &[Rule] = &[
+    Rule {
+        key: "bind",
+        good_file: &[r#""127.0.0.1""#, r#""::""#],
+        bad_file: &[
+            (r#""localhost""#, "must be an IP address"),
+            ("5", "found an integer"),
+        ],
+        good_env: &["10.0.0.1", "::1"],
+        bad_env: &[
+            ("", "must be an IP address"),
+            ("[::1]", "must be an IP address"),
+        ],
+    },
+    Rule {
+        key: "port",
+        good_file: &["0", "65535", r#""8080""#],
+        bad_file: &[
+            ("65536", "must be an integer in 0..=65535"),
+            ("-1", "must be an integer in 0..=65535"),
+            ("80.5", "found a float"),
+        ],
+        good_env: &["0", "443"],
+        bad_env: &[
+            ("80800", "0..=65535"),
+            ("", "0..=65535"),
+            ("http", "0..=65535"),
+        ],
+    },
+    Rule {
+        key: "threads",
+        good_file: &["1", "1024", r#""auto""#],
+        bad_file: &[
+            ("0", "must be an integer in 1..=1024, or \"auto\""),
+            ("1025", "must be an integer in 1..=1024"),
+            ("true", "found a boolean"),
+        ],
+        good_env: &["16", "AUTO"],
+        bad_env: &[("0", "1..=1024"), ("many", "1..=1024")],
+    },
+    Rule {
+        key: "io_driver",
+        good_file: &[r#""auto""#, r#""io_uring""#, r#""epoll""#],
+        bad_file: &[
+            (
+                r#""uring""#,
+                r#"must be one of "auto", "io_uring", "epoll""#,
+            ),
+            ("1", "found an integer"),
+        ],
+        good_env: &["EPOLL"],
+        bad_env: &[("", "must be one of")],
+    },
+    Rule {
+        key: "backlog",
+        good_file: &["1", "65535"],
+        bad_file: &[
+            ("0", "must be an integer in 1..=65535"),
+            ("65536", "must be an integer in 1..=65535"),
+        ],
+        good_env: &["128"],
+        bad_env: &[("-5", "1..=65535")],
+    },
+    Rule {
+        key: "max_connections_per_thread",
+        good_file: &["1", "1000000"],
+        bad_file: &[("0", "must be an integer of at least 1")],
+        good_env: &["10"],
+        bad_env: &[("lots", "must be an integer of at least 1")],
+    },
+    Rule {
+        key: "max_head_size",
+        good_file: &["1024", r#""1KiB""#, r#""1MiB""#, r#""1MB""#],
+        bad_file: &[
+            ("1023", "must be between 1KiB and 1MiB"),
+            (r#""1025KiB""#, "must be between 1KiB and 1MiB"),
+            (r#""2GiB""#, "must be between 1KiB and 1MiB"),
+            ("-1", "must not be negative"),
+        ],
+        good_env: &["8 KiB"],
+        bad_env: &[("10 parsecs", "unknown size unit `parsecs`")],
+    },
+    Rule {
+        key: "max_headers",
+        good_file: &["1", "1024"],
+        bad_file: &[
+            ("0", "must be an integer in 1..=1024"),
+            ("1025", "must be an integer in 1..=1024"),
+        ],
+        good_env: &["64"],
+        bad_env: &[("1k", "must be an integer in 1..=1024")],
+    },
+    Rule {
+        key: "max_uri_length",
+        good_file: &["16", r#""64KiB""#],
+        bad_file: &[("15", "must be at least 16 bytes")],
+        good_env: &["2KiB"],
+        bad_env: &[("15B", "must be at least 16 bytes")],
+    },
+    Rule {
+        key: "max_body_size",
+        good_file: &["0", r#""1GiB""#, r#""500MB""#],
+        bad_file: &[
+            ("-1", "must not be negative"),
+            ("[1]", "found an array"),
+            (r#""99999999999GiB""#, "is too large"),
+        ],
+        good_env: &["10485760", "10 MiB"],
+        bad_env: &[
+            ("-1", "must start with a whole number"),
+            ("", "is empty"),
+            ("10 parsecs", "unknown size unit"),
+        ],
+    },
+    Rule {
+        key: "max_drain_size",
+        good_file: &["0", r#""64KiB""#],
+        bad_file: &[(r#""1.5KiB""#, "must be a whole number")],
+        good_env: &["1MB"],
+        bad_env: &[("lots", "must start with a whole number")],
+    },
+    Rule {
+        key: "header_read_timeout",
+        good_file: &["1", r#""1ms""#, r#""24h""#],
+        bad_file: &[
+            ("0", "must be greater than 0"),
+            (r#""0ms""#, "must be greater than 0"),
+            (r#""25h""#, "must be at most 24h"),
+            ("-1", "must not be negative"),
+            ("1.5", "found a float"),
+        ],
+        good_env: &["10", "500ms"],
+        bad_env: &[
+            ("10 parsecs", "unknown duration unit `parsecs`"),
+            ("", "is empty"),
+            ("-1", "must start with a whole number"),
+            ("99999999999h", "is too large"),
+        ],
+    },
+    Rule {
+        key: "body_read_timeout",
+        good_file: &[r#""30s""#],
+        bad_file: &[(r#""0s""#, "must be greater than 0")],
+        good_env: &["1m"],
+        bad_env: &[("1d", "unknown duration unit `d`")],
+    },
+    Rule {
+        key: "keepalive_timeout",
+        good_file: &[r#""75s""#],
+        bad_file: &[("0", "must be greater than 0")],
+        good_env: &["2m"],
+        bad_env: &[("0", "must be greater than 0")],
+    },
+    Rule {
+        key: "drain_timeout",
+        good_file: &[r#""1h""#],
+        bad_file: &[("86401", "must be at most 24h")],
+        good_env: &["90s"],
+        bad_env: &[("0h", "must be greater than 0")],
+    },
+    Rule {
+        key: "server_name",
+        good_file: &[r#""pinion/1.0""#, r#""a""#],
+        bad_file: &[
+            (r#""""#, "must not be empty"),
+            (r#""a\r\nX-Injected: 1""#, "must be visible ASCII"),
+            (
+                r#""xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx""#,
+                "must be at most 64 characters",
+            ),
+            ("1", "must be a string, found an integer"),
+        ],
+        good_env: &["edge (eu-west)"],
+        bad_env: &[("", "must not be empty"), ("tab\there", "visible ASCII")],
+    },
+    Rule {
+        key: "log_level",
+        good_file: &[
+            r#""error""#,
+            r#""warn""#,
+            r#""info""#,
+            r#""debug""#,
+            r#""trace""#,
+        ],
+        bad_file: &[(
+            r#""verbose""#,
+            r#"must be one of "error", "warn", "info", "debug", "trace""#,
+        )],
+        good_env: &["DEBUG"],
+        bad_env: &[("warning", "must be one of")],
+    },
+    Rule {
+        key: "log_format",
+        good_file: &[r#""text""#, r#""json""#],
+        bad_file: &[(r#""xml""#, r#"must be one of "text", "json""#)],
+        good_env: &["json"],
+        bad_env: &[("logfmt", "must be one of")],
+    },
+];
+
+#[test]
+fn every_rule_names_the_key() {
+    for rule in RULES {
+        let env_var = format!("PINION_{}", rule.key.to_ascii_uppercase());
+        for value in rule.good_file {
+            let (_file, result) = load_file(&format!("{} = {value}\n", rule.key));
+            if let Err(e) = result {
+                panic!("{} = {value} should load: {e}", rule.key);
+            }
+        }
+        for (value, reason) in rule.bad_file {
+            // Line 2, after a comment, to check the line is reported.
+            let (file, result) = load_file(&format!("# pinion\n{} = {value}\n", rule.key));
+            let err = result.expect_err(&format!("{} = {value} should fail", rule.key));
+            let message = err.to_string();
+            assert!(err.is_invalid_value(), "{message}");
+            assert_eq!(err.key(), Some(rule.key), "{message}");
+            assert_eq!(err.path(), Some(file.path()), "{message}");
+            assert_eq!(err.line(), Some(2), "{message}");
+            let prefix = format!(
+                "invalid value for `{}` in {} (line 2): ",
+                rule.key,
+                file.path().display()
+            );
+            assert!(message.starts_with(&prefix), "{message}");
+            assert!(message.contains(reason), "{message} lacks {reason:?}");
+        }
+        for value in rule.good_env {
+            if let Err(e) = load_env(&[(&env_var, value)]) {
+                panic!("{env_var}={value} should load: {e}");
+            }
+        }
+        for (value, reason) in rule.bad_env {
+            let err = load_env(&[(&env_var, value)]).expect_err(&format!("{env_var}={value}"));
+            let message = err.to_string();
+            assert!(err.is_invalid_value(), "{message}");
+            assert_eq!(err.key(), Some(rule.key), "{message}");
+            assert_eq!(err.env_var(), Some(env_var.as_str()), "{message}");
+            let expected = format!(
+                "invalid value for `{}` in environment variable {env_var}: {value:?}: ",
+                rule.key
+            );
+            assert!(message.starts_with(&expected), "{message}");
+            assert!(message.contains(reason), "{message} lacks {reason:?}");
+        }
+    }
+}
+
+#[test]
+fn every_key_has_rules() {
+    let rendered = Settings::default().render_masked();
+    for line in rendered.lines().filter(|l| !l.starts_with('#')) {
+        let key = line.split(" = ").next().unwrap_or_default();
+        assert!(
+            RULES.iter().any(|r| r.key == key),
+            "no validation cases for `{key}`"
+        );
+    }
+}
+
+#[test]
+fn invalid_value_message_is_complete() {
+    let (file, result) = load_file("bind = \"::\"\nport = 80800\n");
+    let err = result.expect_err("port out of range");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "invalid value for `port` in {} (line 2): 80800: must be an integer in 0..=65535",
+            file.path().display()
+        )
+    );
+}
+
+#[test]
+fn unknown_key_in_file_suggests_the_closest() {
+    let (file, result) = load_file("port = 1\n\nprot = 2\n");
+    let err = result.expect_err("unknown key");
+    assert!(err.is_unknown_key());
+    assert_eq!(err.key(), Some("prot"));
+    assert_eq!(err.line(), Some(3));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "unknown key `prot` in {} (line 3); did you mean `port`?",
+            file.path().display()
+        )
+    );
+
+    let (_file, result) = load_file("max-body-size = \"1MiB\"\n");
+    let err = result.expect_err("dashes");
+    assert!(
+        err.to_string().ends_with("did you mean `max_body_size`?"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_key_without_a_close_match_lists_the_keys() {
+    let (_file, result) = load_file("database_url = \"postgres://u:secret@h/db\"\n");
+    let err = result.expect_err("unknown key");
+    assert!(err.is_unknown_key());
+    assert_eq!(err.key(), Some("database_url"));
+    let message = err.to_string();
+    assert!(
+        message.contains("; known keys are `bind`, `port`, "),
+        "{message}"
+    );
+    assert!(!message.contains("secret"), "{message}");
+}
+
+#[test]
+fn tables_are_unknown_keys_with_a_hint() {
+    let (_file, result) = load_file("[server]\nport = 8080\n");
+    let err = result.expect_err("table");
+    assert!(err.is_unknown_key());
+    assert_eq!(err.key(), Some("server"));
+    assert!(err.to_string().contains("no tables"), "{err}");
+}
+
+#[test]
+fn first_error_in_file_order() {
+    let (_file, result) = load_file("zzz = 1\nport = -1\n");
+    assert_eq!(result.expect_err("errors").key(), Some("zzz"));
+}
+
+#[test]
+fn unknown_pinion_variable() {
+    let err = load_env(&[("PINION_PROT", "80")]).expect_err("unknown variable");
+    assert!(err.is_unknown_key());
+    assert_eq!(err.key(), Some("PINION_PROT"));
+    assert_eq!(err.env_var(), Some("PINION_PROT"));
+    assert_eq!(
+        err.to_string(),
+        "unknown environment variable PINION_PROT; did you mean PINION_PORT?"
+    );
+
+    let err = load_env(&[("PINION_DATABASE_URL", "x")]).expect_err("unknown variable");
+    assert!(
+        err.to_string()
+            .starts_with("unknown environment variable PINION_DATABASE_URL; known keys are PINION_BIND, PINION_PORT,"),
+        "{err}"
+    );
+}
+
+#[test]
+fn reserved_pinion_variables_are_not_settings() {
+    load_env(&[("PINION_CONFIG", "/etc/pinion.toml")]).expect("PINION_CONFIG is reserved");
+    let source = Source::new()
+        .with_env([("PINION_LOG_FILTER", "pinion=debug")])
+        .with_reserved_env("PINION_LOG_FILTER");
+    Settings::load(&source).expect("reserved by the binary");
+}
+
+#[test]
+fn invalid_toml_reports_line_and_column() {
+    let (file, result) = load_file("port = 8080\nbind = \"0.0.0.0\n");
+    let err = result.expect_err("unterminated string");
+    assert!(err.is_parse());
+    assert_eq!(err.line(), Some(2));
+    assert_eq!(err.path(), Some(file.path()));
+    let message = err.to_string();
+    let prefix = format!(
+        "invalid TOML in {} at line 2, column ",
+        file.path().display()
+    );
+    assert!(message.starts_with(&prefix), "{message}");
+    assert!(!message.contains('\n'), "{message}");
+
+    let (_file, result) = load_file("port = 1\nport = 2\n");
+    let err = result.expect_err("duplicate key");
+    assert!(err.is_parse());
+    assert_eq!(err.line(), Some(2), "{err}");
+}
+
+#[test]
+fn missing_file_names_the_path() {
+    let path = std::env::temp_dir().join(format!(
+        "pinion-config-test-{}-missing.toml",
+        std::process::id()
+    ));
+    let err = Settings::load(&Source::new().with_file(&path)).expect_err("missing file");
+    assert!(err.is_io());
+    assert_eq!(err.path(), Some(path.as_path()));
+    assert_eq!(err.key(), None);
+    assert!(
+        err.to_string().starts_with(&format!(
+            "cannot read configuration file {}: ",
+            path.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn render_masked_round_trips() {
+    let custom = Settings {
+        bind: "::1".parse().expect("ip"),
+        port: 0,
+        threads: Some(7),
+        io_driver: IoDriver::Epoll,
+        backlog: 100,
+        max_connections_per_thread: 3,
+        max_head_size: 1500,
+        max_headers: 1024,
+        max_uri_length: 16,
+        max_body_size: u64::MAX,
+        max_drain_size: 1_000_000,
+        header_read_timeout: Duration::from_millis(1500),
+        body_read_timeout: Duration::from_secs(61),
+        keepalive_timeout: Duration::from_secs(7200),
+        drain_timeout: Duration::from_secs(1),
+        server_name: "it's \"quoted\" \\ here".to_string(),
+        log_level: LogLevel::Trace,
+        log_format: LogFormat::Json,
+    };
+    for settings in [Settings::default(), custom] {
+        let rendered = settings.render_masked();
+        let (_file, result) = load_file(&rendered);
+        match result {
+            Ok(loaded) => assert_eq!(loaded, settings, "{rendered}"),
+            Err(e) => panic!("{e}\n{rendered}"),
+        }
+    }
+}
+
+#[test]
+fn readme_table_lists_every_key_with_its_default() {
+    let table = include_str!("../README-table.md");
+    let rendered = Settings::default().render_masked();
+    for line in rendered.lines().filter(|l| !l.starts_with('#')) {
+        let (key, default) = line.split_once(" = ").expect("key = value");
+        let env_var = format!("PINION_{}", key.to_ascii_uppercase());
+        let row = table
+            .lines()
+            .find(|row| row.starts_with(&format!("| `{key}` |")))
+            .unwrap_or_else(|| panic!("README-table.md has no row for `{key}`"));
+        assert!(row.contains(&format!("`{env_var}`")), "{row}");
+        assert!(
+            row.contains(&format!("`{default}`")),
+            "row for `{key}` should show the default `{default}`: {row}"
+        );
+    }
+}
+
+#[test]
+fn mask_url_password_is_public() {
+    assert_eq!(
+        mask_url_password("postgres://u:secret@h/db"),
+        "postgres://u:****@h/db"
+    );
+    assert_eq!(mask_url_password("postgres://u@h/db"), "postgres://u@h/db");
+}
+
+#[test]
+fn process_environment_source_loads() {
+    // The test runner's environment has no PINION_* variables of ours; this checks the
+    // conversion compiles and runs, without mutating the process environment.
+    let source = Source::from_process_env();
+    assert_eq!(source.file(), None);
+    let has_pinion_vars = std::env::vars_os().any(|(k, _)| {
+        let k = k.to_string_lossy();
+        k.starts_with("PINION_") || k == "PORT" || k == "WEB_CONCURRENCY"
+    });
+    if !has_pinion_vars {
+        assert_eq!(Settings::load(&source).expect("load"), Settings::default());
+    }
+}
