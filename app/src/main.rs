@@ -122,6 +122,7 @@ fn init_logging(settings: &Settings) {
         .unwrap_or_else(|_| EnvFilter::new(settings.log_level.as_str()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let result = match settings.log_format {
         LogFormat::Json => builder.json().try_init(),

@@ -20,7 +20,7 @@ const MASK: &str = "****";
 /// including a URL without a password, is returned unchanged. An empty password is left empty:
 /// masking it would suggest there is one.
 ///
-/// The userinfo ends at the last `@` before the path, as in libpq, so a password containing an
+/// The userinfo is taken to end at the last `@` before the path, so a password containing an
 /// unencoded `@` is still masked whole.
 pub fn mask_url_password(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {

@@ -672,7 +672,7 @@ fn render_masked_round_trips() {
 
 #[test]
 fn readme_table_lists_every_key_with_its_default() {
-    let table = include_str!("../README-table.md");
+    let table = include_str!("../../README.md");
     let rendered = Settings::default().render_masked();
     for line in rendered.lines().filter(|l| !l.starts_with('#')) {
         let (key, default) = line.split_once(" = ").expect("key = value");
@@ -680,7 +680,7 @@ fn readme_table_lists_every_key_with_its_default() {
         let row = table
             .lines()
             .find(|row| row.starts_with(&format!("| `{key}` |")))
-            .unwrap_or_else(|| panic!("README-table.md has no row for `{key}`"));
+            .unwrap_or_else(|| panic!("README.md has no row for `{key}`"));
         assert!(row.contains(&format!("`{env_var}`")), "{row}");
         assert!(
             row.contains(&format!("`{default}`")),

@@ -21,7 +21,7 @@ use crate::h1::encode::{self, ConnHeader, CONTINUE};
 use crate::h1::framing::BodyFraming;
 use crate::h1::head::{self, Head, HeadError, Limits, PathRepr, Version};
 use crate::h1::{Request, Response};
-use crate::router::{fallback_response, Found, Router};
+use crate::router::{fallback_response, Dispatch, Router};
 use crate::runtime::shutdown::LocalShutdown;
 
 /// Initial size of a connection's read buffer; it grows (up to the head and body limits) only
@@ -168,7 +168,7 @@ impl<S: 'static> Connection<S> {
         // `max_drain_size`) instead of buffering it.
         let body = match (&found, head.framing) {
             (_, BodyFraming::None) => Bytes::new(),
-            (Found::Handler(..), framing) => match self
+            (Dispatch::Handler(..), framing) => match self
                 .read_body(framing, head.expect_continue, shared)
                 .await?
             {
@@ -188,7 +188,7 @@ impl<S: 'static> Connection<S> {
         let head_only = head.method == Method::HEAD;
         let version = head.version;
         let response = match found {
-            Found::Handler(handler, params) => {
+            Dispatch::Handler(handler, params) => {
                 let mut req = Request::new(head, head_bytes, body, self.peer);
                 req.set_params(params);
                 match handler.call(req, &shared.ctx).await {

@@ -55,7 +55,7 @@ pub struct Router<S> {
 }
 
 /// What [`Router::find`] decided.
-pub(crate) enum Found<'r, S> {
+pub(crate) enum Dispatch<'r, S> {
     /// A handler, the route template and its captured, decoded parameters.
     Handler(&'r dyn Handler<S>, Vec<(Box<str>, Box<str>)>),
     /// No route has this path.
@@ -148,9 +148,9 @@ impl<S: 'static> Router<S> {
     }
 
     /// Finds the handler for `method` and `path`. HEAD falls back to GET.
-    pub(crate) fn find(&self, method: &Method, path: &str) -> Found<'_, S> {
+    pub(crate) fn find(&self, method: &Method, path: &str) -> Dispatch<'_, S> {
         let Ok(matched) = self.paths.at(path) else {
-            return Found::NotFound;
+            return Dispatch::NotFound;
         };
         let route = &self.routes[*matched.value];
         let pick = |m: &Method| {
@@ -173,10 +173,10 @@ impl<S: 'static> Router<S> {
                     .iter()
                     .map(|(k, v)| (Box::from(k), decode_path_param(v)))
                     .collect();
-                Found::Handler(&**handler, params)
+                Dispatch::Handler(&**handler, params)
             }
-            None if method == Method::OPTIONS => Found::Options(&route.allow),
-            None => Found::MethodNotAllowed(&route.allow),
+            None if method == Method::OPTIONS => Dispatch::Options(&route.allow),
+            None => Dispatch::MethodNotAllowed(&route.allow),
         }
     }
 }
@@ -207,16 +207,16 @@ fn allow_value<S>(handlers: &[(MethodFilter, Box<dyn Handler<S>>)]) -> HeaderVal
 }
 
 /// The response for a request the router could not hand to a handler.
-pub(crate) fn fallback_response(found: &Found<'_, impl Sized>) -> Option<Response> {
+pub(crate) fn fallback_response(found: &Dispatch<'_, impl Sized>) -> Option<Response> {
     match found {
-        Found::Handler(..) => None,
-        Found::NotFound => Some(Error::not_found().into_response()),
-        Found::MethodNotAllowed(allow) => Some(
+        Dispatch::Handler(..) => None,
+        Dispatch::NotFound => Some(Error::not_found().into_response()),
+        Dispatch::MethodNotAllowed(allow) => Some(
             Error::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
                 .into_response()
                 .header(http::header::ALLOW, (*allow).clone()),
         ),
-        Found::Options(allow) => Some(
+        Dispatch::Options(allow) => Some(
             Response::new(StatusCode::NO_CONTENT).header(http::header::ALLOW, (*allow).clone()),
         ),
     }

@@ -19,12 +19,13 @@ pub fn drivers() -> Vec<IoDriver> {
 
 /// Settings for a test server: loopback, a free port, one thread unless said otherwise.
 pub fn settings(driver: IoDriver) -> Settings {
-    let mut s = Settings::default();
-    s.bind = "127.0.0.1".parse().expect("loopback");
-    s.port = 0;
-    s.threads = Some(1);
-    s.io_driver = driver;
-    s
+    Settings {
+        bind: "127.0.0.1".parse().expect("loopback"),
+        port: 0,
+        threads: Some(1),
+        io_driver: driver,
+        ..Settings::default()
+    }
 }
 
 /// A running test server, shut down and joined on drop.

@@ -1,0 +1,35 @@
+# pinion — every target is one command, the same one CI runs (.ci/run calls `make test`).
+
+CARGO ?= cargo
+PORT ?= 8080
+
+.PHONY: run build test lint fmt bench clean
+
+## run: build (release) and serve the demo app on 0.0.0.0:$(PORT)
+run:
+	$(CARGO) run --release -p pinion-app --bin pinion -- serve --port $(PORT)
+
+## build: release build of the `pinion` binary
+build:
+	$(CARGO) build --release -p pinion-app
+
+## test: formatting, clippy with -D warnings, then every test of the workspace
+test: lint
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
+
+## lint: rustfmt check and clippy (all targets, warnings are errors)
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## fmt: format the workspace
+fmt:
+	$(CARGO) fmt --all
+
+## bench: side-by-side load tests against the peers (see bench/README.md)
+bench:
+	bench/run
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,213 @@
+//! The `pinion` binary, run for real: CLI, configuration errors, the endpoints over a socket,
+//! and SIGTERM with a request in flight.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pinion");
+
+/// A `pinion` command with a clean pinion environment, so the developer's variables don't leak in.
+fn pinion() -> Command {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PINION_") || k == "PORT" || k == "WEB_CONCURRENCY" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("RUST_LOG", "info");
+    cmd
+}
+
+#[test]
+fn version_is_printed() {
+    let out = pinion().arg("--version").output().expect("runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.trim(), format!("pinion {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn check_prints_the_effective_configuration() {
+    let out = pinion()
+        .args(["check"])
+        .env("PINION_MAX_BODY_SIZE", "2MiB")
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("port = 8080"), "{text}");
+    assert!(text.contains("max_body_size = \"2MiB\""), "{text}");
+}
+
+#[test]
+fn bad_config_names_the_key_and_refuses_to_start() {
+    let dir = std::env::temp_dir().join(format!("pinion-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("pinion.toml");
+    std::fs::write(&file, "port = 8080\nkeepalive_timeout = \"forever\"\n").expect("write");
+    let out = pinion()
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .expect("runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("keepalive_timeout"), "{err}");
+    assert!(err.contains("forever"), "{err}");
+
+    let out = pinion()
+        .args(["serve"])
+        .env("PINION_THREDS", "2")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("PINION_THREDS"), "{err}");
+}
+
+/// A server process on 127.0.0.1 with a free port, killed on drop if a test fails.
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(extra_env: &[(&str, &str)]) -> Served {
+    let mut cmd = pinion();
+    cmd.args([
+        "serve",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--threads",
+        "1",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn pinion");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("pinion exited before listening")
+            .expect("read stderr");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            let addr = rest.split_whitespace().next().expect("address");
+            break addr.parse().expect("socket address");
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Served { child, addr }
+}
+
+fn read_response(stream: &mut TcpStream) -> String {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&out);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        break;
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn techempower_endpoints_answer_exactly() {
+    let server = serve(&[]);
+    let mut s = TcpStream::connect(server.addr).expect("connect");
+    s.write_all(b"GET /plaintext HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("write");
+    let r = read_response(&mut s);
+    assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+    assert!(r.contains("\r\nServer: pinion\r\n"));
+    assert!(r.contains("\r\nDate: "));
+    assert!(r.contains("\r\nContent-Type: text/plain\r\n"));
+    assert!(r.contains("\r\nContent-Length: 13\r\n"));
+    assert!(r.ends_with("\r\n\r\nHello, World!"));
+    s.write_all(b"GET /json HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("write");
+    let r = read_response(&mut s);
+    assert!(r.contains("\r\nContent-Type: application/json\r\n"), "{r}");
+    assert!(r.contains("\r\nContent-Length: 27\r\n"));
+    assert!(r.ends_with("\r\n\r\n{\"message\":\"Hello, World!\"}"));
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("write");
+    let r = read_response(&mut s);
+    assert!(r.contains("text/html"), "{r}");
+    assert!(r.contains("/plaintext") && r.contains("/json") && r.contains("/echo"));
+}
+
+#[test]
+fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
+    let mut server = serve(&[]);
+    let addr = server.addr;
+    // A request whose body is only half sent when the signal arrives.
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
+        .expect("write");
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(server.child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    // New connections are refused once the listener is closed.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(addr).is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s.write_all(b"world").expect("finish the body");
+    let r = read_response(&mut s);
+    assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+    assert!(r.contains("\r\nConnection: close\r\n"), "{r}");
+    assert!(r.ends_with("helloworld"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "did not exit after draining");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+}
