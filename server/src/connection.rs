@@ -82,7 +82,17 @@ struct Connection<S: 'static> {
     rbuf: BytesMut,
     wbuf: BytesMut,
     shared: Rc<Shared<S>>,
+    /// Set when the connection closes while the peer may still be sending (a rejected
+    /// request, an undrained body): closing a socket with unread input makes the kernel send
+    /// a reset, which can destroy the response before the client reads it.
+    linger: bool,
 }
+
+/// How long a lingering close waits for the peer to finish sending (nginx's
+/// `lingering_timeout` is 5 s; a shorter bound keeps a drain deadline reachable).
+const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most bytes a lingering close reads and discards before giving up.
+const LINGER_MAX: usize = 1024 * 1024;
 
 /// Serves `stream` until the peer leaves, an error closes it, or shutdown drains it.
 pub(crate) async fn serve<S: 'static>(stream: TcpStream, peer: SocketAddr, shared: Rc<Shared<S>>) {
@@ -92,9 +102,13 @@ pub(crate) async fn serve<S: 'static>(stream: TcpStream, peer: SocketAddr, share
         rbuf: BytesMut::with_capacity(READ_BUF),
         wbuf: BytesMut::with_capacity(WRITE_BUF),
         shared,
+        linger: false,
     };
     if let Err(why) = conn.run().await {
         tracing::trace!(peer = %conn.peer, ?why, "connection closed");
+    }
+    if conn.linger {
+        conn.linger_close().await;
     }
 }
 
@@ -116,6 +130,7 @@ impl<S: 'static> Connection<S> {
                 head_deadline = None;
                 if !self.answer(head, &shared).await? {
                     self.flush().await?;
+                    self.linger |= !self.rbuf.is_empty();
                     return Ok(());
                 }
                 if self.wbuf.len() >= FLUSH_AT {
@@ -180,6 +195,7 @@ impl<S: 'static> Connection<S> {
                 // wait for it, answer and close.
                 if head.expect_continue || !self.drain_body(framing, shared).await? {
                     keep_alive = false;
+                    self.linger = true;
                 }
                 Bytes::new()
             }
@@ -237,7 +253,8 @@ impl<S: 'static> Connection<S> {
         shared: &Shared<S>,
     ) -> Result<Result<Bytes, (StatusCode, &'static str)>, Closed> {
         let cfg = &shared.cfg;
-        if expect_continue {
+        // A client that already sent body bytes is not waiting for the interim response.
+        if expect_continue && self.rbuf.is_empty() {
             // Earlier responses of the batch go first, then the interim 100.
             self.wbuf.extend_from_slice(CONTINUE);
             self.flush().await?;
@@ -370,10 +387,27 @@ impl<S: 'static> Connection<S> {
             ConnHeader::Close,
             false,
         );
+        self.linger = true;
         self.flush().await?;
-        // Half-close, so the client reads the answer before it sees the connection go.
-        let _ = self.stream.shutdown().await;
         Err(Closed::Done)
+    }
+
+    /// Closes without destroying the last response: half-closes (so the client sees the end of
+    /// the response), then reads and discards what the peer still sends until it closes too,
+    /// [`LINGER_TIMEOUT`] passes or [`LINGER_MAX`] bytes were thrown away.
+    async fn linger_close(&mut self) {
+        if self.stream.shutdown().await.is_err() {
+            return;
+        }
+        let deadline = Instant::now() + LINGER_TIMEOUT;
+        let mut discarded = 0;
+        while discarded < LINGER_MAX {
+            self.rbuf.clear();
+            match self.read_more(deadline, false).await {
+                Ok(ReadOutcome::Data) => discarded += self.rbuf.len(),
+                _ => return,
+            }
+        }
     }
 
     /// Writes everything buffered for the peer.

@@ -178,6 +178,37 @@ impl Client {
         self.response_to(false)
     }
 
+    /// Waits up to `limit` for a byte from the server; `None` when nothing came in time.
+    pub fn byte_within(&mut self, limit: Duration) -> Option<std::io::Result<usize>> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.stream.set_read_timeout(Some(left)).expect("timeout");
+            let mut b = [0u8; 1];
+            let got = self.stream.read(&mut b);
+            self.stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            match got {
+                Ok(n) => {
+                    self.buf.extend_from_slice(&b[..n]);
+                    return Some(Ok(n));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    return None
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
     /// Whether the server closed the connection (EOF with nothing left unread).
     pub fn is_closed(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
