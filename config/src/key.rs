@@ -1,9 +1,11 @@
 //! The table of keys: each key's name, environment variable, rule and rendering, in one place
 //! so that adding a key touches one `match` per concern and the compiler finds the rest.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::settings::{IoDriver, LogFormat, LogLevel, Settings, MAX_THREADS};
+use crate::database_url::DatabaseUrl;
+use crate::settings::{IoDriver, LogFormat, LogLevel, Settings, MAX_POOL_SIZE, MAX_THREADS};
 use crate::value::{self, Raw};
 
 /// Smallest accepted `max_head_size`: a request line and a few headers.
@@ -41,6 +43,17 @@ pub(crate) enum Key {
     ServerName,
     LogLevel,
     LogFormat,
+    DatabaseUrl,
+    DatabaseReplicaUrls,
+    PoolSize,
+    DbConnectTimeout,
+    DbQueryTimeout,
+    DbKeepalive,
+    DbUserTimeout,
+    ReplicaCheckInterval,
+    StickyWindow,
+    MigrateOnStart,
+    MigrationsDir,
 }
 
 /// A key's value rendered for `pinion.toml`.
@@ -53,7 +66,7 @@ pub(crate) enum Rendered<'a> {
 
 impl Key {
     /// Every key, in the README table's order (also the order of `render_masked`).
-    pub(crate) const ALL: [Key; 18] = [
+    pub(crate) const ALL: [Key; 29] = [
         Key::Bind,
         Key::Port,
         Key::Threads,
@@ -72,6 +85,17 @@ impl Key {
         Key::ServerName,
         Key::LogLevel,
         Key::LogFormat,
+        Key::DatabaseUrl,
+        Key::DatabaseReplicaUrls,
+        Key::PoolSize,
+        Key::DbConnectTimeout,
+        Key::DbQueryTimeout,
+        Key::DbKeepalive,
+        Key::DbUserTimeout,
+        Key::ReplicaCheckInterval,
+        Key::StickyWindow,
+        Key::MigrateOnStart,
+        Key::MigrationsDir,
     ];
 
     /// The key in `pinion.toml`, and its environment variable.
@@ -98,6 +122,19 @@ impl Key {
             Key::ServerName => ("server_name", "PINION_SERVER_NAME"),
             Key::LogLevel => ("log_level", "PINION_LOG_LEVEL"),
             Key::LogFormat => ("log_format", "PINION_LOG_FORMAT"),
+            Key::DatabaseUrl => ("database_url", "PINION_DATABASE_URL"),
+            Key::DatabaseReplicaUrls => ("database_replica_urls", "PINION_DATABASE_REPLICA_URLS"),
+            Key::PoolSize => ("pool_size", "PINION_POOL_SIZE"),
+            Key::DbConnectTimeout => ("db_connect_timeout", "PINION_DB_CONNECT_TIMEOUT"),
+            Key::DbQueryTimeout => ("db_query_timeout", "PINION_DB_QUERY_TIMEOUT"),
+            Key::DbKeepalive => ("db_keepalive", "PINION_DB_KEEPALIVE"),
+            Key::DbUserTimeout => ("db_user_timeout", "PINION_DB_USER_TIMEOUT"),
+            Key::ReplicaCheckInterval => {
+                ("replica_check_interval", "PINION_REPLICA_CHECK_INTERVAL")
+            }
+            Key::StickyWindow => ("sticky_window", "PINION_STICKY_WINDOW"),
+            Key::MigrateOnStart => ("migrate_on_start", "PINION_MIGRATE_ON_START"),
+            Key::MigrationsDir => ("migrations_dir", "PINION_MIGRATIONS_DIR"),
         }
     }
 
@@ -178,6 +215,45 @@ impl Key {
             Key::ServerName => s.server_name = server_name(value::string(raw)?)?,
             Key::LogLevel => s.log_level = value::one_of(raw, &LogLevel::CHOICES)?,
             Key::LogFormat => s.log_format = value::one_of(raw, &LogFormat::CHOICES)?,
+            Key::DatabaseUrl => {
+                s.database_url = match value::string(raw)? {
+                    text if text.trim().is_empty() => None,
+                    text => Some(DatabaseUrl::parse(text)?),
+                }
+            }
+            Key::DatabaseReplicaUrls => {
+                let items = match raw {
+                    Raw::Str(text) => DatabaseUrl::split_list(text),
+                    _ => value::string_array(raw)?,
+                };
+                let several = items.len() > 1;
+                s.database_replica_urls = items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, item)| {
+                        DatabaseUrl::parse(item).map_err(|reason| match several {
+                            true => format!("URL {}: {reason}", i + 1),
+                            false => reason,
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            Key::PoolSize => {
+                s.pool_size = match raw {
+                    Raw::Str(text) if text.trim().eq_ignore_ascii_case("auto") => None,
+                    _ => Some(int(raw, 1, MAX_POOL_SIZE as u64).map_err(|reason| {
+                        format!("{reason}, or \"auto\" for max(threads + 8, 32)")
+                    })?),
+                }
+            }
+            Key::DbConnectTimeout => s.db_connect_timeout = timeout(raw)?,
+            Key::DbQueryTimeout => s.db_query_timeout = timeout(raw)?,
+            Key::DbKeepalive => s.db_keepalive = timeout(raw)?,
+            Key::DbUserTimeout => s.db_user_timeout = timeout(raw)?,
+            Key::ReplicaCheckInterval => s.replica_check_interval = timeout(raw)?,
+            Key::StickyWindow => s.sticky_window = window(raw)?,
+            Key::MigrateOnStart => s.migrate_on_start = value::boolean(raw)?,
+            Key::MigrationsDir => s.migrations_dir = directory(value::string(raw)?)?,
         }
         Ok(())
     }
@@ -206,6 +282,28 @@ impl Key {
             Key::ServerName => return Rendered::Str(&s.server_name),
             Key::LogLevel => value::render_string(s.log_level.as_str()),
             Key::LogFormat => value::render_string(s.log_format.as_str()),
+            // Rendered masked here rather than through `Rendered::Str`: the masked form is the
+            // only printable form of a `DatabaseUrl`, and absent must stay `""`, not `"****"`.
+            Key::DatabaseUrl => value::render_string(
+                &s.database_url
+                    .as_ref()
+                    .map_or(String::new(), DatabaseUrl::masked),
+            ),
+            Key::DatabaseReplicaUrls => {
+                value::render_string_array(s.database_replica_urls.iter().map(DatabaseUrl::masked))
+            }
+            Key::PoolSize => match s.pool_size {
+                Some(n) => n.to_string(),
+                None => value::render_string("auto"),
+            },
+            Key::DbConnectTimeout => value::render_duration(s.db_connect_timeout),
+            Key::DbQueryTimeout => value::render_duration(s.db_query_timeout),
+            Key::DbKeepalive => value::render_duration(s.db_keepalive),
+            Key::DbUserTimeout => value::render_duration(s.db_user_timeout),
+            Key::ReplicaCheckInterval => value::render_duration(s.replica_check_interval),
+            Key::StickyWindow => value::render_duration(s.sticky_window),
+            Key::MigrateOnStart => s.migrate_on_start.to_string(),
+            Key::MigrationsDir => value::render_string(&s.migrations_dir.to_string_lossy()),
         };
         Rendered::Toml(text)
     }
@@ -232,6 +330,27 @@ fn timeout(raw: &Raw<'_>) -> Result<Duration, String> {
         return Err("must be at most 24h".to_string());
     }
     Ok(d)
+}
+
+/// A window that may be zero (off): a duration of at most [`MAX_TIMEOUT`].
+fn window(raw: &Raw<'_>) -> Result<Duration, String> {
+    let d = value::duration(raw)?;
+    if d > MAX_TIMEOUT {
+        return Err("must be at most 24h".to_string());
+    }
+    Ok(d)
+}
+
+/// A directory path: not empty, and without control characters (a NUL cannot be in a path; a
+/// newline is a pasting mistake).
+fn directory(path: &str) -> Result<PathBuf, String> {
+    if path.trim().is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    if path.chars().any(char::is_control) {
+        return Err("must not contain control characters".to_string());
+    }
+    Ok(PathBuf::from(path))
 }
 
 /// The `Server` header value: 1 to 64 visible ASCII characters, spaces allowed inside (as in
@@ -301,7 +420,31 @@ mod tests {
         assert_eq!(Key::suggest("thread"), Some(Key::Threads));
         assert_eq!(Key::suggest("max-body-size"), Some(Key::MaxBodySize));
         assert_eq!(Key::suggest("MAX_HEADER"), Some(Key::MaxHeaders));
-        assert_eq!(Key::suggest("database_url"), None);
+        assert_eq!(Key::suggest("database-url"), Some(Key::DatabaseUrl));
+        assert_eq!(Key::suggest("DATABASE_URLS"), Some(Key::DatabaseUrl));
+        assert_eq!(
+            Key::suggest("database_replica_url"),
+            Some(Key::DatabaseReplicaUrls)
+        );
+        assert_eq!(Key::suggest("poolsize"), Some(Key::PoolSize));
+        assert_eq!(
+            Key::suggest("migrate_on_startup"),
+            Some(Key::MigrateOnStart)
+        );
+        assert_eq!(Key::suggest("redis_url"), None);
+    }
+
+    #[test]
+    fn directories() {
+        assert_eq!(directory("migrations"), Ok(PathBuf::from("migrations")));
+        assert_eq!(
+            directory("/srv/app/db migrations"),
+            Ok(PathBuf::from("/srv/app/db migrations"))
+        );
+        assert!(directory("").is_err());
+        assert!(directory("  ").is_err());
+        assert!(directory("a\0b").is_err());
+        assert!(directory("migrations\n").is_err());
     }
 
     #[test]

@@ -27,8 +27,8 @@
 //! 1. the defaults (the `DEFAULT_*` constants, also [`Settings::default`]);
 //! 2. the file, if the binary names one (flat keys at the top level of `pinion.toml`);
 //! 3. the environment: `PINION_<KEY>` for every key (`PINION_MAX_BODY_SIZE=20MiB`), and the
-//!    platform conventions `PORT` and `WEB_CONCURRENCY`, which `PINION_PORT` and
-//!    `PINION_THREADS` beat;
+//!    platform conventions `PORT`, `WEB_CONCURRENCY`, `DATABASE_URL` and
+//!    `DATABASE_REPLICA_URLS`, which the `PINION_*` variable of the same key beats;
 //! 4. the command line ([`Overrides`]: `--bind`, `--port`, `--threads`).
 //!
 //! # `pinion.toml`
@@ -36,7 +36,8 @@
 //! Every key is optional; this file spells out the defaults. Sizes are bytes, or strings with
 //! a unit (`B`, `KB`, `MB`, `GB` in powers of 1000, `KiB`, `MiB`, `GiB` in powers of 1024);
 //! durations are seconds, or strings with a unit (`ms`, `s`, `m`, `h`). Environment values use
-//! the same syntax.
+//! the same syntax; a list is comma-separated there, and a boolean may also be `1`/`0`,
+//! `yes`/`no` or `on`/`off`.
 //!
 //! ```toml
 //! bind = "0.0.0.0"
@@ -57,6 +58,17 @@
 //! server_name = "pinion"
 //! log_level = "info"                # "error" | "warn" | "info" | "debug" | "trace"
 //! log_format = "text"               # "text" | "json"
+//! database_url = ""                 # "" = no database; else postgres://user:password@host/db
+//! database_replica_urls = []        # read-only streaming replicas, same URL syntax
+//! pool_size = "auto"                # or 1..=10000; "auto" = max(threads + 8, 32)
+//! db_connect_timeout = "5s"
+//! db_query_timeout = "30s"
+//! db_keepalive = "30s"              # TCP keep-alive idle time
+//! db_user_timeout = "10s"           # TCP_USER_TIMEOUT
+//! replica_check_interval = "1s"
+//! sticky_window = "5s"              # reads stay on the primary after a write; "0s" = off
+//! migrate_on_start = true
+//! migrations_dir = "migrations"
 //! ```
 //!
 //! # Errors
@@ -72,7 +84,8 @@
 //! ```
 //!
 //! `pinion check` prints [`Settings::render_masked`]: the effective configuration as a
-//! `pinion.toml`, secrets masked.
+//! `pinion.toml`, secrets masked. The database URLs are secrets ([`SECRET_KEYS`]): error
+//! messages, `render_masked` and `Debug` show them with the password replaced by `****`.
 //!
 //! # Layout
 //!
@@ -80,10 +93,12 @@
 //! - `source`: [`Source`], [`Overrides`] and [`Settings::load`]: layering file, environment
 //!   and command line;
 //! - `key`: the table of keys: names, environment variables, rules, rendering;
-//! - `value`: the shared value syntaxes (integers, sizes, durations, addresses);
+//! - `value`: the shared value syntaxes (integers, sizes, durations, booleans, addresses, lists);
+//! - `database_url`: [`DatabaseUrl`], a checked PostgreSQL URL that prints masked;
 //! - `secret`: masking secrets for output;
 //! - `error`: [`ConfigError`].
 
+mod database_url;
 mod error;
 mod key;
 mod secret;
@@ -91,14 +106,18 @@ mod settings;
 mod source;
 mod value;
 
+pub use database_url::DatabaseUrl;
 pub use error::ConfigError;
 pub use secret::{mask_url_password, SECRET_KEYS};
 pub use settings::{
-    IoDriver, LogFormat, LogLevel, Settings, DEFAULT_BACKLOG, DEFAULT_BIND,
-    DEFAULT_BODY_READ_TIMEOUT, DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT,
-    DEFAULT_IO_DRIVER, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL,
-    DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_CONNECTIONS_PER_THREAD, DEFAULT_MAX_DRAIN_SIZE,
-    DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEAD_SIZE, DEFAULT_MAX_URI_LENGTH, DEFAULT_PORT,
-    DEFAULT_SERVER_NAME, DEFAULT_THREADS, MAX_THREADS,
+    IoDriver, LogFormat, LogLevel, Settings, AUTO_POOL_SIZE_HEADROOM, AUTO_POOL_SIZE_MIN,
+    DEFAULT_BACKLOG, DEFAULT_BIND, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_DATABASE_URL,
+    DEFAULT_DB_CONNECT_TIMEOUT, DEFAULT_DB_KEEPALIVE, DEFAULT_DB_QUERY_TIMEOUT,
+    DEFAULT_DB_USER_TIMEOUT, DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IO_DRIVER,
+    DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL, DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_MAX_CONNECTIONS_PER_THREAD, DEFAULT_MAX_DRAIN_SIZE, DEFAULT_MAX_HEADERS,
+    DEFAULT_MAX_HEAD_SIZE, DEFAULT_MAX_URI_LENGTH, DEFAULT_MIGRATE_ON_START,
+    DEFAULT_MIGRATIONS_DIR, DEFAULT_POOL_SIZE, DEFAULT_PORT, DEFAULT_REPLICA_CHECK_INTERVAL,
+    DEFAULT_SERVER_NAME, DEFAULT_STICKY_WINDOW, DEFAULT_THREADS, MAX_POOL_SIZE, MAX_THREADS,
 };
 pub use source::{Overrides, Source, RESERVED_ENV_VARS};

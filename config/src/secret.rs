@@ -1,12 +1,14 @@
 //! Keeping secrets out of `pinion check` output and error messages.
 
+use crate::database_url::DatabaseUrl;
+use crate::value::Raw;
+
 /// Keys whose values are secrets, masked by [`Settings::render_masked`] and in error messages.
 ///
-/// Empty today: no key holds a secret yet. Keys that will (database URLs with passwords) are
-/// added here when they are added, and their values are shown through [`mask_url_password`].
+/// Both hold PostgreSQL URLs, shown through [`mask_url_password`]: everything but the password.
 ///
 /// [`Settings::render_masked`]: crate::Settings::render_masked
-pub const SECRET_KEYS: &[&str] = &[];
+pub const SECRET_KEYS: &[&str] = &["database_url", "database_replica_urls"];
 
 /// What a masked password is replaced with.
 const MASK: &str = "****";
@@ -20,56 +22,51 @@ const MASK: &str = "****";
 /// including a URL without a password, is returned unchanged. An empty password is left empty:
 /// masking it would suggest there is one.
 ///
-/// The userinfo is taken to end at the last `@` before the path, so a password containing an
-/// unencoded `@` is still masked whole.
+/// The userinfo is taken to end at the last `@` before the query, so a password containing an
+/// unencoded `@`, `/` or `#` is still masked whole (libpq would refuse the last two, and the
+/// error message that says so must not show the password). An unencoded `?` in a password cannot
+/// be told from the start of the query.
 pub fn mask_url_password(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };
     let authority_start = scheme_end + 3;
-    let authority_end = url[authority_start..]
-        .find(['/', '?', '#'])
+    let query_start = url[authority_start..]
+        .find('?')
         .map_or(url.len(), |i| authority_start + i);
     let mut out = String::with_capacity(url.len());
-    let authority = &url[authority_start..authority_end];
-    match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            match userinfo.split_once(':') {
-                Some((user, password)) if !password.is_empty() => {
-                    out.push_str(&url[..authority_start]);
-                    out.push_str(user);
-                    out.push(':');
-                    out.push_str(MASK);
-                    out.push_str(&authority[at..]);
-                }
-                _ => out.push_str(&url[..authority_end]),
+    let mut copied = 0;
+    if let Some(at) = url[authority_start..query_start].rfind('@') {
+        let at = authority_start + at;
+        if let Some((user, password)) = url[authority_start..at].split_once(':') {
+            if !password.is_empty() {
+                out.push_str(&url[..authority_start]);
+                out.push_str(user);
+                out.push(':');
+                out.push_str(MASK);
+                copied = at;
             }
         }
-        None => out.push_str(&url[..authority_end]),
     }
-    let rest = &url[authority_end..];
-    match rest.find('?') {
-        Some(q) => {
-            out.push_str(&rest[..=q]);
-            let query_and_fragment = &rest[q + 1..];
-            let (query, fragment) = match query_and_fragment.find('#') {
-                Some(h) => query_and_fragment.split_at(h),
-                None => (query_and_fragment, ""),
-            };
-            let params: Vec<String> = query
-                .split('&')
-                .map(|param| match param.split_once('=') {
-                    Some((name, value)) if name == "password" && !value.is_empty() => {
-                        format!("{name}={MASK}")
-                    }
-                    _ => param.to_string(),
-                })
-                .collect();
-            out.push_str(&params.join("&"));
-            out.push_str(fragment);
-        }
-        None => out.push_str(rest),
+    out.push_str(&url[copied..query_start]);
+    if query_start < url.len() {
+        out.push('?');
+        let query_and_fragment = &url[query_start + 1..];
+        let (query, fragment) = match query_and_fragment.find('#') {
+            Some(h) => query_and_fragment.split_at(h),
+            None => (query_and_fragment, ""),
+        };
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((name, value)) if name == "password" && !value.is_empty() => {
+                    format!("{name}={MASK}")
+                }
+                _ => param.to_string(),
+            })
+            .collect();
+        out.push_str(&params.join("&"));
+        out.push_str(fragment);
     }
     out
 }
@@ -80,12 +77,39 @@ pub(crate) fn is_secret(key: &str) -> bool {
 }
 
 /// A value shown in place of a secret one: URLs keep all but their password; anything else is
-/// masked whole, because we cannot tell which part of it is secret.
+/// masked whole, because we cannot tell which part of it is secret. A string holding several
+/// URLs (an environment list) has each masked; the empty string stays empty.
 pub(crate) fn mask_value(value: &str) -> String {
-    if value.contains("://") {
-        mask_url_password(value)
-    } else {
-        MASK.to_string()
+    let masked: Vec<String> = DatabaseUrl::split_list(value)
+        .into_iter()
+        .map(|item| {
+            if item.contains("://") {
+                mask_url_password(item)
+            } else {
+                MASK.to_string()
+            }
+        })
+        .collect();
+    masked.join(", ")
+}
+
+/// A secret key's value as written, for an error message: strings (and strings in an array)
+/// through [`mask_value`], plain numbers and booleans as they are, anything else masked whole.
+pub(crate) fn mask_raw(raw: &Raw<'_>) -> String {
+    match raw {
+        Raw::Str(s) => format!("{:?}", mask_value(s)),
+        Raw::Int(_) | Raw::Bool(_) => raw.display(),
+        Raw::Array(items) => {
+            let masked = items.iter().map(|item| match item {
+                toml::Value::String(s) => toml::Value::String(mask_value(s)),
+                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                    item.clone()
+                }
+                _ => toml::Value::String(MASK.to_string()),
+            });
+            toml::Value::Array(masked.collect()).to_string()
+        }
+        Raw::Other { .. } => MASK.to_string(),
     }
 }
 
@@ -123,6 +147,10 @@ mod tests {
                 "postgres://u:****@h/db?password=****#frag",
             ),
             ("postgres://h/db?x=@y:z", "postgres://h/db?x=@y:z"),
+            ("postgres://u:pa/ss@h/db", "postgres://u:****@h/db"),
+            ("postgres://u:pa#ss@h/db", "postgres://u:****@h/db"),
+            ("postgres://u:pa,ss@h/db", "postgres://u:****@h/db"),
+            ("postgres://h/d@b", "postgres://h/d@b"),
             ("not a url", "not a url"),
             ("", ""),
         ];
@@ -135,6 +163,28 @@ mod tests {
     fn secret_values_never_shown() {
         assert_eq!(mask_value("postgres://u:pw@h/db"), "postgres://u:****@h/db");
         assert_eq!(mask_value("hunter2"), "****");
+        assert_eq!(mask_value(""), "");
+        assert_eq!(
+            mask_value("postgres://u:a@h1/db,postgres://u:b@h2/db"),
+            "postgres://u:****@h1/db, postgres://u:****@h2/db"
+        );
+        assert_eq!(mask_value("junk, more"), "****");
         assert!(!is_secret("port"));
+        assert!(is_secret("database_url"));
+        assert!(is_secret("database_replica_urls"));
+    }
+
+    #[test]
+    fn raw_values_masked() {
+        assert_eq!(
+            mask_raw(&Raw::Str("mysql://u:pw@h/db")),
+            "\"mysql://u:****@h/db\""
+        );
+        let items: Vec<toml::Value> = vec!["postgres://u:pw@h/db".into(), 7.into(), true.into()];
+        assert_eq!(
+            mask_raw(&Raw::Array(&items)),
+            r#"["postgres://u:****@h/db", 7, true]"#
+        );
+        assert_eq!(mask_raw(&Raw::Int(3)), "3");
     }
 }

@@ -3,8 +3,10 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::database_url::DatabaseUrl;
 use crate::key::{Key, Rendered};
 use crate::secret::{is_secret, mask_value};
 use crate::value::render_string;
@@ -92,6 +94,65 @@ pub const DEFAULT_LOG_LEVEL: LogLevel = LogLevel::Info;
 /// Default for [`Settings::log_format`]: readable in a terminal and in `journalctl`.
 /// Default is [`LogFormat::Text`].
 pub const DEFAULT_LOG_FORMAT: LogFormat = LogFormat::Text;
+
+/// Default for [`Settings::database_url`]: absent, so the application runs without a database
+/// (the demo pages that need none still work). Default is `None`.
+pub const DEFAULT_DATABASE_URL: Option<DatabaseUrl> = None;
+
+/// Default for [`Settings::pool_size`]: absent, meaning "auto" (see
+/// [`Settings::effective_pool_size`]). Default is `None`.
+pub const DEFAULT_POOL_SIZE: Option<usize> = None;
+
+/// The largest accepted [`Settings::pool_size`]: above any `max_connections` a PostgreSQL
+/// server is run with, low enough to catch a typo. Default is `10000`.
+pub const MAX_POOL_SIZE: usize = 10_000;
+
+/// The smallest pool "auto" chooses: enough connections to keep a small server's queries
+/// overlapping while some wait on the network, still a small share of PostgreSQL's default
+/// `max_connections` (100). Default is `32`.
+pub const AUTO_POOL_SIZE_MIN: usize = 32;
+
+/// Connections "auto" adds to one per thread on a many-core host, so that a thread whose
+/// connection is busy with a slow query does not always wait. Default is `8`.
+pub const AUTO_POOL_SIZE_HEADROOM: usize = 8;
+
+/// Default for [`Settings::db_connect_timeout`]: a TCP handshake plus TLS and PostgreSQL
+/// start-up take milliseconds on a LAN; five seconds rides out a lost SYN (the first
+/// retransmission is after 1 s) without hanging start-up on an unreachable host. Default is
+/// 5 s.
+pub const DEFAULT_DB_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default for [`Settings::db_query_timeout`]: the same as [`DEFAULT_BODY_READ_TIMEOUT`], well
+/// under nginx's `proxy_read_timeout` (60 s), so a stuck query fails the request before the
+/// proxy gives up on it. Default is 30 s.
+pub const DEFAULT_DB_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default for [`Settings::db_keepalive`]: probes an idle pooled connection well before
+/// firewalls and NAT tables drop idle flows (commonly after 5 minutes or more), where the
+/// kernel's default (2 hours) would not. Default is 30 s.
+pub const DEFAULT_DB_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// Default for [`Settings::db_user_timeout`]: a connection whose peer has vanished (failed
+/// over, partitioned) is dropped after ten seconds of unacknowledged data instead of the
+/// kernel's retransmission limit of about 15 minutes. Default is 10 s.
+pub const DEFAULT_DB_USER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default for [`Settings::replica_check_interval`]: a recovered replica takes reads again
+/// within a second, for one cheap query per replica per second. Default is 1 s.
+pub const DEFAULT_REPLICA_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Default for [`Settings::sticky_window`]: longer than streaming-replication lag on a healthy
+/// LAN (milliseconds), so a client reads its own writes after a redirect even on a lagging
+/// replica. Default is 5 s.
+pub const DEFAULT_STICKY_WINDOW: Duration = Duration::from_secs(5);
+
+/// Default for [`Settings::migrate_on_start`]: `serve` brings the schema up to date, so a
+/// single-host deployment is one command. Default is `true`.
+pub const DEFAULT_MIGRATE_ON_START: bool = true;
+
+/// Default for [`Settings::migrations_dir`]: `migrations`, relative to the working directory.
+/// Default is `"migrations"`.
+pub const DEFAULT_MIGRATIONS_DIR: &str = "migrations";
 
 /// Which I/O driver the worker runtimes use.
 ///
@@ -264,6 +325,43 @@ pub struct Settings {
     pub log_level: LogLevel,
     /// Log line format. Default is [`DEFAULT_LOG_FORMAT`].
     pub log_format: LogFormat,
+    /// The primary database, which takes writes (and reads, when no replica is healthy);
+    /// `None` runs the application without a database. A secret: `Debug` and
+    /// [`render_masked`](Self::render_masked) mask its password. Default is
+    /// [`DEFAULT_DATABASE_URL`].
+    pub database_url: Option<DatabaseUrl>,
+    /// Streaming replicas that take reads; empty sends every query to the primary. Secrets,
+    /// like [`database_url`](Self::database_url). Default is empty.
+    pub database_replica_urls: Vec<DatabaseUrl>,
+    /// Connections per database per process, for transactions; `None` means "auto" (see
+    /// [`Settings::effective_pool_size`] and [`Settings::pool_size_per_thread`]). Default is
+    /// [`DEFAULT_POOL_SIZE`].
+    pub pool_size: Option<usize>,
+    /// Time allowed to open a database connection: TCP connect, TLS and PostgreSQL start-up.
+    /// Default is [`DEFAULT_DB_CONNECT_TIMEOUT`].
+    pub db_connect_timeout: Duration,
+    /// Deadline of one query, from sending it to its last row. Default is
+    /// [`DEFAULT_DB_QUERY_TIMEOUT`].
+    pub db_query_timeout: Duration,
+    /// TCP keep-alive idle time on database sockets (`TCP_KEEPIDLE`). Default is
+    /// [`DEFAULT_DB_KEEPALIVE`].
+    pub db_keepalive: Duration,
+    /// `TCP_USER_TIMEOUT` on database sockets: data unacknowledged for this long drops the
+    /// connection. Default is [`DEFAULT_DB_USER_TIMEOUT`].
+    pub db_user_timeout: Duration,
+    /// How often every replica, healthy or not, is pinged to decide whether it takes reads.
+    /// Default is [`DEFAULT_REPLICA_CHECK_INTERVAL`].
+    pub replica_check_interval: Duration,
+    /// After a write, that client's reads stay on the primary this long (tracked by a cookie),
+    /// so it reads its own writes despite replication lag; zero turns this off. Default is
+    /// [`DEFAULT_STICKY_WINDOW`].
+    pub sticky_window: Duration,
+    /// Whether `serve` applies pending migrations before listening. Default is
+    /// [`DEFAULT_MIGRATE_ON_START`].
+    pub migrate_on_start: bool,
+    /// Folder of `*.sql` migrations; a relative path is taken from the working directory.
+    /// Default is [`DEFAULT_MIGRATIONS_DIR`].
+    pub migrations_dir: PathBuf,
 }
 
 impl Default for Settings {
@@ -287,6 +385,17 @@ impl Default for Settings {
             server_name: DEFAULT_SERVER_NAME.to_string(),
             log_level: DEFAULT_LOG_LEVEL,
             log_format: DEFAULT_LOG_FORMAT,
+            database_url: DEFAULT_DATABASE_URL,
+            database_replica_urls: Vec::new(),
+            pool_size: DEFAULT_POOL_SIZE,
+            db_connect_timeout: DEFAULT_DB_CONNECT_TIMEOUT,
+            db_query_timeout: DEFAULT_DB_QUERY_TIMEOUT,
+            db_keepalive: DEFAULT_DB_KEEPALIVE,
+            db_user_timeout: DEFAULT_DB_USER_TIMEOUT,
+            replica_check_interval: DEFAULT_REPLICA_CHECK_INTERVAL,
+            sticky_window: DEFAULT_STICKY_WINDOW,
+            migrate_on_start: DEFAULT_MIGRATE_ON_START,
+            migrations_dir: PathBuf::from(DEFAULT_MIGRATIONS_DIR),
         }
     }
 }
@@ -306,10 +415,42 @@ impl Settings {
             .max(1)
     }
 
+    /// The number of connections the process keeps to each database (the primary, and each
+    /// replica): [`pool_size`](Self::pool_size) if set, else "auto", which is one per worker
+    /// thread plus [`AUTO_POOL_SIZE_HEADROOM`], and at least [`AUTO_POOL_SIZE_MIN`].
+    ///
+    /// # Return
+    ///
+    /// At least 1. With "auto": `max(effective_threads + 8, 32)`, e.g. 32 for 1 to 24 threads,
+    /// 72 for 64 threads.
+    pub fn effective_pool_size(&self) -> usize {
+        self.pool_size
+            .unwrap_or_else(|| {
+                (self.effective_threads() + AUTO_POOL_SIZE_HEADROOM).max(AUTO_POOL_SIZE_MIN)
+            })
+            .max(1)
+    }
+
+    /// The connections each worker thread keeps to each database: the
+    /// [`effective_pool_size`](Self::effective_pool_size) shared among the
+    /// [`effective_threads`](Self::effective_threads), rounded up.
+    ///
+    /// # Return
+    ///
+    /// At least 1, so that every thread can run queries. Because it rounds up, the process
+    /// may open up to `pool_size_per_thread() * effective_threads()` connections, slightly
+    /// more than `pool_size` (`pool_size = 10` on 4 threads is 3 each, 12 in all).
+    pub fn pool_size_per_thread(&self) -> usize {
+        self.effective_pool_size()
+            .div_ceil(self.effective_threads())
+            .max(1)
+    }
+
     /// The effective configuration as a `pinion.toml`, for `pinion check`.
     ///
     /// Every key appears, in the order of the README's table, with values in the units a
-    /// person would write (`"64KiB"`, `"75s"`); an absent `threads` is written `"auto"`.
+    /// person would write (`"64KiB"`, `"75s"`); an absent `threads` or `pool_size` is written
+    /// `"auto"`, an absent `database_url` `""`.
     /// Values of [`SECRET_KEYS`](crate::SECRET_KEYS) are masked (URLs keep all but their
     /// password), so the output is safe to paste into an issue.
     ///
@@ -359,6 +500,71 @@ mod tests {
         assert_eq!(s.server_name, "pinion");
         assert_eq!(s.log_level, LogLevel::Info);
         assert_eq!(s.log_format, LogFormat::Text);
+        assert_eq!(s.database_url, None);
+        assert_eq!(s.database_replica_urls, Vec::new());
+        assert_eq!(s.pool_size, None);
+        assert_eq!(s.db_connect_timeout, Duration::from_secs(5));
+        assert_eq!(s.db_query_timeout, Duration::from_secs(30));
+        assert_eq!(s.db_keepalive, Duration::from_secs(30));
+        assert_eq!(s.db_user_timeout, Duration::from_secs(10));
+        assert_eq!(s.replica_check_interval, Duration::from_secs(1));
+        assert_eq!(s.sticky_window, Duration::from_secs(5));
+        assert!(s.migrate_on_start);
+        assert_eq!(s.migrations_dir, PathBuf::from("migrations"));
+    }
+
+    #[test]
+    fn pool_sizes() {
+        let with = |threads, pool_size| Settings {
+            threads: Some(threads),
+            pool_size,
+            ..Settings::default()
+        };
+        // (threads, pool_size, effective_pool_size, pool_size_per_thread)
+        let cases = [
+            (1, None, 32, 32),
+            (4, None, 32, 8),
+            (24, None, 32, 2),
+            (25, None, 33, 2),
+            (64, None, 72, 2),
+            (1024, None, 1032, 2),
+            (4, Some(10), 10, 3),
+            (4, Some(12), 12, 3),
+            (4, Some(1), 1, 1),
+            (1, Some(10_000), 10_000, 10_000),
+            // Set in code, bypassing validation: still at least one.
+            (4, Some(0), 1, 1),
+        ];
+        for (threads, pool_size, total, per_thread) in cases {
+            let s = with(threads, pool_size);
+            assert_eq!(s.effective_pool_size(), total, "{threads} {pool_size:?}");
+            assert_eq!(
+                s.pool_size_per_thread(),
+                per_thread,
+                "{threads} {pool_size:?}"
+            );
+        }
+        let auto = Settings::default();
+        assert!(auto.effective_pool_size() >= 32);
+        assert!(auto.pool_size_per_thread() >= 1);
+    }
+
+    #[test]
+    fn secrets_never_shown() {
+        let s = Settings {
+            database_url: Some(DatabaseUrl::parse("postgres://u:hunter2@h/db").expect("url")),
+            database_replica_urls: vec![
+                DatabaseUrl::parse("postgres://u:hunter3@r1/db").expect("url"),
+                DatabaseUrl::parse("postgres://r2/db?password=hunter4").expect("url"),
+            ],
+            ..Settings::default()
+        };
+        for text in [s.render_masked(), format!("{s:?}"), format!("{s:#?}")] {
+            assert!(!text.contains("hunter"), "{text}");
+            assert!(text.contains("postgres://u:****@h/db"), "{text}");
+            assert!(text.contains("postgres://u:****@r1/db"), "{text}");
+            assert!(text.contains("postgres://r2/db?password=****"), "{text}");
+        }
     }
 
     #[test]
@@ -402,5 +608,10 @@ mod tests {
         assert!(text.contains("io_driver = \"auto\"\n"), "{text}");
         assert!(text.contains("bind = \"0.0.0.0\"\n"), "{text}");
         assert!(text.contains("port = 8080\n"), "{text}");
+        assert!(text.contains("database_url = \"\"\n"), "{text}");
+        assert!(text.contains("database_replica_urls = []\n"), "{text}");
+        assert!(text.contains("pool_size = \"auto\"\n"), "{text}");
+        assert!(text.contains("migrate_on_start = true\n"), "{text}");
+        assert!(text.contains("migrations_dir = \"migrations\"\n"), "{text}");
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{ConfigError, Origin};
 use crate::key::Key;
-use crate::secret::{is_secret, mask_value};
+use crate::secret::{is_secret, mask_raw};
 use crate::settings::Settings;
 use crate::value::Raw;
 
@@ -18,6 +18,12 @@ const ENV_PORT: &str = "PORT";
 /// The conventional worker-count variable (Heroku, gunicorn): overridden by
 /// `PINION_THREADS`.
 const ENV_WEB_CONCURRENCY: &str = "WEB_CONCURRENCY";
+/// The conventional database variable (Heroku, Render, Rails, sqlx): overridden by
+/// `PINION_DATABASE_URL`.
+const ENV_DATABASE_URL: &str = "DATABASE_URL";
+/// The same convention for the replicas, comma-separated: overridden by
+/// `PINION_DATABASE_REPLICA_URLS`.
+const ENV_DATABASE_REPLICA_URLS: &str = "DATABASE_REPLICA_URLS";
 /// The prefix of every setting's variable.
 const ENV_PREFIX: &str = "PINION_";
 /// `PINION_*` variables that are not settings but belong to the binary, so they are not
@@ -88,7 +94,8 @@ impl Source {
     }
 
     /// Adds environment variables; a name given twice takes its last value. Only `PINION_*`,
-    /// `PORT` and `WEB_CONCURRENCY` are read, so passing a whole environment is fine.
+    /// `PORT`, `WEB_CONCURRENCY`, `DATABASE_URL` and `DATABASE_REPLICA_URLS` are read, so
+    /// passing a whole environment is fine.
     pub fn with_env<I, K, V>(mut self, vars: I) -> Source
     where
         I: IntoIterator<Item = (K, V)>,
@@ -141,8 +148,10 @@ impl Settings {
     /// overridden by the command line.
     ///
     /// In the environment, `PINION_<KEY>` sets `<key>` (e.g. `PINION_MAX_BODY_SIZE=20MiB`),
-    /// with the same syntax as the file. `PORT` and `WEB_CONCURRENCY` set `port` and `threads`
-    /// too, for platforms that set them, but `PINION_PORT` and `PINION_THREADS` win.
+    /// with the same syntax as the file; lists (`database_replica_urls`) are comma-separated.
+    /// `PORT`, `WEB_CONCURRENCY`, `DATABASE_URL` and `DATABASE_REPLICA_URLS` set `port`,
+    /// `threads`, `database_url` and `database_replica_urls` too, for platforms that set them,
+    /// but the `PINION_*` variable of the same key wins.
     ///
     /// # Errors
     ///
@@ -203,7 +212,7 @@ fn apply_toml(settings: &mut Settings, text: &str, path: &Path) -> Result<(), Co
     Ok(())
 }
 
-/// Applies `PORT` and `WEB_CONCURRENCY`, then every `PINION_*` variable.
+/// Applies the conventional variables (`PORT`, ...), then every `PINION_*` variable.
 fn apply_env(settings: &mut Settings, source: &Source) -> Result<(), ConfigError> {
     // Sorted, so that with several bad variables the same one is reported every time.
     let vars: BTreeMap<&str, &str> = source
@@ -211,7 +220,12 @@ fn apply_env(settings: &mut Settings, source: &Source) -> Result<(), ConfigError
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let conventional = [(ENV_PORT, Key::Port), (ENV_WEB_CONCURRENCY, Key::Threads)];
+    let conventional = [
+        (ENV_PORT, Key::Port),
+        (ENV_WEB_CONCURRENCY, Key::Threads),
+        (ENV_DATABASE_URL, Key::DatabaseUrl),
+        (ENV_DATABASE_REPLICA_URLS, Key::DatabaseReplicaUrls),
+    ];
     for (var, key) in conventional {
         // The PINION_ variable wins, so the conventional one is not even checked.
         if let (Some(value), false) = (vars.get(var), vars.contains_key(key.env_var())) {
@@ -272,10 +286,9 @@ fn assign(
     origin: Origin,
 ) -> Result<(), ConfigError> {
     key.assign(settings, raw).map_err(|reason| {
-        let value = match raw {
-            Raw::Str(s) if is_secret(key.name()) => format!("{:?}", mask_value(s)),
-            _ if is_secret(key.name()) => "****".to_string(),
-            _ => raw.display(),
+        let value = match is_secret(key.name()) {
+            true => mask_raw(raw),
+            false => raw.display(),
         };
         ConfigError::invalid_value(key.name(), value, reason, origin)
     })

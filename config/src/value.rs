@@ -1,5 +1,6 @@
-//! The value syntaxes keys share: integers, sizes, durations, IP addresses and one-of-a-list
-//! words, read from either a TOML value or an environment string, and rendered back as TOML.
+//! The value syntaxes keys share: integers, sizes, durations, booleans, IP addresses, lists and
+//! one-of-a-list words, read from either a TOML value or an environment string, and rendered back
+//! as TOML.
 //!
 //! The size and duration parsers are hand-written (a few dozen lines) rather than taken from a
 //! crate such as `bytesize` or `humantime`: we want exactly the units the README documents, the
@@ -18,7 +19,11 @@ pub(crate) enum Raw<'a> {
     Int(i64),
     /// A TOML string or an environment value.
     Str(&'a str),
-    /// Any other TOML value (float, boolean, array, table, date): never valid for a key today.
+    /// A TOML boolean.
+    Bool(bool),
+    /// A TOML array, elements not yet checked.
+    Array(&'a [toml::Value]),
+    /// Any other TOML value (float, table, date): never valid for a key today.
     Other {
         /// The TOML type, for the reason ("found a float").
         kind: &'static str,
@@ -33,6 +38,8 @@ impl<'a> Raw<'a> {
         match value {
             toml::Value::Integer(i) => Raw::Int(*i),
             toml::Value::String(s) => Raw::Str(s),
+            toml::Value::Boolean(b) => Raw::Bool(*b),
+            toml::Value::Array(items) => Raw::Array(items),
             other => Raw::Other {
                 kind: toml_kind(other),
                 text: other.to_string(),
@@ -45,6 +52,8 @@ impl<'a> Raw<'a> {
         match self {
             Raw::Int(i) => i.to_string(),
             Raw::Str(s) => format!("{s:?}"),
+            Raw::Bool(b) => b.to_string(),
+            Raw::Array(items) => toml::Value::Array(items.to_vec()).to_string(),
             Raw::Other { text, .. } => text.clone(),
         }
     }
@@ -55,6 +64,8 @@ impl<'a> Raw<'a> {
             Raw::Other { kind, .. } => format!("must be {expected}, found {kind}"),
             Raw::Int(_) => format!("must be {expected}, found an integer"),
             Raw::Str(_) => format!("must be {expected}, found a string"),
+            Raw::Bool(_) => format!("must be {expected}, found a boolean"),
+            Raw::Array(_) => format!("must be {expected}, found an array"),
         }
     }
 }
@@ -85,7 +96,7 @@ pub(crate) fn integer(raw: &Raw<'_>, min: u64, max: u64) -> Result<u64, String> 
             .trim()
             .parse()
             .map_err(|_| format!("must be {expected}"))?,
-        Raw::Other { .. } => return Err(raw.wrong_type(&expected)),
+        _ => return Err(raw.wrong_type(&expected)),
     };
     if n < i128::from(min) || n > i128::from(max) {
         return Err(format!("must be {expected}"));
@@ -112,7 +123,7 @@ pub(crate) fn size(raw: &Raw<'_>) -> Result<u64, String> {
     match raw {
         Raw::Int(i) => u64::try_from(*i).map_err(|_| "must not be negative".to_string()),
         Raw::Str(s) => parse_size(s),
-        Raw::Other { .. } => Err(raw.wrong_type("a size such as 65536 or \"64KiB\"")),
+        _ => Err(raw.wrong_type("a size such as 65536 or \"64KiB\"")),
     }
 }
 
@@ -145,7 +156,7 @@ pub(crate) fn duration(raw: &Raw<'_>) -> Result<Duration, String> {
             .map(Duration::from_secs)
             .map_err(|_| "must not be negative".to_string()),
         Raw::Str(s) => parse_duration(s),
-        Raw::Other { .. } => Err(raw.wrong_type("a duration such as 30 or \"500ms\"")),
+        _ => Err(raw.wrong_type("a duration such as 30 or \"500ms\"")),
     }
 }
 
@@ -204,6 +215,55 @@ pub(crate) fn string<'a>(raw: &Raw<'a>) -> Result<&'a str, String> {
     }
 }
 
+/// The spellings of a boolean in a string (case-insensitive): an environment variable cannot
+/// hold a TOML boolean, and these are the forms people and platforms write.
+const BOOL_WORDS: [(&str, bool); 8] = [
+    ("true", true),
+    ("false", false),
+    ("1", true),
+    ("0", false),
+    ("yes", true),
+    ("no", false),
+    ("on", true),
+    ("off", false),
+];
+
+/// A boolean: a TOML `true` / `false`, or a string `true`/`false`, `1`/`0`, `yes`/`no`,
+/// `on`/`off` (case-insensitive, surrounding spaces ignored).
+pub(crate) fn boolean(raw: &Raw<'_>) -> Result<bool, String> {
+    const EXPECTED: &str = "true or false (or 1/0, yes/no, on/off)";
+    match raw {
+        Raw::Bool(b) => Ok(*b),
+        Raw::Str(s) => BOOL_WORDS
+            .iter()
+            .find(|(word, _)| word.eq_ignore_ascii_case(s.trim()))
+            .map(|&(_, b)| b)
+            .ok_or_else(|| format!("must be {EXPECTED}")),
+        _ => Err(raw.wrong_type(EXPECTED)),
+    }
+}
+
+/// A TOML array of strings. (The environment's comma-separated form is split by the key,
+/// which knows where its items may themselves hold commas.)
+pub(crate) fn string_array<'a>(raw: &Raw<'a>) -> Result<Vec<&'a str>, String> {
+    const EXPECTED: &str = "an array of strings";
+    match raw {
+        Raw::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                toml::Value::String(s) => Ok(s.as_str()),
+                other => Err(format!(
+                    "must be {EXPECTED}; item {} is {}",
+                    i + 1,
+                    toml_kind(other)
+                )),
+            })
+            .collect(),
+        _ => Err(raw.wrong_type(EXPECTED)),
+    }
+}
+
 /// One of a fixed list of words (case-insensitive), for the enum-valued keys.
 pub(crate) fn one_of<T: Copy>(raw: &Raw<'_>, choices: &[(&str, T)]) -> Result<T, String> {
     let list = choices
@@ -257,6 +317,11 @@ pub(crate) fn render_duration(d: Duration) -> String {
 /// `rust-version` (1.85).
 fn divides(m: u64, n: u64) -> bool {
     n.checked_rem(m) == Some(0)
+}
+
+/// Strings as a TOML array (`["a", "b"]`, `[]`).
+pub(crate) fn render_string_array(items: impl IntoIterator<Item = String>) -> String {
+    toml::Value::Array(items.into_iter().map(toml::Value::String).collect()).to_string()
 }
 
 /// A string as TOML text, quoted and escaped by the `toml` crate.
@@ -378,6 +443,55 @@ mod tests {
         assert_eq!(
             integer(&Raw::from_toml(&boolean), 1, 10),
             Err("must be an integer in 1..=10, found a boolean".to_string())
+        );
+    }
+
+    #[test]
+    fn booleans() {
+        for (text, expected) in [
+            ("true", true),
+            ("FALSE", false),
+            (" 1 ", true),
+            ("0", false),
+            ("yes", true),
+            ("No", false),
+            ("on", true),
+            ("OFF", false),
+        ] {
+            assert_eq!(boolean(&Raw::Str(text)), Ok(expected), "{text:?}");
+        }
+        assert_eq!(boolean(&Raw::Bool(true)), Ok(true));
+        assert_eq!(boolean(&Raw::Bool(false)), Ok(false));
+        for text in ["", "2", "y", "enabled", "truee"] {
+            let err = boolean(&Raw::Str(text)).expect_err(text);
+            assert!(err.starts_with("must be true or false"), "{err}");
+        }
+        assert_eq!(
+            boolean(&Raw::Int(1)),
+            Err("must be true or false (or 1/0, yes/no, on/off), found an integer".to_string())
+        );
+    }
+
+    #[test]
+    fn string_arrays() {
+        let items: Vec<toml::Value> = vec!["a".into(), "b".into()];
+        assert_eq!(string_array(&Raw::Array(&items)), Ok(vec!["a", "b"]));
+        assert_eq!(string_array(&Raw::Array(&[])), Ok(vec![]));
+        let mixed: Vec<toml::Value> = vec!["a".into(), 7.into()];
+        assert_eq!(
+            string_array(&Raw::Array(&mixed)),
+            Err("must be an array of strings; item 2 is an integer".to_string())
+        );
+        assert_eq!(
+            string_array(&Raw::Int(1)),
+            Err("must be an array of strings, found an integer".to_string())
+        );
+        assert_eq!(render_string_array(Vec::new()), "[]");
+        let text = render_string_array(vec!["a".to_string(), "b\"".to_string()]);
+        let table: toml::Table = toml::from_str(&format!("x = {text}")).expect("valid TOML");
+        assert_eq!(
+            table["x"],
+            toml::Value::Array(vec!["a".into(), "b\"".into()])
         );
     }
 

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pinion_config::{
-    mask_url_password, ConfigError, IoDriver, LogFormat, LogLevel, Overrides, Settings, Source,
+    mask_url_password, ConfigError, DatabaseUrl, IoDriver, LogFormat, LogLevel, Overrides,
+    Settings, Source,
 };
 
 /// A `pinion.toml` under the temp directory, removed when dropped.
@@ -84,6 +85,17 @@ drain_timeout = "1h"
 server_name = "pinion (test)"
 log_level = "debug"
 log_format = "json"
+database_url = "postgres://app:secret@db1:5432/app?sslmode=require"
+database_replica_urls = ["postgres://app:secret@db2/app", "postgresql:///app?host=/run/postgresql"]
+pool_size = 40
+db_connect_timeout = "2s"
+db_query_timeout = "1m"
+db_keepalive = 15
+db_user_timeout = "20s"
+replica_check_interval = "250ms"
+sticky_window = 0
+migrate_on_start = false
+migrations_dir = "db/migrations"
 "#,
     );
     let s = result.expect("load");
@@ -105,6 +117,34 @@ log_format = "json"
     assert_eq!(s.server_name, "pinion (test)");
     assert_eq!(s.log_level, LogLevel::Debug);
     assert_eq!(s.log_format, LogFormat::Json);
+    assert_eq!(
+        s.database_url.as_ref().map(DatabaseUrl::as_str),
+        Some("postgres://app:secret@db1:5432/app?sslmode=require")
+    );
+    assert_eq!(
+        urls(&s.database_replica_urls),
+        [
+            "postgres://app:secret@db2/app",
+            "postgresql:///app?host=/run/postgresql"
+        ]
+    );
+    assert_eq!(s.pool_size, Some(40));
+    assert_eq!(s.db_connect_timeout, Duration::from_secs(2));
+    assert_eq!(s.db_query_timeout, Duration::from_secs(60));
+    assert_eq!(s.db_keepalive, Duration::from_secs(15));
+    assert_eq!(s.db_user_timeout, Duration::from_secs(20));
+    assert_eq!(s.replica_check_interval, Duration::from_millis(250));
+    assert_eq!(s.sticky_window, Duration::ZERO);
+    assert!(!s.migrate_on_start);
+    assert_eq!(s.migrations_dir, PathBuf::from("db/migrations"));
+}
+
+fn urls(list: &[DatabaseUrl]) -> Vec<&str> {
+    list.iter().map(DatabaseUrl::as_str).collect()
+}
+
+fn database_url(s: &Settings) -> Option<&str> {
+    s.database_url.as_ref().map(DatabaseUrl::as_str)
 }
 
 #[test]
@@ -443,6 +483,145 @@ const RULES: &[Rule] = &[
         good_env: &["json"],
         bad_env: &[("logfmt", "must be one of")],
     },
+    // Values with a password are checked in `database_urls_never_print_passwords`; here the
+    // masked value shown equals the value written.
+    Rule {
+        key: "database_url",
+        good_file: &[
+            r#""""#,
+            r#""postgres://u:pw@h/db""#,
+            r#""postgresql://h1:5432,h2:5433/db?target_session_attrs=read-write""#,
+            r#""postgres:///db?host=/run/postgresql""#,
+        ],
+        bad_file: &[
+            (
+                r#""mysql://h/db""#,
+                "must be a URL starting with postgres://",
+            ),
+            (r#""host=h dbname=db""#, "key=value connection strings"),
+            (r#""postgres:///db""#, "must name a host"),
+            (r#""postgres://h:99999/db""#, "port"),
+            ("5432", "must be a string, found an integer"),
+            (r#"["postgres://h/db"]"#, "must be a string, found an array"),
+        ],
+        good_env: &["postgres://h/db", "", "  "],
+        bad_env: &[
+            ("http://h/db", "must be a URL starting with postgres://"),
+            ("postgres://h:port/db", "port"),
+        ],
+    },
+    Rule {
+        key: "database_replica_urls",
+        good_file: &[
+            "[]",
+            r#"["postgres://u:pw@r1/db"]"#,
+            r#"["postgres://r1/db", "postgresql://r2:5433/db"]"#,
+            // The environment's syntax works in the file too.
+            r#""postgres://r1/db, postgres://r2/db""#,
+        ],
+        bad_file: &[
+            (
+                r#"["mysql://r1/db"]"#,
+                "must be a URL starting with postgres://",
+            ),
+            (r#"["postgres://r1/db", "r2"]"#, "URL 2: must be a URL"),
+            (r#"["postgres://r1/db", 5]"#, "item 2 is an integer"),
+            ("5", "must be an array of strings, found an integer"),
+        ],
+        good_env: &["", "postgres://r1/db", "postgres://r1/db, postgres://r2/db"],
+        bad_env: &[
+            ("mysql://r1/db", "must be a URL starting with postgres://"),
+            ("postgres://r1/db, postgres://r2:x/db", "URL 2: has a port"),
+        ],
+    },
+    Rule {
+        key: "pool_size",
+        good_file: &["1", "10000", r#""auto""#],
+        bad_file: &[
+            ("0", "must be an integer in 1..=10000, or \"auto\""),
+            ("10001", "must be an integer in 1..=10000"),
+            ("false", "found a boolean"),
+        ],
+        good_env: &["64", "Auto"],
+        bad_env: &[("", "1..=10000"), ("lots", "1..=10000")],
+    },
+    Rule {
+        key: "db_connect_timeout",
+        good_file: &[r#""5s""#, "1"],
+        bad_file: &[
+            ("0", "must be greater than 0"),
+            (r#""25h""#, "must be at most 24h"),
+        ],
+        good_env: &["500ms"],
+        bad_env: &[
+            ("0s", "must be greater than 0"),
+            ("5 sec", "unknown duration unit"),
+        ],
+    },
+    Rule {
+        key: "db_query_timeout",
+        good_file: &[r#""30s""#],
+        bad_file: &[(r#""0ms""#, "must be greater than 0")],
+        good_env: &["2m"],
+        bad_env: &[("", "is empty")],
+    },
+    Rule {
+        key: "db_keepalive",
+        good_file: &[r#""30s""#],
+        bad_file: &[("0", "must be greater than 0")],
+        good_env: &["1m"],
+        bad_env: &[("-1", "must start with a whole number")],
+    },
+    Rule {
+        key: "db_user_timeout",
+        good_file: &[r#""10s""#],
+        bad_file: &[("0", "must be greater than 0")],
+        good_env: &["10000ms"],
+        bad_env: &[("1.5s", "must be a whole number")],
+    },
+    Rule {
+        key: "replica_check_interval",
+        good_file: &[r#""1s""#, r#""100ms""#],
+        bad_file: &[("0", "must be greater than 0")],
+        good_env: &["5s"],
+        bad_env: &[("0", "must be greater than 0")],
+    },
+    Rule {
+        key: "sticky_window",
+        good_file: &["0", r#""0s""#, r#""5s""#, r#""24h""#],
+        bad_file: &[
+            (r#""25h""#, "must be at most 24h"),
+            ("-1", "must not be negative"),
+        ],
+        good_env: &["0", "10s"],
+        bad_env: &[("soon", "must start with a whole number")],
+    },
+    Rule {
+        key: "migrate_on_start",
+        good_file: &["true", "false", r#""yes""#],
+        bad_file: &[
+            (
+                "1",
+                "must be true or false (or 1/0, yes/no, on/off), found an integer",
+            ),
+            (r#""maybe""#, "must be true or false"),
+        ],
+        good_env: &["true", "FALSE", "1", "0", "yes", "no", "on", "off"],
+        bad_env: &[
+            ("", "must be true or false"),
+            ("2", "must be true or false"),
+        ],
+    },
+    Rule {
+        key: "migrations_dir",
+        good_file: &[r#""migrations""#, r#""/srv/app/migrations""#, r#""./db""#],
+        bad_file: &[
+            (r#""""#, "must not be empty"),
+            ("1", "must be a string, found an integer"),
+        ],
+        good_env: &["db/migrations"],
+        bad_env: &[("", "must not be empty"), (" ", "must not be empty")],
+    },
 ];
 
 #[test]
@@ -543,16 +722,16 @@ fn unknown_key_in_file_suggests_the_closest() {
 
 #[test]
 fn unknown_key_without_a_close_match_lists_the_keys() {
-    let (_file, result) = load_file("database_url = \"postgres://u:secret@h/db\"\n");
+    let (_file, result) = load_file("session_token = \"hunter2\"\n");
     let err = result.expect_err("unknown key");
     assert!(err.is_unknown_key());
-    assert_eq!(err.key(), Some("database_url"));
+    assert_eq!(err.key(), Some("session_token"));
     let message = err.to_string();
     assert!(
         message.contains("; known keys are `bind`, `port`, "),
         "{message}"
     );
-    assert!(!message.contains("secret"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
 }
 
 #[test]
@@ -581,11 +760,18 @@ fn unknown_pinion_variable() {
         "unknown environment variable PINION_PROT; did you mean PINION_PORT?"
     );
 
-    let err = load_env(&[("PINION_DATABASE_URL", "x")]).expect_err("unknown variable");
+    let err = load_env(&[("PINION_SESSION_SECRET", "x")]).expect_err("unknown variable");
     assert!(
         err.to_string()
-            .starts_with("unknown environment variable PINION_DATABASE_URL; known keys are PINION_BIND, PINION_PORT,"),
+            .starts_with("unknown environment variable PINION_SESSION_SECRET; known keys are PINION_BIND, PINION_PORT,"),
         "{err}"
+    );
+
+    let err = load_env(&[("PINION_DATABASE_URI", "postgres://u:secret@h/db")])
+        .expect_err("misspelt variable");
+    assert_eq!(
+        err.to_string(),
+        "unknown environment variable PINION_DATABASE_URI; did you mean PINION_DATABASE_URL?"
     );
 }
 
@@ -659,6 +845,21 @@ fn render_masked_round_trips() {
         server_name: "it's \"quoted\" \\ here".to_string(),
         log_level: LogLevel::Trace,
         log_format: LogFormat::Json,
+        // Without passwords: those are masked, so they cannot round-trip.
+        database_url: Some(parse_url("postgres://app@h1:5432,h2/app?sslmode=require")),
+        database_replica_urls: vec![
+            parse_url("postgres://r1/app"),
+            parse_url("postgresql:///app?host=/run/postgresql"),
+        ],
+        pool_size: Some(10_000),
+        db_connect_timeout: Duration::from_millis(250),
+        db_query_timeout: Duration::from_secs(86_400),
+        db_keepalive: Duration::from_secs(1),
+        db_user_timeout: Duration::from_secs(90),
+        replica_check_interval: Duration::from_millis(100),
+        sticky_window: Duration::ZERO,
+        migrate_on_start: false,
+        migrations_dir: PathBuf::from("/srv/pinion/migrations \"v2\""),
     };
     for settings in [Settings::default(), custom] {
         let rendered = settings.render_masked();
@@ -706,9 +907,238 @@ fn process_environment_source_loads() {
     assert_eq!(source.file(), None);
     let has_pinion_vars = std::env::vars_os().any(|(k, _)| {
         let k = k.to_string_lossy();
-        k.starts_with("PINION_") || k == "PORT" || k == "WEB_CONCURRENCY"
+        k.starts_with("PINION_")
+            || [
+                "PORT",
+                "WEB_CONCURRENCY",
+                "DATABASE_URL",
+                "DATABASE_REPLICA_URLS",
+            ]
+            .contains(&k.as_ref())
     });
     if !has_pinion_vars {
         assert_eq!(Settings::load(&source).expect("load"), Settings::default());
     }
+}
+
+/// A URL known to be valid, loaded through the public API.
+fn parse_url(url: &str) -> DatabaseUrl {
+    let settings = load_env(&[("PINION_DATABASE_URL", url)]).expect("valid URL");
+    settings.database_url.expect("a URL")
+}
+
+#[test]
+fn database_defaults() {
+    let s = Settings::load(&Source::new()).expect("defaults");
+    assert_eq!(s.database_url, None);
+    assert!(s.database_replica_urls.is_empty());
+    assert_eq!(s.pool_size, None);
+    assert_eq!(s.db_connect_timeout, Duration::from_secs(5));
+    assert_eq!(s.db_query_timeout, Duration::from_secs(30));
+    assert_eq!(s.db_keepalive, Duration::from_secs(30));
+    assert_eq!(s.db_user_timeout, Duration::from_secs(10));
+    assert_eq!(s.replica_check_interval, Duration::from_secs(1));
+    assert_eq!(s.sticky_window, Duration::from_secs(5));
+    assert!(s.migrate_on_start);
+    assert_eq!(s.migrations_dir, PathBuf::from("migrations"));
+}
+
+#[test]
+fn database_url_conventions() {
+    let primary = "postgres://app:pw@db1/app";
+    let replicas = "postgres://app:pw@db2/app , postgres://app:pw@db3/app";
+
+    let s = load_env(&[
+        ("DATABASE_URL", primary),
+        ("DATABASE_REPLICA_URLS", replicas),
+    ])
+    .expect("load");
+    assert_eq!(database_url(&s), Some(primary));
+    assert_eq!(
+        urls(&s.database_replica_urls),
+        ["postgres://app:pw@db2/app", "postgres://app:pw@db3/app"]
+    );
+
+    // The PINION_ variables win, and the conventional ones they override are not checked.
+    let s = load_env(&[
+        ("DATABASE_URL", "mysql://app:pw@old/app"),
+        ("PINION_DATABASE_URL", "postgres://app:pw@new/app"),
+        ("DATABASE_REPLICA_URLS", replicas),
+        ("PINION_DATABASE_REPLICA_URLS", ""),
+    ])
+    .expect("load");
+    assert_eq!(database_url(&s), Some("postgres://app:pw@new/app"));
+    assert!(s.database_replica_urls.is_empty());
+
+    // They override the file: they are environment. An empty value means none.
+    let file = TempFile::new(&format!(
+        "database_url = \"{primary}\"\ndatabase_replica_urls = [\"{primary}\"]\n"
+    ));
+    let source = Source::new()
+        .with_file(file.path())
+        .with_env([("DATABASE_URL", ""), ("DATABASE_REPLICA_URLS", " ")]);
+    let s = Settings::load(&source).expect("load");
+    assert_eq!(s.database_url, None);
+    assert!(s.database_replica_urls.is_empty());
+
+    let source = Source::new()
+        .with_file(file.path())
+        .with_env([("DATABASE_URL", "postgres://other/app")]);
+    let s = Settings::load(&source).expect("load");
+    assert_eq!(database_url(&s), Some("postgres://other/app"));
+    assert_eq!(urls(&s.database_replica_urls), [primary]);
+}
+
+#[test]
+fn replica_list_in_the_environment() {
+    let s = load_env(&[(
+        "PINION_DATABASE_REPLICA_URLS",
+        " postgres://r1/db,postgresql://u:p,w@r2:5433/db ,, postgres://u@r3a,r3b/db?sslmode=require, ",
+    )])
+    .expect("load");
+    assert_eq!(
+        urls(&s.database_replica_urls),
+        [
+            "postgres://r1/db",
+            "postgresql://u:p,w@r2:5433/db",
+            "postgres://u@r3a,r3b/db?sslmode=require"
+        ]
+    );
+    for empty in ["", " ", ",", " , "] {
+        let s = load_env(&[("PINION_DATABASE_REPLICA_URLS", empty)]).expect("load");
+        assert!(s.database_replica_urls.is_empty(), "{empty:?}");
+    }
+}
+
+#[test]
+fn database_urls_never_print_passwords() {
+    // Environment, conventional and PINION_.
+    for var in ["DATABASE_URL", "PINION_DATABASE_URL"] {
+        let err = load_env(&[(var, "mysql://app:hunter2@h/db")]).expect_err("mysql");
+        assert!(err.is_invalid_value());
+        assert_eq!(err.key(), Some("database_url"));
+        assert_eq!(err.env_var(), Some(var));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "invalid value for `database_url` in environment variable {var}: \
+                 \"mysql://app:****@h/db\": must be a URL starting with postgres:// or postgresql://"
+            )
+        );
+        assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+    }
+    let err = load_env(&[(
+        "DATABASE_REPLICA_URLS",
+        "postgres://u:hunter2@r1/db,mysql://u:hunter3@r2/db",
+    )])
+    .expect_err("mysql replica");
+    assert_eq!(err.key(), Some("database_replica_urls"));
+    let message = err.to_string();
+    assert!(
+        message.contains("\"postgres://u:****@r1/db, mysql://u:****@r2/db\": URL 2: must be a URL"),
+        "{message}"
+    );
+
+    // Whatever the mistake, the password is not shown.
+    let bad = [
+        "postgres://u:hunter2@h:port/db",
+        "postgres://u:hun/ter2@h/db",
+        "postgres://u:hunter2%@h/db",
+        "postgres://u:hunter 2@h/db",
+        "postgres://u:hunter2@/db",
+        "u:hunter2@h/db",
+        "host=h password=hunter2",
+    ];
+    for url in bad {
+        let quoted = format!("{url:?}");
+        let results = [
+            load_env(&[("PINION_DATABASE_URL", url)]),
+            load_env(&[("PINION_DATABASE_REPLICA_URLS", url)]),
+            load_file(&format!("database_url = {quoted}\n")).1,
+            load_file(&format!(
+                "database_replica_urls = [\"postgres://r/db\", {quoted}]\n"
+            ))
+            .1,
+        ];
+        for result in results {
+            match result {
+                Ok(s) => panic!("{url} should be refused: {s:?}"),
+                Err(err) => {
+                    let shown = format!("{err} {err:?}");
+                    assert!(
+                        !shown.contains("hunter") && !shown.contains("ter2"),
+                        "{shown}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn render_masked_and_debug_hide_passwords() {
+    let (_file, result) = load_file(
+        "database_url = \"postgres://u:hunter2@h/db\"\n\
+         database_replica_urls = [\"postgres://u:hunter3@r/db\", \"postgres://r2/db?password=hunter4\"]\n",
+    );
+    let s = result.expect("load");
+    let rendered = s.render_masked();
+    assert!(
+        rendered.contains("database_url = \"postgres://u:****@h/db\"\n"),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains(
+            "database_replica_urls = [\"postgres://u:****@r/db\", \"postgres://r2/db?password=****\"]\n"
+        ),
+        "{rendered}"
+    );
+    let debug = format!("{s:?} {s:#?}");
+    assert!(debug.contains("postgres://u:****@h/db"), "{debug}");
+    for text in [&rendered, &debug] {
+        assert!(!text.contains("hunter"), "{text}");
+    }
+    // The masked file still loads: `pinion check` output is a valid pinion.toml.
+    let (_file, result) = load_file(&rendered);
+    let reloaded = result.expect("masked output loads");
+    assert_eq!(database_url(&reloaded), Some("postgres://u:****@h/db"));
+}
+
+#[test]
+fn pool_size_through_loading() {
+    let load = |vars: &[(&str, &str)]| load_env(vars).expect("load");
+    let s = load(&[("PINION_THREADS", "1")]);
+    assert_eq!(
+        (s.effective_pool_size(), s.pool_size_per_thread()),
+        (32, 32)
+    );
+    let s = load(&[("PINION_THREADS", "24")]);
+    assert_eq!((s.effective_pool_size(), s.pool_size_per_thread()), (32, 2));
+    let s = load(&[("PINION_THREADS", "4"), ("PINION_POOL_SIZE", "10")]);
+    assert_eq!((s.effective_pool_size(), s.pool_size_per_thread()), (10, 3));
+    let s = load(&[("WEB_CONCURRENCY", "100"), ("PINION_POOL_SIZE", "auto")]);
+    assert_eq!(
+        (s.effective_pool_size(), s.pool_size_per_thread()),
+        (108, 2)
+    );
+}
+
+#[test]
+fn boolean_forms() {
+    for (text, expected) in [
+        ("true", true),
+        ("True", true),
+        ("1", true),
+        ("yes", true),
+        ("ON", true),
+        ("false", false),
+        ("0", false),
+        ("No", false),
+        (" off ", false),
+    ] {
+        let s = load_env(&[("PINION_MIGRATE_ON_START", text)]).expect(text);
+        assert_eq!(s.migrate_on_start, expected, "{text:?}");
+    }
+    let (_file, result) = load_file("migrate_on_start = false\n");
+    assert!(!result.expect("load").migrate_on_start);
 }

@@ -154,3 +154,177 @@ fn decode_form(s: &str) -> Cow<'_, str> {
 pub(crate) fn decode_path_param(s: &str) -> Box<str> {
     percent_decode(s.as_bytes()).decode_utf8_lossy().into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::h1::head::{self, Limits};
+
+    const LIMITS: Limits = Limits {
+        max_head: 8192,
+        max_headers: 32,
+        max_uri: 1024,
+        max_body: 1 << 20,
+    };
+
+    /// A request as the connection builds it: head bytes split off, the rest as body.
+    fn request(raw: &[u8]) -> Request {
+        let head = head::parse(raw, &LIMITS)
+            .expect("valid head")
+            .expect("complete head");
+        let head_bytes = Bytes::copy_from_slice(&raw[..head.len]);
+        let body = Bytes::copy_from_slice(&raw[head.len..]);
+        let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
+        Request::new(head, head_bytes, body, peer)
+    }
+
+    fn get(target: &str) -> Request {
+        request(format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+    }
+
+    #[test]
+    fn query_param_finds_each_key() {
+        let req = get("/s?a=1&b=2");
+        assert_eq!(req.query(), Some("a=1&b=2"));
+        assert_eq!(req.query_param("a").as_deref(), Some("1"));
+        assert_eq!(req.query_param("b").as_deref(), Some("2"));
+        assert_eq!(req.query_param("c"), None);
+        // Keys match exactly.
+        assert_eq!(req.query_param("A"), None);
+        assert_eq!(req.query_param(""), None);
+    }
+
+    #[test]
+    fn query_param_decodes_like_a_form() {
+        let req = get("/s?q=hello+world&p=a%20b&plus=a%2Bb&mixed=%41+%42&bad=%FF&lone=100%");
+        assert_eq!(req.query_param("q").as_deref(), Some("hello world"));
+        assert_eq!(req.query_param("p").as_deref(), Some("a b"));
+        // An encoded plus is a plus, not a space.
+        assert_eq!(req.query_param("plus").as_deref(), Some("a+b"));
+        assert_eq!(req.query_param("mixed").as_deref(), Some("A B"));
+        // Bytes that are not UTF-8 decode lossily instead of failing.
+        assert_eq!(req.query_param("bad").as_deref(), Some("\u{FFFD}"));
+        // A '%' without two hex digits is kept as it is.
+        assert_eq!(req.query_param("lone").as_deref(), Some("100%"));
+        // Keys are decoded too.
+        let req = get("/s?my+key=1&other%20key=2");
+        assert_eq!(req.query_param("my key").as_deref(), Some("1"));
+        assert_eq!(req.query_param("other key").as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn query_param_borrows_when_nothing_is_encoded() {
+        let req = get("/s?a=plain");
+        assert!(matches!(req.query_param("a"), Some(Cow::Borrowed("plain"))));
+    }
+
+    #[test]
+    fn query_param_without_a_value_is_empty() {
+        let req = get("/s?flag&empty=&x=1");
+        assert_eq!(req.query_param("flag").as_deref(), Some(""));
+        assert_eq!(req.query_param("empty").as_deref(), Some(""));
+        assert_eq!(req.query_param("x").as_deref(), Some("1"));
+        // Only the first '=' separates; the rest belong to the value.
+        assert_eq!(get("/s?k=a=b").query_param("k").as_deref(), Some("a=b"));
+        // Empty pairs are skipped over.
+        assert_eq!(get("/s?&&k=v&").query_param("k").as_deref(), Some("v"));
+    }
+
+    #[test]
+    fn query_param_repeated_key_gives_the_first() {
+        let req = get("/s?k=first&k=second&k");
+        assert_eq!(req.query_param("k").as_deref(), Some("first"));
+    }
+
+    #[test]
+    fn no_query_means_no_params() {
+        let req = get("/s");
+        assert_eq!(req.query(), None);
+        assert_eq!(req.query_param("a"), None);
+        let req = get("/s?");
+        assert_eq!(req.query(), Some(""));
+        assert_eq!(req.query_param("a"), None);
+    }
+
+    #[test]
+    fn path_is_raw_and_without_the_query() {
+        assert_eq!(get("/a%20b/c?x=1").path(), "/a%20b/c");
+        assert_eq!(get("http://h").path(), "/");
+        assert_eq!(get("http://h?q=1").path(), "/");
+        assert_eq!(get("http://h?q=1").query_param("q").as_deref(), Some("1"));
+        assert_eq!(get("http://h/p/q").path(), "/p/q");
+        let star = request(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(star.path(), "*");
+        assert_eq!(star.method(), Method::OPTIONS);
+    }
+
+    #[test]
+    fn header_lookup_is_case_insensitive_and_first_wins() {
+        let req = request(
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Token: one\r\nx-token: two\r\n\
+              Content-Type: application/json\r\nX-Latin: caf\xe9\r\n\r\n",
+        );
+        for name in ["x-token", "X-TOKEN", "X-Token"] {
+            assert_eq!(req.header(name), Some(&b"one"[..]), "{name}");
+            assert_eq!(req.header_str(name), Some("one"), "{name}");
+        }
+        assert_eq!(req.header("x-missing"), None);
+        assert_eq!(req.header("x-toke"), None);
+        assert_eq!(req.content_type(), Some("application/json"));
+        // obs-text is kept as bytes, but is not text.
+        assert_eq!(req.header("x-latin"), Some(&b"caf\xe9"[..]));
+        assert_eq!(req.header_str("x-latin"), None);
+    }
+
+    #[test]
+    fn headers_come_in_arrival_order_with_names_as_sent() {
+        let req = request(b"GET / HTTP/1.1\r\nhost: a\r\nB: 1\r\nA: 2\r\nB: 3\r\n\r\n");
+        let all: Vec<(&str, &[u8])> = req.headers().collect();
+        assert_eq!(
+            all,
+            [
+                ("host", &b"a"[..]),
+                ("B", &b"1"[..]),
+                ("A", &b"2"[..]),
+                ("B", &b"3"[..])
+            ]
+        );
+        assert_eq!(request(b"GET / HTTP/1.0\r\n\r\n").headers().count(), 0);
+        assert_eq!(request(b"GET / HTTP/1.0\r\n\r\n").content_type(), None);
+    }
+
+    #[test]
+    fn params_are_set_by_the_router() {
+        let mut req = get("/users/42");
+        assert_eq!(req.param("id"), None);
+        req.set_params(vec![
+            ("id".into(), "42".into()),
+            ("tab".into(), "a b".into()),
+        ]);
+        assert_eq!(req.param("id"), Some("42"));
+        assert_eq!(req.param("tab"), Some("a b"));
+        assert_eq!(req.param("ID"), None);
+    }
+
+    #[test]
+    fn method_version_body_and_peer() {
+        let req = request(b"POST /f HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!(req.method(), Method::POST);
+        assert!(req.is_http10());
+        assert_eq!(req.body(), &Bytes::from_static(b"hello"));
+        assert_eq!(req.peer_addr(), SocketAddr::from(([127, 0, 0, 1], 40000)));
+        assert_eq!(req.into_body(), Bytes::from_static(b"hello"));
+        let req = get("/");
+        assert!(!req.is_http10());
+        assert!(req.body().is_empty());
+    }
+
+    #[test]
+    fn path_params_are_percent_decoded_but_plus_is_kept() {
+        assert_eq!(&*decode_path_param("a%20b"), "a b");
+        assert_eq!(&*decode_path_param("a+b"), "a+b");
+        assert_eq!(&*decode_path_param("%E2%9C%93"), "\u{2713}");
+        assert_eq!(&*decode_path_param("%FF"), "\u{FFFD}");
+        assert_eq!(&*decode_path_param("plain"), "plain");
+    }
+}

@@ -1,0 +1,226 @@
+//! One named database as a worker thread sees it: its pinned connection for autocommit
+//! statements, its pool for transactions, and its health.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Config, Row};
+
+use crate::dial::ConnectOptions;
+use crate::error::Error;
+use crate::pinned::Pinned;
+use crate::pool::{Pool, PooledClient};
+
+/// What a database is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Takes writes and transactions (`default`).
+    Primary,
+    /// A streaming standby: reads only.
+    Replica,
+}
+
+impl Role {
+    /// `primary` or `replica`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        }
+    }
+}
+
+/// A database on this worker thread.
+pub struct Database {
+    name: Rc<str>,
+    role: Role,
+    pinned: Rc<Pinned>,
+    pool: Rc<Pool>,
+    query_timeout: Duration,
+    /// Cleared by a connection error or a failed ping, set again by a good ping; together with
+    /// a live pinned connection it decides whether reads are routed here.
+    healthy: Cell<bool>,
+}
+
+impl Database {
+    pub(crate) fn start(
+        name: &str,
+        role: Role,
+        config: Config,
+        opts: ConnectOptions,
+        pool_size: usize,
+        query_timeout: Duration,
+    ) -> Database {
+        let name: Rc<str> = name.into();
+        let pinned = Pinned::start(Rc::clone(&name), config.clone(), opts);
+        let pool = Pool::new(Rc::clone(&name), config, opts, pool_size, query_timeout);
+        Database {
+            name,
+            role,
+            pinned,
+            pool,
+            query_timeout,
+            healthy: Cell::new(true),
+        }
+    }
+
+    /// The name it is configured under (`default`, `replica1`, …).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Primary or replica.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Whether reads may be routed here: a live connection and no error since the last good
+    /// ping.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.get() && self.pinned.is_live()
+    }
+
+    /// Whether the pinned connection is up right now.
+    pub fn is_connected(&self) -> bool {
+        self.pinned.is_live()
+    }
+
+    /// Pooled connections available without waiting (a metric).
+    pub fn pool_available(&self) -> usize {
+        self.pool.available()
+    }
+
+    /// Tasks waiting for a pooled connection (a metric).
+    pub fn pool_waiters(&self) -> usize {
+        self.pool.waiters()
+    }
+
+    /// Most pooled connections this thread opens to this database.
+    pub fn pool_size(&self) -> usize {
+        self.pool.size()
+    }
+
+    /// Waits until the pinned connection is up, at most the connect timeout.
+    ///
+    /// # Errors
+    /// Unavailable when it did not come up.
+    pub async fn wait_connected(&self) -> Result<(), Error> {
+        self.pinned.get().await.map(|_| ())
+    }
+
+    /// Runs `sql` (prepared once per connection and cached) on the pinned connection and
+    /// returns its rows. Concurrent calls on one thread are pipelined on that connection.
+    ///
+    /// # Errors
+    /// Connection lost (the in-flight query failed; the connection is being re-established),
+    /// unavailable, timeout, or the error PostgreSQL reported.
+    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Error> {
+        let run = async {
+            let live = self.pinned.get().await?;
+            let stmt = live.statement(sql).await?;
+            live.client.query(&stmt, params).await.map_err(Error::from_pg)
+        };
+        self.deadline(run).await
+    }
+
+    /// Like [`query`](Self::query), for exactly one row.
+    ///
+    /// # Errors
+    /// As `query`, and a query error when the statement returned no row or several.
+    pub async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, Error> {
+        let run = async {
+            let live = self.pinned.get().await?;
+            let stmt = live.statement(sql).await?;
+            live.client.query_one(&stmt, params).await.map_err(Error::from_pg)
+        };
+        self.deadline(run).await
+    }
+
+    /// Like [`query`](Self::query), for at most one row.
+    ///
+    /// # Errors
+    /// As `query`.
+    pub async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, Error> {
+        let run = async {
+            let live = self.pinned.get().await?;
+            let stmt = live.statement(sql).await?;
+            live.client.query_opt(&stmt, params).await.map_err(Error::from_pg)
+        };
+        self.deadline(run).await
+    }
+
+    /// Runs a statement and returns the number of rows it affected.
+    ///
+    /// # Errors
+    /// As `query`.
+    pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Error> {
+        let run = async {
+            let live = self.pinned.get().await?;
+            let stmt = live.statement(sql).await?;
+            live.client.execute(&stmt, params).await.map_err(Error::from_pg)
+        };
+        self.deadline(run).await
+    }
+
+    /// Runs several statements separated by `;` with no parameters (simple query protocol),
+    /// e.g. DDL.
+    ///
+    /// # Errors
+    /// As `query`.
+    pub async fn batch_execute(&self, sql: &str) -> Result<(), Error> {
+        let run = async {
+            let live = self.pinned.get().await?;
+            live.client.batch_execute(sql).await.map_err(Error::from_pg)
+        };
+        self.deadline(run).await
+    }
+
+    /// A connection of its own from this thread's pool, for a transaction:
+    /// `let mut c = db.pooled().await?; let tx = c.client_mut().transaction().await?;`.
+    ///
+    /// # Errors
+    /// A timeout when the pool stays exhausted; a connect error.
+    pub async fn pooled(&self) -> Result<PooledClient, Error> {
+        self.pool.get().await
+    }
+
+    /// `SELECT 1` on the pinned connection; updates health.
+    ///
+    /// # Errors
+    /// As `query`.
+    pub async fn ping(&self) -> Result<(), Error> {
+        let run = async {
+            let live = self.pinned.get().await?;
+            live.client.simple_query("SELECT 1").await.map_err(Error::from_pg)
+        };
+        let result = self.deadline(run).await.map(|_| ());
+        self.healthy.set(result.is_ok());
+        result
+    }
+
+    /// Whether the server answering this connection is a standby (`pg_is_in_recovery()`).
+    ///
+    /// # Errors
+    /// As `query`.
+    pub async fn is_in_recovery(&self) -> Result<bool, Error> {
+        let row = self.query_one("SELECT pg_is_in_recovery()", &[]).await?;
+        row.try_get(0).map_err(Error::from_pg)
+    }
+
+    /// Applies the per-query deadline, tags errors with the database name, and marks the
+    /// database unhealthy when the connection failed.
+    async fn deadline<T>(&self, run: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        let result = match monoio::time::timeout(self.query_timeout, run).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::timeout("query")),
+        };
+        result.map_err(|e| {
+            if e.is_connection_lost() || e.is_unavailable() {
+                self.healthy.set(false);
+            }
+            e.on(&self.name)
+        })
+    }
+}

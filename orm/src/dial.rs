@@ -1,0 +1,172 @@
+//! Dialing PostgreSQL on monoio: a TCP or Unix-socket stream, turned into tokio's I/O traits,
+//! handed to tokio-postgres's `connect_raw`, its `Connection` future spawned on this thread.
+//!
+//! tokio-postgres is used without its `runtime` feature (no tokio reactor, no tokio timers), so
+//! dialing, timeouts and keep-alives are ours. `into_poll_io()` was measured (DESIGN.md §3) to
+//! give better tail latency than monoio-compat.
+
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use monoio::io::IntoPollIo;
+use tokio::sync::Notify;
+use tokio_postgres::config::Host;
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::error::Error;
+
+/// Socket and time limits for one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectOptions {
+    /// Dial plus startup handshake must finish within this.
+    pub connect_timeout: Duration,
+    /// TCP keep-alive idle time: a silent peer is probed after this.
+    pub keepalive: Duration,
+    /// `TCP_USER_TIMEOUT`: data unacknowledged for this long drops the connection, so a
+    /// vanished server is noticed in seconds rather than the kernel's ~15 minutes.
+    pub user_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            connect_timeout: Duration::from_secs(5),
+            keepalive: Duration::from_secs(30),
+            user_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Set when a connection's background task ends: the socket is gone.
+#[derive(Debug, Default)]
+pub(crate) struct Closed {
+    closed: Cell<bool>,
+    notify: Notify,
+}
+
+impl Closed {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    fn set(&self) {
+        self.closed.set(true);
+        self.notify.notify_waiters();
+    }
+
+    /// Completes once the connection has ended.
+    pub(crate) async fn wait(&self) {
+        let notified = self.notify.notified();
+        if self.closed.get() {
+            return;
+        }
+        notified.await;
+    }
+}
+
+/// A connected client and the flag its connection task sets when it ends.
+pub(crate) struct Dialed {
+    pub(crate) client: Client,
+    pub(crate) closed: Rc<Closed>,
+}
+
+/// Connects to the first host of `config` that answers, within `opts.connect_timeout`.
+///
+/// # Errors
+/// A connect error naming the last host tried, or a timeout.
+pub(crate) async fn connect(config: &Config, opts: &ConnectOptions) -> Result<Dialed, Error> {
+    match monoio::time::timeout(opts.connect_timeout, connect_any(config, opts)).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::timeout("connect")),
+    }
+}
+
+async fn connect_any(config: &Config, opts: &ConnectOptions) -> Result<Dialed, Error> {
+    let hosts = config.get_hosts();
+    let ports = config.get_ports();
+    if hosts.is_empty() {
+        return Err(Error::config("the database URL names no host"));
+    }
+    let mut last = None;
+    for (i, host) in hosts.iter().enumerate() {
+        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        match connect_host(config, host, port, opts).await {
+            Ok(d) => return Ok(d),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::unavailable("no host answered")))
+}
+
+async fn connect_host(
+    config: &Config,
+    host: &Host,
+    port: u16,
+    opts: &ConnectOptions,
+) -> Result<Dialed, Error> {
+    match host {
+        Host::Tcp(name) => {
+            // Resolution is blocking; hosts are IP literals or local names in practice, and this
+            // runs only at start-up and on reconnect, never per query.
+            let addr = std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), port))
+                .map_err(|e| Error::connect(format!("{name}:{port}: {e}")))?
+                .next()
+                .ok_or_else(|| Error::connect(format!("{name}:{port}: no address")))?;
+            let stream = monoio::net::TcpStream::connect_addr(addr)
+                .await
+                .map_err(|e| Error::connect(format!("{addr}: {e}")))?;
+            stream
+                .set_nodelay(true)
+                .map_err(|e| Error::connect(format!("{addr}: {e}")))?;
+            tune_tcp(&stream, opts).map_err(|e| Error::connect(format!("{addr}: {e}")))?;
+            let stream = stream
+                .into_poll_io()
+                .map_err(|e| Error::connect(format!("{addr}: {e}")))?;
+            finish(config, stream).await
+        }
+        Host::Unix(dir) => {
+            let path: PathBuf = dir.join(format!(".s.PGSQL.{port}"));
+            let stream = monoio::net::UnixStream::connect(&path)
+                .await
+                .map_err(|e| Error::connect(format!("{}: {e}", path.display())))?;
+            let stream = stream
+                .into_poll_io()
+                .map_err(|e| Error::connect(format!("{}: {e}", path.display())))?;
+            finish(config, stream).await
+        }
+    }
+}
+
+fn tune_tcp(stream: &monoio::net::TcpStream, opts: &ConnectOptions) -> std::io::Result<()> {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    // SAFETY: the descriptor belongs to `stream`, which outlives this borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let sock = socket2::SockRef::from(&fd);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(opts.keepalive)
+        .with_interval(Duration::from_secs(opts.keepalive.as_secs().clamp(1, 10)))
+        .with_retries(3);
+    sock.set_tcp_keepalive(&keepalive)?;
+    sock.set_tcp_user_timeout(Some(opts.user_timeout))
+}
+
+async fn finish<S>(config: &Config, stream: S) -> Result<Dialed, Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+{
+    let (client, connection) = config
+        .connect_raw(stream, NoTls)
+        .await
+        .map_err(Error::connect)?;
+    let closed = Rc::new(Closed::default());
+    let on_close = Rc::clone(&closed);
+    monoio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "database connection ended");
+        }
+        on_close.set();
+    });
+    Ok(Dialed { client, closed })
+}

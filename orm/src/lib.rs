@@ -1,0 +1,44 @@
+//! # pinion-orm
+//!
+//! PostgreSQL for pinion, on monoio. tokio-postgres runs without its tokio runtime: we dial
+//! the socket with monoio, hand it to `connect_raw`, and spawn the connection future on the
+//! same worker thread, so nothing crosses threads.
+//!
+//! Per worker thread and per database:
+//! - one **pinned connection** for autocommit statements, shared by every request on the
+//!   thread — concurrent queries are pipelined on it; statements are prepared once per
+//!   connection and cached; when it is lost, in-flight queries fail as "connection lost" and a
+//!   supervisor re-dials with backoff;
+//! - a small **pool** for transactions, with a fair waiter queue.
+//!
+//! The [`Db`] (connection manager) routes: writes and transactions to the primary
+//! (`default`), reads to a healthy replica round robin, falling back to the primary while none
+//! is healthy; [`Session`] keeps a request's reads on the primary after it wrote; tables marked
+//! primary-only (UNLOGGED ones) always read from the primary.
+//!
+//! [`migrate`] applies `migrations/*.sql` under an advisory lock.
+//!
+//! # Layout
+//! - `dial`: sockets, timeouts, keep-alives, `connect_raw`;
+//! - `pinned`: the self-healing shared connection and its statement cache;
+//! - `pool`: connections for transactions;
+//! - [`Database`]: one database on one thread — queries, health;
+//! - [`Db`], [`Session`]: routing;
+//! - [`migrate`](crate::migrate): migrations;
+//! - [`Error`].
+
+mod database;
+mod dial;
+mod error;
+mod manager;
+pub mod migrate;
+mod pinned;
+mod pool;
+
+pub use database::{Database, Role};
+pub use dial::ConnectOptions;
+pub use error::Error;
+pub use manager::{Db, DbConfig, Session, DEFAULT_PRIMARY_ONLY_TABLES, PRIMARY};
+pub use pool::PooledClient;
+/// Re-exported: rows, parameter types and errors come from tokio-postgres.
+pub use tokio_postgres;

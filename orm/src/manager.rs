@@ -1,0 +1,221 @@
+//! The connection manager: the named databases of one worker thread and the routing between
+//! them — writes and transactions to the primary, reads to a healthy replica (round robin) with
+//! fallback to the primary, stickiness after writes, primary-only tables.
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::rc::{Rc, Weak};
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::database::{Database, Role};
+use crate::dial::ConnectOptions;
+use crate::error::Error;
+
+/// Name of the primary database, as in `.using("default")`.
+pub const PRIMARY: &str = "default";
+
+/// Tables that live only on the primary: UNLOGGED tables are not replicated, so a standby
+/// cannot read them (sessions, rate limits, the database cache).
+pub const DEFAULT_PRIMARY_ONLY_TABLES: &[&str] = &["pinion_sessions", "pinion_rate_limits", "pinion_cache"];
+
+/// Typed configuration of the databases, built by the binary from its settings.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    /// URL of the primary (`postgres://user:pass@host:port/db`).
+    pub primary_url: String,
+    /// URLs of the streaming replicas, named `replica1`, `replica2`, … in this order.
+    pub replica_urls: Vec<String>,
+    /// Pooled connections per database on each thread (for transactions).
+    pub pool_size_per_thread: usize,
+    /// Dial and socket options.
+    pub connect: ConnectOptions,
+    /// Deadline of each query (and of waiting for a pooled connection).
+    pub query_timeout: Duration,
+    /// How often replicas are pinged to decide their health.
+    pub check_interval: Duration,
+    /// Tables whose reads always go to the primary.
+    pub primary_only_tables: Vec<String>,
+}
+
+impl DbConfig {
+    /// A configuration with the defaults for everything but the URLs.
+    pub fn new(primary_url: impl Into<String>, replica_urls: Vec<String>) -> DbConfig {
+        DbConfig {
+            primary_url: primary_url.into(),
+            replica_urls,
+            pool_size_per_thread: 4,
+            connect: ConnectOptions::default(),
+            query_timeout: Duration::from_secs(30),
+            check_interval: Duration::from_secs(1),
+            primary_only_tables: DEFAULT_PRIMARY_ONLY_TABLES.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+}
+
+/// The databases of one worker thread.
+pub struct Db {
+    primary: Database,
+    replicas: Vec<Database>,
+    next: Cell<usize>,
+    primary_only: HashSet<Box<str>>,
+}
+
+impl Db {
+    /// Parses the URLs and starts connecting (in the background: a database that is down is
+    /// retried, not fatal). Must run on the worker thread's monoio runtime.
+    ///
+    /// # Errors
+    /// A configuration error for a URL that does not parse.
+    pub fn start(cfg: &DbConfig) -> Result<Rc<Db>, Error> {
+        let parse = |url: &str| {
+            tokio_postgres::Config::from_str(url)
+                .map_err(|e| Error::config(format!("invalid database URL: {e}")))
+        };
+        let primary = Database::start(
+            PRIMARY,
+            Role::Primary,
+            parse(&cfg.primary_url)?,
+            cfg.connect,
+            cfg.pool_size_per_thread,
+            cfg.query_timeout,
+        );
+        let mut replicas = Vec::with_capacity(cfg.replica_urls.len());
+        for (i, url) in cfg.replica_urls.iter().enumerate() {
+            replicas.push(Database::start(
+                &format!("replica{}", i + 1),
+                Role::Replica,
+                parse(url)?,
+                cfg.connect,
+                cfg.pool_size_per_thread,
+                cfg.query_timeout,
+            ));
+        }
+        let db = Rc::new(Db {
+            primary,
+            replicas,
+            next: Cell::new(0),
+            primary_only: cfg.primary_only_tables.iter().map(|t| t.as_str().into()).collect(),
+        });
+        if !db.replicas.is_empty() {
+            monoio::spawn(check_replicas(Rc::downgrade(&db), cfg.check_interval));
+        }
+        Ok(db)
+    }
+
+    /// The primary (`default`): writes, transactions, primary-only tables.
+    pub fn primary(&self) -> &Database {
+        &self.primary
+    }
+
+    /// The next healthy replica, round robin; `None` while none is healthy.
+    pub fn replica(&self) -> Option<&Database> {
+        let n = self.replicas.len();
+        for _ in 0..n {
+            let i = self.next.get() % n;
+            self.next.set(i + 1);
+            let r = &self.replicas[i];
+            if r.is_healthy() {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    /// Where a read goes: a healthy replica, else the primary.
+    pub fn reader(&self) -> &Database {
+        self.replica().unwrap_or(&self.primary)
+    }
+
+    /// The database named `name` (`default`, `replica1`, …), whatever its health.
+    pub fn using(&self, name: &str) -> Option<&Database> {
+        if name == PRIMARY {
+            return Some(&self.primary);
+        }
+        self.replicas.iter().find(|d| d.name() == name)
+    }
+
+    /// Every database, primary first.
+    pub fn databases(&self) -> impl Iterator<Item = &Database> {
+        std::iter::once(&self.primary).chain(self.replicas.iter())
+    }
+
+    /// Whether reads of `table` must go to the primary.
+    pub fn is_primary_only(&self, table: &str) -> bool {
+        self.primary_only.contains(table)
+    }
+
+    /// A routing scope for one request. `sticky` (from the client's cookie) keeps its reads on
+    /// the primary because it wrote a moment ago.
+    pub fn session(&self, sticky: bool) -> Session<'_> {
+        Session {
+            db: self,
+            wrote: Cell::new(false),
+            sticky,
+        }
+    }
+}
+
+/// Routing for one request: once it writes, its later reads go to the primary, so it reads
+/// its own writes despite replication lag.
+pub struct Session<'a> {
+    db: &'a Db,
+    wrote: Cell<bool>,
+    sticky: bool,
+}
+
+impl<'a> Session<'a> {
+    /// Where a read goes now.
+    pub fn read(&self) -> &'a Database {
+        if self.wrote.get() || self.sticky {
+            self.db.primary()
+        } else {
+            self.db.reader()
+        }
+    }
+
+    /// Where a read of `tables` goes: the primary when any of them is primary-only.
+    pub fn read_tables(&self, tables: &[&str]) -> &'a Database {
+        if tables.iter().any(|t| self.db.is_primary_only(t)) {
+            self.db.primary()
+        } else {
+            self.read()
+        }
+    }
+
+    /// The primary, for a write; the rest of this request reads from it too.
+    pub fn write(&self) -> &'a Database {
+        self.wrote.set(true);
+        self.db.primary()
+    }
+
+    /// Whether this request wrote (the app then sets the sticky cookie).
+    pub fn wrote(&self) -> bool {
+        self.wrote.get()
+    }
+
+    /// The manager behind this session, e.g. for `.using("default")`.
+    pub fn db(&self) -> &'a Db {
+        self.db
+    }
+}
+
+/// Pings every replica each `interval`: a failed ping takes it out of the read rotation, a
+/// good one puts it back. Ends when the `Db` is dropped.
+async fn check_replicas(db: Weak<Db>, interval: Duration) {
+    loop {
+        monoio::time::sleep(interval).await;
+        let Some(db) = db.upgrade() else { return };
+        for r in &db.replicas {
+            let was = r.is_healthy();
+            let now = r.ping().await.is_ok() && r.is_connected();
+            if was != now {
+                if now {
+                    tracing::info!(database = r.name(), "replica healthy again, back in rotation");
+                } else {
+                    tracing::warn!(database = r.name(), "replica unhealthy, reads fall back");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The pinned connection: one per database per worker thread, shared by every request on that
+//! thread for autocommit statements, so tokio-postgres pipelines concurrent queries on it.
+//!
+//! A supervisor task owns its life: it dials, and when the connection ends it marks it lost
+//! (in-flight queries fail with "connection lost") and re-dials with exponential backoff until
+//! it is back. Queries meanwhile wait up to the connect timeout, then fail as unavailable.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_postgres::{Client, Config, Statement};
+
+use crate::dial::{self, Closed, ConnectOptions, Dialed};
+use crate::error::Error;
+
+/// First wait before re-dialing a lost connection; doubled per failure up to [`BACKOFF_MAX`].
+const BACKOFF_START: Duration = Duration::from_millis(50);
+/// Longest wait between two dials.
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// A live connection with its prepared statements.
+pub(crate) struct Live {
+    pub(crate) client: Client,
+    closed: Rc<Closed>,
+    /// Prepared statements by SQL text. Per connection, since a statement exists only in the
+    /// session that prepared it; dropped with the connection on reconnect.
+    statements: RefCell<HashMap<Box<str>, Statement>>,
+}
+
+impl Live {
+    fn new(d: Dialed) -> Rc<Live> {
+        Rc::new(Live {
+            client: d.client,
+            closed: d.closed,
+            statements: RefCell::new(HashMap::new()),
+        })
+    }
+
+    /// Whether the socket is still up.
+    pub(crate) fn is_open(&self) -> bool {
+        !self.closed.is_closed() && !self.client.is_closed()
+    }
+
+    /// The prepared statement for `sql`, preparing it on first use.
+    pub(crate) async fn statement(&self, sql: &str) -> Result<Statement, Error> {
+        if let Some(s) = self.statements.borrow().get(sql) {
+            return Ok(s.clone());
+        }
+        let stmt = self.client.prepare(sql).await.map_err(Error::from_pg)?;
+        self.statements
+            .borrow_mut()
+            .insert(sql.into(), stmt.clone());
+        Ok(stmt)
+    }
+}
+
+enum State {
+    Live(Rc<Live>),
+    Connecting,
+}
+
+/// A connection that re-establishes itself.
+pub(crate) struct Pinned {
+    name: Rc<str>,
+    config: Config,
+    opts: ConnectOptions,
+    state: RefCell<State>,
+    /// Woken when a connection becomes live.
+    up: Notify,
+}
+
+impl Pinned {
+    /// Starts the supervisor, which dials right away; never fails (a database that is down at
+    /// start-up is dialed until it comes up).
+    pub(crate) fn start(name: Rc<str>, config: Config, opts: ConnectOptions) -> Rc<Pinned> {
+        let pinned = Rc::new(Pinned {
+            name,
+            config,
+            opts,
+            state: RefCell::new(State::Connecting),
+            up: Notify::new(),
+        });
+        monoio::spawn(Pinned::supervise(Rc::downgrade(&pinned)));
+        pinned
+    }
+
+    /// Whether a live connection is in place right now.
+    pub(crate) fn is_live(&self) -> bool {
+        matches!(&*self.state.borrow(), State::Live(l) if l.is_open())
+    }
+
+    /// The live connection, waiting up to the connect timeout while one is being dialed.
+    ///
+    /// # Errors
+    /// Unavailable when none came up in time.
+    pub(crate) async fn get(&self) -> Result<Rc<Live>, Error> {
+        if let State::Live(live) = &*self.state.borrow() {
+            if live.is_open() {
+                return Ok(Rc::clone(live));
+            }
+        }
+        let wait = async {
+            loop {
+                let notified = self.up.notified();
+                if let State::Live(live) = &*self.state.borrow() {
+                    if live.is_open() {
+                        return Rc::clone(live);
+                    }
+                }
+                notified.await;
+            }
+        };
+        monoio::time::timeout(self.opts.connect_timeout, wait)
+            .await
+            .map_err(|_| Error::unavailable("reconnecting").on(&self.name))
+    }
+
+    /// Dials, waits for the connection to end, re-dials: until the `Pinned` is dropped. It
+    /// holds only a weak reference while it waits, so dropping the last handle ends it.
+    async fn supervise(weak: Weak<Pinned>) {
+        let mut backoff = BACKOFF_START;
+        let mut was_up = false;
+        loop {
+            let Some(this) = weak.upgrade() else { return };
+            match dial::connect(&this.config, &this.opts).await {
+                Ok(dialed) => {
+                    backoff = BACKOFF_START;
+                    let live = Live::new(dialed);
+                    let closed = Rc::clone(&live.closed);
+                    *this.state.borrow_mut() = State::Live(live);
+                    if was_up {
+                        tracing::info!(database = %this.name, "database connection re-established");
+                    } else {
+                        tracing::debug!(database = %this.name, "database connected");
+                    }
+                    was_up = true;
+                    this.up.notify_waiters();
+                    drop(this);
+                    closed.wait().await;
+                    let Some(this) = weak.upgrade() else { return };
+                    *this.state.borrow_mut() = State::Connecting;
+                    tracing::warn!(database = %this.name, "database connection lost, reconnecting");
+                }
+                Err(e) => {
+                    tracing::warn!(database = %this.name, error = %e, retry_in = ?backoff, "cannot connect to database");
+                    drop(this);
+                    monoio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The private PostgreSQL clusters the tests run against, started by `scripts/pg`.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A primary and its streaming replica.
+pub struct Cluster {
+    pub primary: String,
+    pub replica: String,
+    base: Option<PathBuf>,
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn pg(args: &[&str], base: Option<&Path>) -> HashMap<String, String> {
+    let mut cmd = Command::new(repo().join("scripts/pg"));
+    cmd.args(args);
+    if let Some(base) = base {
+        cmd.env("PINION_PGDATA_DIR", base)
+            .env_remove("DATABASE_URL")
+            .env_remove("DATABASE_REPLICA_URLS")
+            .env_remove("PINION_PG_PORT")
+            .env_remove("PINION_PG_REPLICA_PORT");
+    }
+    let out = cmd.output().expect("scripts/pg runs");
+    assert!(
+        out.status.success(),
+        "scripts/pg {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').trim_matches('"').to_string()))
+        .collect()
+}
+
+impl Cluster {
+    /// The cluster every non-destructive test shares (the developer's `DATABASE_URL` wins).
+    pub fn shared() -> Cluster {
+        let env = pg(&["start"], None);
+        Cluster {
+            primary: env["DATABASE_URL"].clone(),
+            replica: env
+                .get("DATABASE_REPLICA_URLS")
+                .and_then(|v| v.split(',').next().map(str::to_string))
+                .expect("a replica URL"),
+            base: None,
+        }
+    }
+
+    /// A cluster of this test's own, which it may break (stop the replica, …).
+    pub fn private(name: &str) -> Cluster {
+        let base = repo().join("target").join(format!("pg-{name}"));
+        let env = pg(&["start"], Some(&base));
+        Cluster {
+            primary: env["DATABASE_URL"].clone(),
+            replica: env["DATABASE_REPLICA_URLS"].clone(),
+            base: Some(base),
+        }
+    }
+
+    /// Runs `scripts/pg <args>` against this (private) cluster.
+    pub fn pg(&self, args: &[&str]) {
+        let base = self.base.as_deref().expect("only private clusters are broken on purpose");
+        pg(args, Some(base));
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(base) = &self.base {
+            let _ = Command::new(repo().join("scripts/pg"))
+                .arg("stop")
+                .env("PINION_PGDATA_DIR", base)
+                .output();
+        }
+    }
+}
+
+/// Runs `f` on a monoio runtime with timers, as a worker thread would.
+pub fn run<F: Future>(f: F) -> F::Output {
+    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+/// Polls `check` every 50 ms until it returns true or `limit` passes.
+pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        monoio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
