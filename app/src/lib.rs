@@ -1,23 +1,20 @@
 //! # pinion-app
 //!
 //! The reference application served by the `pinion` binary: the TechEmpower endpoints
-//! (`/plaintext`, `/json`) plus `/echo` and an index page. [`router`] builds the routes for one
+//! (`/plaintext`, `/json`, `/db`, `/queries`, `/updates`), health probes, a read-your-writes
+//! demo (`/worlds/{id}`), `/echo` and an index page. [`router`] builds the routes for one
 //! worker thread; the binary hands it to [`pinion_server::start`].
 //!
 //! # Layout
 //! - [`routes`]: one module per endpoint;
-//! - [`AppState`]: what each worker thread's handlers share.
+//! - [`state`]: what each worker thread's handlers share ([`AppState`]), routing sessions and
+//!   the sticky cookie.
 
 pub mod routes;
+pub mod state;
 
 use pinion_server::Router;
-
-/// Per-thread state of the application, built on the worker thread that uses it.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    /// Number of worker threads in this process (shown on the index page).
-    pub threads: usize,
-}
+pub use state::AppState;
 
 /// The application's routes, for one worker thread.
 pub fn router() -> Router<AppState> {
@@ -26,4 +23,11 @@ pub fn router() -> Router<AppState> {
         .get("/plaintext", routes::plaintext::plaintext)
         .get("/json", routes::json::json)
         .any("/echo", routes::echo::echo)
+        .get("/db", routes::world::db)
+        .get("/queries", routes::world::queries)
+        .get("/updates", routes::world::updates)
+        .get("/worlds/{id}", routes::demo::show)
+        .post("/worlds/{id}", routes::demo::update)
+        .get("/health", routes::health::live)
+        .get("/health/ready", routes::health::ready)
 }

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use pinion_app::{router, AppState};
 use pinion_config::{LogFormat, Overrides, Settings, Source};
+use pinion_orm::{ConnectOptions, Db, DbConfig};
 
 /// pinion: a thread-per-core HTTP/1.1 application server.
 #[derive(Parser, Debug)]
@@ -25,6 +26,17 @@ enum Command {
     Serve(ServeArgs),
     /// Validate the configuration and print the effective settings (secrets masked).
     Check(ConfigArg),
+    /// Apply pending migrations (under an advisory lock, so instances may race), then exit.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Args, Debug, Default)]
+struct MigrateArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Only list pending migrations; exit 1 when there are some.
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Args, Debug, Default)]
@@ -59,6 +71,13 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Migrate(args) => match load(&args.config, Overrides::default()) {
+            Ok(settings) => {
+                init_logging(&settings);
+                migrate_command(&settings, args.check)
+            }
+            Err(code) => code,
+        },
         Command::Serve(args) => {
             let overrides = Overrides {
                 bind: args.bind,
@@ -88,15 +107,35 @@ fn load(args: &ConfigArg, overrides: Overrides) -> Result<Settings, ExitCode> {
 fn serve(settings: &Settings) -> ExitCode {
     init_logging(settings);
     let threads = settings.effective_threads();
-    let handle =
-        match pinion_server::start(settings, move |_worker| (router(), AppState { threads })) {
-            Ok(handle) => handle,
+    if settings.migrate_on_start && settings.database_url.is_some() {
+        // The migrations module logs each migration it applies.
+        if let Err(e) = migrate(settings, false) {
+            tracing::error!("migrations failed, not starting: {e}");
+            eprintln!("pinion: migrations failed, not starting: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let db_config = db_config(settings);
+    let sticky_window = settings.sticky_window;
+    let factory = move |worker| {
+        // Runs on the worker thread, inside its runtime: the connections are this thread's own.
+        let db = db_config.as_ref().and_then(|cfg| match Db::start(cfg) {
+            Ok(db) => Some(db),
             Err(e) => {
-                tracing::error!("cannot start: {e}");
-                eprintln!("pinion: cannot start: {e}");
-                return ExitCode::FAILURE;
+                tracing::error!(worker, "database disabled: {e}");
+                None
             }
-        };
+        });
+        (router(), AppState::new(threads, worker, db, sticky_window))
+    };
+    let handle = match pinion_server::start(settings, factory) {
+        Ok(handle) => handle,
+        Err(e) => {
+            tracing::error!("cannot start: {e}");
+            eprintln!("pinion: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if let Err(e) = pinion_server::install_signal_handlers(handle.trigger(), settings.drain_timeout)
     {
         eprintln!("pinion: {e}");
@@ -105,6 +144,89 @@ fn serve(settings: &Settings) -> ExitCode {
     match handle.join() {
         Ok(()) => {
             tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pinion: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The database configuration for the workers, when a database is configured.
+fn db_config(settings: &Settings) -> Option<DbConfig> {
+    let primary = settings.database_url.as_ref()?;
+    let mut cfg = DbConfig::new(
+        primary.as_str(),
+        settings
+            .database_replica_urls
+            .iter()
+            .map(|u| u.as_str().to_string())
+            .collect(),
+    );
+    cfg.pool_size_per_thread = settings.pool_size_per_thread();
+    cfg.connect = connect_options(settings);
+    cfg.query_timeout = settings.db_query_timeout;
+    cfg.check_interval = settings.replica_check_interval;
+    Some(cfg)
+}
+
+fn connect_options(settings: &Settings) -> ConnectOptions {
+    ConnectOptions {
+        connect_timeout: settings.db_connect_timeout,
+        keepalive: settings.db_keepalive,
+        user_timeout: settings.db_user_timeout,
+    }
+}
+
+/// Applies (or, with `check_only`, lists) pending migrations on a runtime of its own, before
+/// any worker starts.
+fn migrate(settings: &Settings, check_only: bool) -> Result<Vec<String>, String> {
+    let url = settings
+        .database_url
+        .as_ref()
+        .ok_or("no database configured (database_url / DATABASE_URL)")?
+        .as_str()
+        .to_string();
+    let dir = settings.migrations_dir.clone();
+    let opts = connect_options(settings);
+    let migrations = pinion_orm::migrate::load_dir(&dir).map_err(|e| e.to_string())?;
+    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .map_err(|e| format!("cannot build a runtime: {e}"))?;
+    rt.block_on(async move {
+        if check_only {
+            pinion_orm::migrate::pending(&url, &migrations, &opts).await
+        } else {
+            pinion_orm::migrate::run_migrations(&url, &migrations, &opts)
+                .await
+                .map(|report| report.applied)
+        }
+    })
+    .map_err(|e| e.to_string())
+}
+
+fn migrate_command(settings: &Settings, check_only: bool) -> ExitCode {
+    match migrate(settings, check_only) {
+        Ok(names) if check_only && !names.is_empty() => {
+            for n in &names {
+                println!("pending: {n}");
+            }
+            ExitCode::from(1)
+        }
+        Ok(names) if check_only => {
+            debug_assert!(names.is_empty());
+            println!("no pending migrations");
+            ExitCode::SUCCESS
+        }
+        Ok(names) => {
+            for n in &names {
+                println!("applied: {n}");
+            }
+            if names.is_empty() {
+                println!("nothing to apply");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

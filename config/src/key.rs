@@ -222,10 +222,7 @@ impl Key {
                 }
             }
             Key::DatabaseReplicaUrls => {
-                let items = match raw {
-                    Raw::Str(text) => DatabaseUrl::split_list(text),
-                    _ => value::string_array(raw)?,
-                };
+                let items = value::string_list(raw, DatabaseUrl::split_list)?;
                 let several = items.len() > 1;
                 s.database_replica_urls = items
                     .into_iter()

@@ -26,9 +26,18 @@ const ENV_DATABASE_URL: &str = "DATABASE_URL";
 const ENV_DATABASE_REPLICA_URLS: &str = "DATABASE_REPLICA_URLS";
 /// The prefix of every setting's variable.
 const ENV_PREFIX: &str = "PINION_";
-/// `PINION_*` variables that are not settings but belong to the binary, so they are not
-/// reported as unknown: `PINION_CONFIG` is where the binary looks for the file's path.
-pub const RESERVED_ENV_VARS: &[&str] = &["PINION_CONFIG"];
+/// `PINION_*` variables that are not settings, so they are not reported as unknown:
+/// `PINION_CONFIG` is where the binary looks for the file's path; the `PINION_PG*` ones are
+/// exported by `scripts/pg` (the private PostgreSQL cluster) into the same shell, so
+/// `eval "$(scripts/pg start)"; pinion serve` must not trip over them.
+pub const RESERVED_ENV_VARS: &[&str] = &[
+    "PINION_CONFIG",
+    "PINION_PG_PORT",
+    "PINION_PG_REPLICA_PORT",
+    "PINION_PG_BIN",
+    "PINION_PGDATA_DIR",
+    "PINION_PG_WAIT",
+];
 
 /// Values from the command line, applied after the environment.
 ///

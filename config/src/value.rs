@@ -243,11 +243,16 @@ pub(crate) fn boolean(raw: &Raw<'_>) -> Result<bool, String> {
     }
 }
 
-/// A TOML array of strings. (The environment's comma-separated form is split by the key,
-/// which knows where its items may themselves hold commas.)
-pub(crate) fn string_array<'a>(raw: &Raw<'a>) -> Result<Vec<&'a str>, String> {
+/// A list of strings: a TOML array of strings, or one string of comma-separated items (the
+/// environment's form, accepted in the file too) cut by `split`, which the key supplies because
+/// it knows where its items may themselves hold commas.
+pub(crate) fn string_list<'a>(
+    raw: &Raw<'a>,
+    split: impl FnOnce(&'a str) -> Vec<&'a str>,
+) -> Result<Vec<&'a str>, String> {
     const EXPECTED: &str = "an array of strings";
     match raw {
+        Raw::Str(text) => Ok(split(text)),
         Raw::Array(items) => items
             .iter()
             .enumerate()
@@ -260,7 +265,7 @@ pub(crate) fn string_array<'a>(raw: &Raw<'a>) -> Result<Vec<&'a str>, String> {
                 )),
             })
             .collect(),
-        _ => Err(raw.wrong_type(EXPECTED)),
+        _ => Err(raw.wrong_type("an array of strings, or a comma-separated string")),
     }
 }
 
@@ -473,18 +478,25 @@ mod tests {
     }
 
     #[test]
-    fn string_arrays() {
+    fn string_lists() {
+        fn split(s: &str) -> Vec<&str> {
+            s.split(',').collect()
+        }
         let items: Vec<toml::Value> = vec!["a".into(), "b".into()];
-        assert_eq!(string_array(&Raw::Array(&items)), Ok(vec!["a", "b"]));
-        assert_eq!(string_array(&Raw::Array(&[])), Ok(vec![]));
+        assert_eq!(string_list(&Raw::Array(&items), split), Ok(vec!["a", "b"]));
+        assert_eq!(string_list(&Raw::Array(&[]), split), Ok(vec![]));
+        assert_eq!(string_list(&Raw::Str("a,b"), split), Ok(vec!["a", "b"]));
         let mixed: Vec<toml::Value> = vec!["a".into(), 7.into()];
         assert_eq!(
-            string_array(&Raw::Array(&mixed)),
+            string_list(&Raw::Array(&mixed), split),
             Err("must be an array of strings; item 2 is an integer".to_string())
         );
         assert_eq!(
-            string_array(&Raw::Int(1)),
-            Err("must be an array of strings, found an integer".to_string())
+            string_list(&Raw::Int(1), split),
+            Err(
+                "must be an array of strings, or a comma-separated string, found an integer"
+                    .to_string()
+            )
         );
         assert_eq!(render_string_array(Vec::new()), "[]");
         let text = render_string_array(vec!["a".to_string(), "b\"".to_string()]);

@@ -526,7 +526,7 @@ const RULES: &[Rule] = &[
             ),
             (r#"["postgres://r1/db", "r2"]"#, "URL 2: must be a URL"),
             (r#"["postgres://r1/db", 5]"#, "item 2 is an integer"),
-            ("5", "must be an array of strings, found an integer"),
+            ("5", "or a comma-separated string, found an integer"),
         ],
         good_env: &["", "postgres://r1/db", "postgres://r1/db, postgres://r2/db"],
         bad_env: &[

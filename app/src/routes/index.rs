@@ -14,21 +14,15 @@ struct Endpoint {
 
 /// The endpoints this app serves, in the order the page lists them.
 const ENDPOINTS: &[Endpoint] = &[
-    Endpoint {
-        method: "GET",
-        path: "/plaintext",
-        about: "Hello, World! as text/plain (TechEmpower plaintext)",
-    },
-    Endpoint {
-        method: "GET",
-        path: "/json",
-        about: "{\"message\":\"Hello, World!\"} serialized per request (TechEmpower json)",
-    },
-    Endpoint {
-        method: "any",
-        path: "/echo",
-        about: "answers the request body with its content type",
-    },
+    Endpoint { method: "GET", path: "/plaintext", about: "Hello, World! as text/plain (TechEmpower plaintext)" },
+    Endpoint { method: "GET", path: "/json", about: "{\"message\":\"Hello, World!\"} serialized per request (TechEmpower json)" },
+    Endpoint { method: "GET", path: "/db", about: "one random world row (TechEmpower db)" },
+    Endpoint { method: "GET", path: "/queries?q=20", about: "q random rows, one pipelined SELECT each (TechEmpower queries)" },
+    Endpoint { method: "GET", path: "/updates?q=20", about: "q rows read, changed and written in one bulk UPDATE (TechEmpower updates)" },
+    Endpoint { method: "GET", path: "/worlds/1", about: "one row, with the database that served it; POST ?randomNumber=N writes and redirects (read-your-writes demo)" },
+    Endpoint { method: "GET", path: "/health/ready", about: "readiness: 503 while draining or while the primary is down" },
+    Endpoint { method: "GET", path: "/health", about: "liveness" },
+    Endpoint { method: "any", path: "/echo", about: "answers the request body with its content type" },
 ];
 
 /// `templates/index.html`, compiled by askama (auto-escaped).

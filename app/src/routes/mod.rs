@@ -1,6 +1,9 @@
 //! The application's endpoints, one module each.
 
+pub mod demo;
 pub mod echo;
+pub mod health;
 pub mod index;
 pub mod json;
 pub mod plaintext;
+pub mod world;

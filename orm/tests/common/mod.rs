@@ -41,7 +41,12 @@ fn pg(args: &[&str], base: Option<&Path>) -> HashMap<String, String> {
         .lines()
         .filter_map(|l| l.strip_prefix("export "))
         .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').trim_matches('"').to_string()))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.trim_matches('\'').trim_matches('"').to_string(),
+            )
+        })
         .collect()
 }
 
@@ -72,7 +77,10 @@ impl Cluster {
 
     /// Runs `scripts/pg <args>` against this (private) cluster.
     pub fn pg(&self, args: &[&str]) {
-        let base = self.base.as_deref().expect("only private clusters are broken on purpose");
+        let base = self
+            .base
+            .as_deref()
+            .expect("only private clusters are broken on purpose");
         pg(args, Some(base));
     }
 }

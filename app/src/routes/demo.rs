@@ -1,0 +1,64 @@
+//! A small read-your-writes demo on `world`: `POST /worlds/{id}?randomNumber=N` writes on the
+//! primary and redirects to `GET /worlds/{id}`, which — thanks to the sticky cookie set by the
+//! POST — reads from the primary too, so the redirect sees the write despite replication lag.
+
+use pinion_server::header::{HeaderValue, SET_COOKIE};
+use pinion_server::{Ctx, Error, Request, Response, StatusCode};
+use serde::Serialize;
+
+use crate::routes::world::SELECT_WORLD;
+use crate::state::db_error;
+use crate::AppState;
+
+#[derive(Serialize)]
+struct Served {
+    id: i32,
+    #[serde(rename = "randomNumber")]
+    random_number: i32,
+    /// `primary` or `replica`: which database answered (this is a demo).
+    #[serde(rename = "servedBy")]
+    served_by: &'static str,
+}
+
+fn world_id(req: &Request) -> Result<i32, Error> {
+    req.param("id")
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|id| (1..=10_000).contains(id))
+        .ok_or_else(|| Error::new(StatusCode::NOT_FOUND, "no such world"))
+}
+
+/// `GET /worlds/{id}`: one row, read where the routing says.
+pub async fn show(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> {
+    let id = world_id(&req)?;
+    let session = ctx.state().session(&req)?;
+    let db = session.read();
+    let row = db.query_one(SELECT_WORLD, &[&id]).await.map_err(db_error)?;
+    Response::json(&Served {
+        id: row.try_get(0).map_err(Error::internal)?,
+        random_number: row.try_get(1).map_err(Error::internal)?,
+        served_by: db.role().as_str(),
+    })
+}
+
+/// `POST /worlds/{id}?randomNumber=N`: writes on the primary, sets the sticky cookie and
+/// redirects (303) to the row.
+pub async fn update(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> {
+    let id = world_id(&req)?;
+    let number: i32 = req
+        .query_param("randomNumber")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| Error::bad_request("randomNumber must be an integer"))?;
+    let state = ctx.state();
+    let session = state.session(&req)?;
+    session
+        .write()
+        .execute("UPDATE world SET randomnumber = $2 WHERE id = $1", &[&id, &number])
+        .await
+        .map_err(db_error)?;
+    let mut resp = Response::redirect(StatusCode::SEE_OTHER, &format!("/worlds/{id}"))?;
+    if let Some(cookie) = state.sticky_cookie() {
+        let value = HeaderValue::from_str(&cookie).map_err(Error::internal)?;
+        resp.insert_header(SET_COOKIE, value);
+    }
+    Ok(resp)
+}

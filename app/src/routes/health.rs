@@ -1,0 +1,61 @@
+//! Health probes: `/health` (liveness) and `/health/ready` (readiness).
+
+use pinion_server::{Ctx, Error, Request, Response, StatusCode};
+use serde::Serialize;
+
+use crate::AppState;
+
+#[derive(Serialize)]
+struct DatabaseState<'a> {
+    role: &'a str,
+    state: &'a str,
+}
+
+#[derive(Serialize)]
+struct Readiness<'a> {
+    status: &'a str,
+    draining: bool,
+    databases: std::collections::BTreeMap<&'a str, DatabaseState<'a>>,
+}
+
+/// `GET /health`: 200 while the process serves requests.
+pub async fn live(_req: Request, _ctx: &Ctx<AppState>) -> Result<Response, Error> {
+    Response::json(&serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /health/ready`: 200 when this instance should get traffic; 503 while it drains or
+/// while the primary is unreachable. Replicas are reported but do not make it unready: reads
+/// fall back to the primary. Migrations ran before the listeners opened.
+pub async fn ready(_req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> {
+    let state = ctx.state();
+    let mut databases = std::collections::BTreeMap::new();
+    let mut primary_up = true;
+    if let Some(db) = &state.db {
+        for d in db.databases() {
+            let up = if d.role() == pinion_orm::Role::Primary {
+                d.is_connected()
+            } else {
+                d.is_healthy()
+            };
+            if d.role() == pinion_orm::Role::Primary {
+                primary_up = up;
+            }
+            databases.insert(
+                d.name(),
+                DatabaseState {
+                    role: d.role().as_str(),
+                    state: if up { "up" } else { "down" },
+                },
+            );
+        }
+    }
+    let draining = ctx.is_draining();
+    let ready = primary_up && !draining;
+    let body = Readiness {
+        status: if ready { "ready" } else { "unavailable" },
+        draining,
+        databases,
+    };
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    Ok(Response::json(&body)?.status(status))
+}

@@ -1,0 +1,108 @@
+//! TechEmpower's database routes: `/db`, `/queries`, `/updates`.
+
+use futures_util::future::try_join_all;
+use pinion_orm::tokio_postgres::Row;
+use pinion_server::{Ctx, Error, Request, Response};
+use serde::Serialize;
+
+use crate::state::db_error;
+use crate::AppState;
+
+/// One row of `world`, serialized as TechEmpower names it.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct World {
+    /// Primary key, 1..=10000.
+    pub id: i32,
+    /// The value `/updates` changes.
+    #[serde(rename = "randomNumber")]
+    pub random_number: i32,
+}
+
+/// The statement every read uses (prepared once per connection).
+pub const SELECT_WORLD: &str = "SELECT id, randomnumber FROM world WHERE id = $1";
+
+/// One bulk update for all rows of an `/updates` request, ids sorted (the same lock order in
+/// every request, so concurrent updates cannot deadlock).
+pub const UPDATE_WORLDS: &str = "UPDATE world SET randomnumber = v.r \
+     FROM (SELECT * FROM unnest($1::int[], $2::int[]) AS t(id, r)) AS v WHERE world.id = v.id";
+
+impl World {
+    fn from_row(row: &Row) -> Result<World, Error> {
+        Ok(World {
+            id: row.try_get(0).map_err(Error::internal)?,
+            random_number: row.try_get(1).map_err(Error::internal)?,
+        })
+    }
+}
+
+/// The `q` (or `count`) parameter as TechEmpower defines it: clamped to 1..=500, and 1 when
+/// missing or not an integer.
+pub fn query_count(req: &Request, name: &str) -> usize {
+    req.query_param(name)
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(1)
+        .clamp(1, 500) as usize
+}
+
+/// Reads `ids` concurrently on `db`'s pinned connection: the queries are pipelined.
+async fn read_worlds(db: &pinion_orm::Database, ids: &[i32]) -> Result<Vec<World>, Error> {
+    let rows = try_join_all(
+        ids.iter()
+            .map(|id| async move { db.query_one(SELECT_WORLD, &[id]).await }),
+    )
+    .await
+    .map_err(db_error)?;
+    rows.iter().map(World::from_row).collect()
+}
+
+/// `GET /db`: one random row.
+pub async fn db(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> {
+    let state = ctx.state();
+    let session = state.session(&req)?;
+    let id = state.random_world_value();
+    let row = session
+        .read()
+        .query_one(SELECT_WORLD, &[&id])
+        .await
+        .map_err(db_error)?;
+    Response::json(&World::from_row(&row)?)
+}
+
+/// `GET /queries?q=N`: N random rows, one SELECT each, pipelined.
+pub async fn queries(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> {
+    let state = ctx.state();
+    let n = query_count(&req, "q");
+    let session = state.session(&req)?;
+    let ids: Vec<i32> = (0..n).map(|_| state.random_world_value()).collect();
+    Response::json(&read_worlds(session.read(), &ids).await?)
+}
+
+/// `GET /updates?q=N`: reads N random rows, gives each a new random number and writes them
+/// in one bulk UPDATE before answering. Reads and write both go to the primary: it is a
+/// read-modify-write.
+pub async fn updates(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> {
+    let state = ctx.state();
+    let n = query_count(&req, "q");
+    let session = state.session(&req)?;
+    let primary = session.write();
+    let ids: Vec<i32> = (0..n).map(|_| state.random_world_value()).collect();
+    let mut worlds = read_worlds(primary, &ids).await?;
+    // An id drawn twice gets one new number, so the answer matches what is stored.
+    let mut changes: Vec<(i32, i32)> = Vec::with_capacity(n);
+    for w in &mut worlds {
+        match changes.iter().find(|(id, _)| *id == w.id) {
+            Some(&(_, r)) => w.random_number = r,
+            None => {
+                w.random_number = state.random_world_value();
+                changes.push((w.id, w.random_number));
+            }
+        }
+    }
+    changes.sort_unstable_by_key(|&(id, _)| id);
+    let (ids, numbers): (Vec<i32>, Vec<i32>) = changes.into_iter().unzip();
+    primary
+        .execute(UPDATE_WORLDS, &[&ids, &numbers])
+        .await
+        .map_err(db_error)?;
+    Response::json(&worlds)
+}

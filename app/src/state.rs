@@ -1,0 +1,110 @@
+//! What each worker thread's handlers share.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pinion_orm::{Db, Session};
+use pinion_server::{Error, Request, StatusCode};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+
+/// Name of the cookie that keeps a client's reads on the primary after it wrote.
+pub const STICKY_COOKIE: &str = "pinion_primary";
+
+/// Per-thread state of the application, built on the worker thread that uses it.
+pub struct AppState {
+    /// Number of worker threads in this process (shown on the index page).
+    pub threads: usize,
+    /// The databases, when one is configured.
+    pub db: Option<Rc<Db>>,
+    /// How long a client's reads stay on the primary after it wrote (0: off).
+    pub sticky_window: Duration,
+    /// A fast, per-thread random source (ids and numbers for the TechEmpower routes); seeded
+    /// per thread, never shared, so no lock.
+    rng: RefCell<SmallRng>,
+}
+
+impl AppState {
+    /// State for worker `worker`.
+    pub fn new(threads: usize, worker: usize, db: Option<Rc<Db>>, sticky_window: Duration) -> AppState {
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ ((worker as u64) << 48);
+        AppState {
+            threads,
+            db,
+            sticky_window,
+            rng: RefCell::new(SmallRng::seed_from_u64(seed)),
+        }
+    }
+
+    /// A random `world` id or number, 1..=10000.
+    pub fn random_world_value(&self) -> i32 {
+        self.rng.borrow_mut().random_range(1..=10_000)
+    }
+
+    /// The databases, or a 503 when none is configured.
+    ///
+    /// # Errors
+    /// 503 Service Unavailable without a database.
+    pub fn db(&self) -> Result<&Db, Error> {
+        self.db
+            .as_deref()
+            .ok_or_else(|| Error::new(StatusCode::SERVICE_UNAVAILABLE, "no database configured"))
+    }
+
+    /// A routing session for `req`: sticky to the primary while the client's cookie says it
+    /// wrote less than `sticky_window` ago.
+    ///
+    /// # Errors
+    /// 503 without a database.
+    pub fn session(&self, req: &Request) -> Result<Session<'_>, Error> {
+        Ok(self.db()?.session(is_sticky(req)))
+    }
+
+    /// The `Set-Cookie` value that keeps this client's reads on the primary for the sticky
+    /// window, or `None` when stickiness is off.
+    pub fn sticky_cookie(&self) -> Option<String> {
+        if self.sticky_window.is_zero() {
+            return None;
+        }
+        let until = now_ms() + self.sticky_window.as_millis() as u64;
+        Some(format!(
+            "{STICKY_COOKIE}={until}; Max-Age={}; Path=/; HttpOnly; SameSite=Lax",
+            self.sticky_window.as_secs().max(1)
+        ))
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Whether `req` carries a sticky cookie that has not expired. The cookie holds its own expiry
+/// (ms since the epoch), so a client that keeps cookies too long is not stuck on the primary.
+pub fn is_sticky(req: &Request) -> bool {
+    let Some(cookies) = req.header_str("cookie") else {
+        return false;
+    };
+    cookies
+        .split(';')
+        .filter_map(|c| c.trim().split_once('='))
+        .filter(|(name, _)| *name == STICKY_COOKIE)
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .any(|until| until > now_ms())
+}
+
+/// Maps a database error to the client's answer: 503 while the database is unreachable (the
+/// layer is reconnecting), 500 for the rest (logged, not shown).
+pub fn db_error(e: pinion_orm::Error) -> Error {
+    if e.is_unavailable() || e.is_connection_lost() || e.is_timeout() {
+        tracing::warn!(error = %e, "database unavailable");
+        Error::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+    } else {
+        Error::internal(e)
+    }
+}
