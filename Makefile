@@ -3,18 +3,21 @@
 CARGO ?= cargo
 PORT ?= 8080
 
-.PHONY: run build test lint fmt bench clean
+.PHONY: run build test lint fmt bench clean db-stop
 
-## run: build (release) and serve the demo app on 0.0.0.0:$(PORT)
+## run: start the private PostgreSQL primary + replica, build (release) and serve the demo app
+## on 0.0.0.0:$(PORT) (migrations are applied on start). A DATABASE_URL you set wins.
 run:
-	$(CARGO) run --release -p pinion-app --bin pinion -- serve --port $(PORT)
+	eval "$$(scripts/pg start)" && $(CARGO) run --release -p pinion-app --bin pinion -- serve --port $(PORT)
 
 ## build: release build of the `pinion` binary
 build:
 	$(CARGO) build --release -p pinion-app
 
-## test: formatting, clippy with -D warnings, then every test of the workspace
+## test: formatting, clippy with -D warnings, then every test of the workspace (the tests
+## start the private PostgreSQL clusters they need through scripts/pg)
 test: lint
+	scripts/pg start >/dev/null
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) test --workspace --doc
 
@@ -33,3 +36,7 @@ bench:
 
 clean:
 	$(CARGO) clean
+
+## db-stop: stop the private PostgreSQL cluster (data kept; scripts/pg destroy removes it)
+db-stop:
+	scripts/pg stop

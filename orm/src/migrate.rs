@@ -419,7 +419,7 @@ fn verify(migrations: &[Migration], applied: &HashMap<i64, Applied>) -> Result<(
                  add a new migration instead",
                 m.name,
                 &was.checksum[..was.checksum.len().min(12)],
-                &m.checksum[..12],
+                &m.checksum[..m.checksum.len().min(12)],
             )),
             Some(_) => {}
         }

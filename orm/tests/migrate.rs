@@ -247,7 +247,9 @@ fn applies_in_order_then_nothing() {
     // The lock is released: nothing of ours holds it once run returns.
     assert_eq!(
         db.value(&format!(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = {} AND objid = {}",
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = {} \
+             AND objid = {} AND database = (SELECT oid FROM pg_database \
+             WHERE datname = current_database())",
             (migrate::LOCK_KEY as u64) >> 32,
             (migrate::LOCK_KEY as u64) & 0xffff_ffff
         )),
@@ -337,7 +339,8 @@ fn a_migrator_waits_while_another_session_holds_the_lock() {
         let waiting = eventually(Duration::from_secs(10), async || {
             holder
                 .query_one(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+                     AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                     &[],
                 )
                 .await

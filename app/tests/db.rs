@@ -1,0 +1,229 @@
+//! The TechEmpower database routes, read-your-writes and readiness, through the real binary
+//! against the private primary and replica (`scripts/pg`).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pinion");
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root")
+}
+
+/// The shared private cluster's environment (`DATABASE_URL`, `DATABASE_REPLICA_URLS`).
+fn cluster_env() -> HashMap<String, String> {
+    let out = Command::new(repo().join("scripts/pg"))
+        .arg("start")
+        .output()
+        .expect("scripts/pg runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+        .collect()
+}
+
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+    env: HashMap<String, String>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve() -> Served {
+    let env = cluster_env();
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PINION_") || k == "PORT" || k == "WEB_CONCURRENCY" || k.starts_with("DATABASE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("DATABASE_URL", &env["DATABASE_URL"])
+        .env("DATABASE_REPLICA_URLS", &env["DATABASE_REPLICA_URLS"])
+        .env("PINION_MIGRATIONS_DIR", repo().join("migrations"))
+        .env("PINION_REPLICA_CHECK_INTERVAL", "200ms")
+        .env("RUST_LOG", "info")
+        .args(["serve", "--bind", "127.0.0.1", "--port", "0", "--threads", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn pinion");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr = loop {
+        let line = lines.next().expect("pinion exited before listening").expect("stderr");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().expect("addr").parse().expect("addr");
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Served { child, addr, env }
+}
+
+/// One request on a fresh connection; returns status, headers (lowercased names) and body.
+fn request(addr: SocketAddr, raw: &str) -> (u16, HashMap<String, String>, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    s.write_all(raw.as_bytes()).expect("write");
+    let mut out = Vec::new();
+    loop {
+        let mut buf = [0u8; 65536];
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    let text = String::from_utf8(out).expect("utf-8");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
+    let mut lines = head.split("\r\n");
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+fn get(addr: SocketAddr, path: &str) -> (u16, HashMap<String, String>, String) {
+    request(addr, &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"))
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+fn world(v: &serde_json::Value) -> (i64, i64) {
+    let id = v["id"].as_i64().expect("id");
+    let n = v["randomNumber"].as_i64().expect("randomNumber");
+    assert!((1..=10_000).contains(&id) && (1..=10_000).contains(&n), "{v}");
+    (id, n)
+}
+
+#[test]
+fn db_returns_one_world_row() {
+    let s = serve();
+    let (status, headers, body) = get(s.addr, "/db");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers.get("content-type").map(String::as_str), Some("application/json"));
+    world(&json(&body));
+}
+
+#[test]
+fn queries_and_updates_clamp_their_count() {
+    let s = serve();
+    for (route, param) in [("/queries", "q"), ("/updates", "q")] {
+        for (value, expected) in [("0", 1), ("foo", 1), ("", 1), ("501", 500), ("20", 20), ("-3", 1)] {
+            let (status, _, body) = get(s.addr, &format!("{route}?{param}={value}"));
+            assert_eq!(status, 200, "{route}?{param}={value}: {body}");
+            let rows = json(&body);
+            let rows = rows.as_array().expect("an array");
+            assert_eq!(rows.len(), expected, "{route}?{param}={value}");
+            rows.iter().for_each(|r| {
+                world(r);
+            });
+        }
+        let (_, _, body) = get(s.addr, route);
+        assert_eq!(json(&body).as_array().map(Vec::len), Some(1), "{route} without q");
+    }
+}
+
+#[test]
+fn updates_really_change_the_rows_they_return() {
+    let s = serve();
+    let (status, _, body) = get(s.addr, "/updates?q=500");
+    assert_eq!(status, 200);
+    let rows: Vec<(i64, i64)> = json(&body).as_array().expect("array").iter().map(world).collect();
+    assert_eq!(rows.len(), 500);
+    // Read every returned row back from the primary: at least 95 % must hold the returned
+    // number (an id drawn twice in one request shares one number, so all should).
+    let psql = |id: i64| {
+        let out = Command::new(repo().join("scripts/pg"))
+            .args(["psql", "primary", "-tAc", &format!("SELECT randomnumber FROM world WHERE id = {id}")])
+            .output()
+            .expect("psql");
+        String::from_utf8_lossy(&out.stdout).trim().parse::<i64>().expect("a number")
+    };
+    let ids: Vec<String> = rows.iter().map(|(id, _)| id.to_string()).collect();
+    let out = Command::new(repo().join("scripts/pg"))
+        .args(["psql", "primary", "-tAc", &format!("SELECT id, randomnumber FROM world WHERE id IN ({})", ids.join(","))])
+        .output()
+        .expect("psql");
+    let stored: HashMap<i64, i64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('|'))
+        .map(|(a, b)| (a.parse().expect("id"), b.parse().expect("n")))
+        .collect();
+    let matching = rows.iter().filter(|(id, n)| stored.get(id) == Some(n)).count();
+    assert!(matching * 100 >= rows.len() * 95, "only {matching} of 500 rows hold their new value");
+    let (id, n) = rows[0];
+    assert_eq!(psql(id), n);
+}
+
+#[test]
+fn a_redirect_after_post_reads_its_write_from_the_primary() {
+    let s = serve();
+    // Without the cookie, reads go to the replica.
+    let (_, _, body) = get(s.addr, "/worlds/77");
+    assert_eq!(json(&body)["servedBy"], "replica", "{body}");
+    let number = 4242;
+    let (status, headers, _) = request(
+        s.addr,
+        &format!("POST /worlds/77?randomNumber={number} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 303);
+    assert_eq!(headers.get("location").map(String::as_str), Some("/worlds/77"));
+    let cookie = headers.get("set-cookie").expect("sticky cookie");
+    assert!(cookie.contains("Max-Age=5"), "{cookie}");
+    let pair = cookie.split(';').next().expect("name=value");
+    // Following the redirect with the cookie reads the write from the primary.
+    let (status, _, body) = request(
+        s.addr,
+        &format!("GET /worlds/77 HTTP/1.1\r\nHost: t\r\nCookie: {pair}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(status, 200);
+    let v = json(&body);
+    assert_eq!(v["servedBy"], "primary", "{body}");
+    assert_eq!(v["randomNumber"], number);
+    // An expired cookie no longer pins the client.
+    let (_, _, body) = request(
+        s.addr,
+        "GET /worlds/77 HTTP/1.1\r\nHost: t\r\nCookie: pinion_primary=1000\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(json(&body)["servedBy"], "replica", "{body}");
+}
+
+#[test]
+fn readiness_names_each_database() {
+    let s = serve();
+    // Connections are dialed as the workers start: ready within a few seconds, 503 before.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (status, body) = loop {
+        let (status, _, body) = get(s.addr, "/health/ready");
+        if status == 200 || std::time::Instant::now() > deadline {
+            break (status, body);
+        }
+        assert_eq!(status, 503, "{body}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status, 200, "{body}");
+    let v = json(&body);
+    assert_eq!(v["status"], "ready");
+    assert_eq!(v["databases"]["default"]["role"], "primary");
+    assert_eq!(v["databases"]["default"]["state"], "up");
+    assert_eq!(v["databases"]["replica1"]["role"], "replica");
+    let (status, _, _) = get(s.addr, "/health");
+    assert_eq!(status, 200);
+    assert!(s.env.contains_key("DATABASE_URL"));
+}
