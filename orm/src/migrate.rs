@@ -418,8 +418,8 @@ fn verify(migrations: &[Migration], applied: &HashMap<i64, Applied>) -> Result<(
                 "migration {} was changed after it was applied (checksum {}… ≠ {}…); \
                  add a new migration instead",
                 m.name,
-                &was.checksum[..was.checksum.len().min(12)],
-                &m.checksum[..m.checksum.len().min(12)],
+                short(&was.checksum),
+                short(&m.checksum),
             )),
             Some(_) => {}
         }
@@ -429,6 +429,14 @@ fn verify(migrations: &[Migration], applied: &HashMap<i64, Applied>) -> Result<(
     } else {
         Err(Error::migration(problems.join("; ")))
     }
+}
+
+/// The first 12 characters of a checksum: enough to tell two apart in a message.
+fn short(checksum: &str) -> &str {
+    checksum
+        .char_indices()
+        .nth(12)
+        .map_or(checksum, |(i, _)| &checksum[..i])
 }
 
 /// The current transaction's id (assigning one if need be).

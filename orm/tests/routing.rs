@@ -144,3 +144,34 @@ fn reads_fall_back_to_the_primary_while_the_replica_is_down() {
         assert!(db.reader().is_in_recovery().await.expect("query on the replica"));
     });
 }
+
+#[test]
+fn the_pool_queues_waiters_beyond_its_size() {
+    let cluster = Cluster::shared();
+    run(async {
+        let mut cfg = config(&cluster);
+        cfg.pool_size_per_thread = 1;
+        let db = Db::start(&cfg).expect("db");
+        let primary = db.primary();
+        assert_eq!((primary.pool_size(), primary.pool_available(), primary.pool_waiters()), (1, 1, 0));
+        let first = primary.pooled().await.expect("first connection");
+        assert_eq!(primary.pool_available(), 0);
+        // A second borrower waits for the first to give its connection back.
+        let second = async {
+            let c = primary.pooled().await.expect("second connection");
+            c.client().query_one("SELECT 1", &[]).await.expect("query").get::<_, i32>(0)
+        };
+        let release = async move {
+            let mut first = first;
+            let tx = first.client_mut().transaction().await.expect("begin");
+            tx.batch_execute("CREATE TEMP TABLE pool_probe (v int)").await.expect("ddl");
+            monoio::time::sleep(Duration::from_millis(200)).await;
+            assert_eq!(primary.pool_waiters(), 1, "the second borrower is not queued");
+            tx.commit().await.expect("commit");
+            drop(first);
+        };
+        let (got, ()) = futures_util::future::join(second, release).await;
+        assert_eq!(got, 1);
+        assert_eq!((primary.pool_available(), primary.pool_waiters()), (1, 0));
+    });
+}
