@@ -27,7 +27,12 @@ pub struct AppState {
 
 impl AppState {
     /// State for worker `worker`.
-    pub fn new(threads: usize, worker: usize, db: Option<Rc<Db>>, sticky_window: Duration) -> AppState {
+    pub fn new(
+        threads: usize,
+        worker: usize,
+        db: Option<Rc<Db>>,
+        sticky_window: Duration,
+    ) -> AppState {
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)

@@ -116,11 +116,18 @@ impl Database {
     /// # Errors
     /// Connection lost (the in-flight query failed; the connection is being re-established),
     /// unavailable, timeout, or the error PostgreSQL reported.
-    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Error> {
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, Error> {
         let run = async {
             let live = self.pinned.get().await?;
             let stmt = live.statement(sql).await?;
-            live.client.query(&stmt, params).await.map_err(Error::from_pg)
+            live.client
+                .query(&stmt, params)
+                .await
+                .map_err(Error::from_pg)
         };
         self.deadline(run).await
     }
@@ -133,7 +140,10 @@ impl Database {
         let run = async {
             let live = self.pinned.get().await?;
             let stmt = live.statement(sql).await?;
-            live.client.query_one(&stmt, params).await.map_err(Error::from_pg)
+            live.client
+                .query_one(&stmt, params)
+                .await
+                .map_err(Error::from_pg)
         };
         self.deadline(run).await
     }
@@ -142,11 +152,18 @@ impl Database {
     ///
     /// # Errors
     /// As `query`.
-    pub async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, Error> {
+    pub async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, Error> {
         let run = async {
             let live = self.pinned.get().await?;
             let stmt = live.statement(sql).await?;
-            live.client.query_opt(&stmt, params).await.map_err(Error::from_pg)
+            live.client
+                .query_opt(&stmt, params)
+                .await
+                .map_err(Error::from_pg)
         };
         self.deadline(run).await
     }
@@ -159,7 +176,10 @@ impl Database {
         let run = async {
             let live = self.pinned.get().await?;
             let stmt = live.statement(sql).await?;
-            live.client.execute(&stmt, params).await.map_err(Error::from_pg)
+            live.client
+                .execute(&stmt, params)
+                .await
+                .map_err(Error::from_pg)
         };
         self.deadline(run).await
     }
@@ -193,7 +213,10 @@ impl Database {
     pub async fn ping(&self) -> Result<(), Error> {
         let run = async {
             let live = self.pinned.get().await?;
-            live.client.simple_query("SELECT 1").await.map_err(Error::from_pg)
+            live.client
+                .simple_query("SELECT 1")
+                .await
+                .map_err(Error::from_pg)
         };
         let result = self.deadline(run).await.map(|_| ());
         self.healthy.set(result.is_ok());
@@ -211,7 +234,10 @@ impl Database {
 
     /// Applies the per-query deadline, tags errors with the database name, and marks the
     /// database unhealthy when the connection failed.
-    async fn deadline<T>(&self, run: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    async fn deadline<T>(
+        &self,
+        run: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
         let result = match monoio::time::timeout(self.query_timeout, run).await {
             Ok(r) => r,
             Err(_) => Err(Error::timeout("query")),

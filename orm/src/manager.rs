@@ -17,7 +17,8 @@ pub const PRIMARY: &str = "default";
 
 /// Tables that live only on the primary: UNLOGGED tables are not replicated, so a standby
 /// cannot read them (sessions, rate limits, the database cache).
-pub const DEFAULT_PRIMARY_ONLY_TABLES: &[&str] = &["pinion_sessions", "pinion_rate_limits", "pinion_cache"];
+pub const DEFAULT_PRIMARY_ONLY_TABLES: &[&str] =
+    &["pinion_sessions", "pinion_rate_limits", "pinion_cache"];
 
 /// Typed configuration of the databases, built by the binary from its settings.
 #[derive(Debug, Clone)]
@@ -48,7 +49,10 @@ impl DbConfig {
             connect: ConnectOptions::default(),
             query_timeout: Duration::from_secs(30),
             check_interval: Duration::from_secs(1),
-            primary_only_tables: DEFAULT_PRIMARY_ONLY_TABLES.iter().map(|t| t.to_string()).collect(),
+            primary_only_tables: DEFAULT_PRIMARY_ONLY_TABLES
+                .iter()
+                .map(|t| t.to_string())
+                .collect(),
         }
     }
 }
@@ -95,7 +99,11 @@ impl Db {
             primary,
             replicas,
             next: Cell::new(0),
-            primary_only: cfg.primary_only_tables.iter().map(|t| t.as_str().into()).collect(),
+            primary_only: cfg
+                .primary_only_tables
+                .iter()
+                .map(|t| t.as_str().into())
+                .collect(),
         });
         if !db.replicas.is_empty() {
             monoio::spawn(check_replicas(Rc::downgrade(&db), cfg.check_interval));
@@ -211,7 +219,10 @@ async fn check_replicas(db: Weak<Db>, interval: Duration) {
             let now = r.ping().await.is_ok() && r.is_connected();
             if was != now {
                 if now {
-                    tracing::info!(database = r.name(), "replica healthy again, back in rotation");
+                    tracing::info!(
+                        database = r.name(),
+                        "replica healthy again, back in rotation"
+                    );
                 } else {
                     tracing::warn!(database = r.name(), "replica unhealthy, reads fall back");
                 }

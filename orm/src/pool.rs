@@ -83,12 +83,16 @@ impl Pool {
                 match waited {
                     Ok(Ok(p)) => p,
                     Ok(Err(_)) => return Err(Error::unavailable("pool closed").on(&self.name)),
-                    Err(_) => return Err(Error::timeout("waiting for a pooled connection").on(&self.name)),
+                    Err(_) => {
+                        return Err(Error::timeout("waiting for a pooled connection").on(&self.name))
+                    }
                 }
             }
         };
         let reused = loop {
-            let Some(d) = self.idle.borrow_mut().pop() else { break None };
+            let Some(d) = self.idle.borrow_mut().pop() else {
+                break None;
+            };
             if !d.closed.is_closed() && !d.client.is_closed() {
                 break Some(d);
             }

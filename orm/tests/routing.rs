@@ -24,12 +24,17 @@ fn reads_go_to_the_replica_and_writes_to_the_primary() {
         }
         let reader = db.reader();
         assert_eq!(reader.role(), Role::Replica);
-        assert!(reader.is_in_recovery().await.expect("query"), "read not served by a standby");
+        assert!(
+            reader.is_in_recovery().await.expect("query"),
+            "read not served by a standby"
+        );
         let session = db.session(false);
         let writer = session.write();
         assert!(!writer.is_in_recovery().await.expect("query"));
         writer
-            .batch_execute("CREATE TABLE IF NOT EXISTS orm_routing_probe (id int PRIMARY KEY, v int)")
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS orm_routing_probe (id int PRIMARY KEY, v int)",
+            )
             .await
             .expect("ddl on the primary");
         writer
@@ -46,7 +51,11 @@ fn reads_go_to_the_replica_and_writes_to_the_primary() {
             .batch_execute("CREATE TABLE orm_never_created (id int)")
             .await;
         let err = on_replica.expect_err("a standby takes no writes");
-        assert_eq!(err.as_db_error().map(|e| e.code().code()), Some("25006"), "{err}");
+        assert_eq!(
+            err.as_db_error().map(|e| e.code().code()),
+            Some("25006"),
+            "{err}"
+        );
     });
 }
 
@@ -68,7 +77,10 @@ fn a_request_that_wrote_reads_from_the_primary() {
         assert_eq!(db.session(true).read().role(), Role::Primary);
         // Primary-only (UNLOGGED) tables are always read from the primary.
         let fresh = db.session(false);
-        assert_eq!(fresh.read_tables(&["pinion_sessions"]).role(), Role::Primary);
+        assert_eq!(
+            fresh.read_tables(&["pinion_sessions"]).role(),
+            Role::Primary
+        );
         assert_eq!(fresh.read_tables(&["world"]).role(), Role::Replica);
         assert_eq!(db.using("default").map(|d| d.role()), Some(Role::Primary));
     });
@@ -99,11 +111,17 @@ fn a_terminated_connection_fails_clearly_then_recovers() {
         };
         let (result, ()) = futures_util::future::join(in_flight, killer).await;
         let err = result.expect_err("the in-flight query fails");
-        assert!(err.is_connection_lost(), "not reported as a lost connection: {err}");
+        assert!(
+            err.is_connection_lost(),
+            "not reported as a lost connection: {err}"
+        );
         assert!(err.to_string().contains("connection lost"), "{err}");
         // The next queries succeed on a new connection.
         let recovered = eventually(Duration::from_secs(5), async || {
-            primary.query_one("SELECT pg_backend_pid()", &[]).await.is_ok()
+            primary
+                .query_one("SELECT pg_backend_pid()", &[])
+                .await
+                .is_ok()
         })
         .await;
         assert!(recovered, "no reconnection");
@@ -133,7 +151,10 @@ fn reads_fall_back_to_the_primary_while_the_replica_is_down() {
         assert!(fell_back, "reads still routed to the stopped replica");
         for _ in 0..20 {
             let r = db.reader();
-            assert!(!r.is_in_recovery().await.expect("reads keep succeeding on the primary"));
+            assert!(!r
+                .is_in_recovery()
+                .await
+                .expect("reads keep succeeding on the primary"));
         }
         cluster.pg(&["start-replica"]);
         let back = eventually(Duration::from_secs(15), async || {
@@ -141,7 +162,11 @@ fn reads_fall_back_to_the_primary_while_the_replica_is_down() {
         })
         .await;
         assert!(back, "reads did not return to the replica");
-        assert!(db.reader().is_in_recovery().await.expect("query on the replica"));
+        assert!(db
+            .reader()
+            .is_in_recovery()
+            .await
+            .expect("query on the replica"));
     });
 }
 
@@ -153,20 +178,37 @@ fn the_pool_queues_waiters_beyond_its_size() {
         cfg.pool_size_per_thread = 1;
         let db = Db::start(&cfg).expect("db");
         let primary = db.primary();
-        assert_eq!((primary.pool_size(), primary.pool_available(), primary.pool_waiters()), (1, 1, 0));
+        assert_eq!(
+            (
+                primary.pool_size(),
+                primary.pool_available(),
+                primary.pool_waiters()
+            ),
+            (1, 1, 0)
+        );
         let first = primary.pooled().await.expect("first connection");
         assert_eq!(primary.pool_available(), 0);
         // A second borrower waits for the first to give its connection back.
         let second = async {
             let c = primary.pooled().await.expect("second connection");
-            c.client().query_one("SELECT 1", &[]).await.expect("query").get::<_, i32>(0)
+            c.client()
+                .query_one("SELECT 1", &[])
+                .await
+                .expect("query")
+                .get::<_, i32>(0)
         };
         let release = async move {
             let mut first = first;
             let tx = first.client_mut().transaction().await.expect("begin");
-            tx.batch_execute("CREATE TEMP TABLE pool_probe (v int)").await.expect("ddl");
+            tx.batch_execute("CREATE TEMP TABLE pool_probe (v int)")
+                .await
+                .expect("ddl");
             monoio::time::sleep(Duration::from_millis(200)).await;
-            assert_eq!(primary.pool_waiters(), 1, "the second borrower is not queued");
+            assert_eq!(
+                primary.pool_waiters(),
+                1,
+                "the second borrower is not queued"
+            );
             tx.commit().await.expect("commit");
             drop(first);
         };

@@ -52,7 +52,10 @@ pub async fn update(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error
     let session = state.session(&req)?;
     session
         .write()
-        .execute("UPDATE world SET randomnumber = $2 WHERE id = $1", &[&id, &number])
+        .execute(
+            "UPDATE world SET randomnumber = $2 WHERE id = $1",
+            &[&id, &number],
+        )
         .await
         .map_err(db_error)?;
     let mut resp = Response::redirect(StatusCode::SEE_OTHER, &format!("/worlds/{id}"))?;

@@ -56,6 +56,10 @@ pub async fn ready(_req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error
         draining,
         databases,
     };
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     Ok(Response::json(&body)?.status(status))
 }
