@@ -86,7 +86,7 @@ impl Db {
         let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
-                eprintln!("axum-peer: database connection lost: {e}");
+                eprintln!("axum-peer: database connection lost: {}", describe(&e));
             }
         });
         let world = client.prepare(SELECT_WORLD).await?;
@@ -109,6 +109,15 @@ impl Db {
     /// `n` random rows, all queries issued at once.
     async fn worlds(&self, n: usize) -> Result<Vec<World>, tokio_postgres::Error> {
         try_join_all((0..n).map(|_| self.world(random_id()))).await
+    }
+}
+
+/// A tokio-postgres error with its cause: its own `Display` is only "db error" or "error
+/// connecting to server".
+fn describe(e: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
     }
 }
 
@@ -144,7 +153,7 @@ impl IntoResponse for AppError {
             AppError::NoDatabase => {
                 (StatusCode::SERVICE_UNAVAILABLE, "no DATABASE_URL").into_response()
             }
-            AppError::Db(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+            AppError::Db(e) => (StatusCode::INTERNAL_SERVER_ERROR, describe(&e)).into_response(),
         }
     }
 }
@@ -273,11 +282,9 @@ async fn serve(
     cache: Arc<Cache<i32, World>>,
 ) -> Result<(), String> {
     let db = match url {
-        Some(url) => Some(Arc::new(
-            Db::connect(&url)
-                .await
-                .map_err(|e| format!("cannot connect to the database: {e}"))?,
-        )),
+        Some(url) => Some(Arc::new(Db::connect(&url).await.map_err(|e| {
+            format!("cannot connect to the database: {}", describe(&e))
+        })?)),
         None => None,
     };
     let app = router(AppState { db, cache });
@@ -311,12 +318,12 @@ fn load_cache(url: &str) -> Result<Cache<i32, World>, String> {
     runtime.block_on(async {
         let (client, connection) = tokio_postgres::connect(url, NoTls)
             .await
-            .map_err(|e| format!("cannot connect to the database: {e}"))?;
+            .map_err(|e| format!("cannot connect to the database: {}", describe(&e)))?;
         let connection = tokio::spawn(connection);
         let rows = client
             .query(SELECT_ALL, &[])
             .await
-            .map_err(|e| format!("cannot read the world table: {e}"))?;
+            .map_err(|e| format!("cannot read the world table: {}", describe(&e)))?;
         // Twice the rows: quick_cache's capacity is approximate, per shard.
         let cache = Cache::new(2 * rows.len().max(ROWS as usize));
         for row in &rows {
