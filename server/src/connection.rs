@@ -119,6 +119,10 @@ impl<S: 'static> Connection<S> {
         // Set when the first byte of a head arrives; the whole head must arrive by then
         // (a slowloris defence: a per-read timeout alone could be reset byte by byte).
         let mut head_deadline: Option<Instant> = None;
+        // Until its first request, a connection is not idle: it was accepted to be served, and
+        // one taken from the accept queue during shutdown still gets its answer. It waits for
+        // its first head up to `header_read_timeout`, and drain does not cut that short.
+        let mut fresh = true;
         loop {
             // 1. Answer every complete request already buffered.
             while !self.rbuf.is_empty() {
@@ -128,6 +132,7 @@ impl<S: 'static> Connection<S> {
                     Err(e) => return self.reject(e).await,
                 };
                 head_deadline = None;
+                fresh = false;
                 if !self.answer(head, &shared).await? {
                     self.flush().await?;
                     self.linger |= !self.rbuf.is_empty();
@@ -140,19 +145,24 @@ impl<S: 'static> Connection<S> {
             // 2. One write for the whole batch.
             self.flush().await?;
             // 3. Wait for more.
-            let idle = self.rbuf.is_empty();
+            let idle = self.rbuf.is_empty() && !fresh;
             if idle && shared.shutdown.is_draining() {
                 return Ok(());
             }
             let deadline = if idle {
                 Instant::now() + cfg.keepalive_timeout
+            } else if fresh && self.rbuf.is_empty() {
+                // Nothing received yet: a silent client is dropped without a 408.
+                Instant::now() + cfg.header_read_timeout
             } else {
                 *head_deadline.get_or_insert_with(|| Instant::now() + cfg.header_read_timeout)
             };
+            // (A timed-out read takes the buffer with it: decide from what was there before.)
+            let partial_head = !self.rbuf.is_empty();
             match self.read_more(deadline, idle).await? {
                 ReadOutcome::Data => {}
                 ReadOutcome::Eof | ReadOutcome::Draining => return Ok(()),
-                ReadOutcome::TimedOut if idle => return Ok(()),
+                ReadOutcome::TimedOut if !partial_head => return Ok(()),
                 ReadOutcome::TimedOut => {
                     return self
                         .reject_status(

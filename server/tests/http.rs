@@ -501,3 +501,29 @@ fn a_large_unwanted_body_still_gets_its_answer() {
         server.stop();
     }
 }
+
+#[test]
+fn a_connection_waiting_in_the_accept_queue_is_served_during_shutdown() {
+    for d in drivers() {
+        let mut s = settings(d);
+        s.max_connections_per_thread = 1;
+        let server = start(&s);
+        // The only slot is busy with a slow request...
+        let mut busy = server.connect();
+        busy.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+        std::thread::sleep(Duration::from_millis(100));
+        // ...so this connection waits in the listener's accept queue, its request sent.
+        let mut queued = server.connect();
+        queued.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+        std::thread::sleep(Duration::from_millis(100));
+        server.handle().shutdown();
+        // Closing the listener would reset it; it is accepted and answered instead.
+        let r = queued.response();
+        assert_eq!((r.status, r.text().as_str()), (200, "hello"), "{d:?}");
+        assert_eq!(r.header("connection"), Some("close"));
+        let r = busy.response();
+        assert_eq!(r.status, 200);
+        drop((busy, queued));
+        server.stop();
+    }
+}
