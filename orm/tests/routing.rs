@@ -217,3 +217,31 @@ fn the_pool_queues_waiters_beyond_its_size() {
         assert_eq!((primary.pool_available(), primary.pool_waiters()), (1, 0));
     });
 }
+
+#[test]
+fn connects_over_a_unix_socket() {
+    let mut cluster = Cluster::shared();
+    if cluster.primary_socket.is_none() {
+        cluster = Cluster::private("unix");
+    }
+    let (dir, port) = cluster.primary_socket.clone().expect("a private cluster has a socket");
+    let url = format!("postgresql:///pinion?host={}&port={port}&user=pinion", dir.display());
+    run(async {
+        let db = Db::start(&DbConfig::new(url, vec![])).expect("db");
+        let one: i32 = db
+            .primary()
+            .query_one("SELECT 1", &[])
+            .await
+            .expect("a query over the socket")
+            .get(0);
+        assert_eq!(one, 1);
+        // The server sees a Unix-socket client: no client address.
+        let addr: Option<String> = db
+            .primary()
+            .query_one("SELECT inet_client_addr()::text", &[])
+            .await
+            .expect("query")
+            .get(0);
+        assert_eq!(addr, None);
+    });
+}

@@ -11,7 +11,16 @@ use std::time::{Duration, Instant};
 pub struct Cluster {
     pub primary: String,
     pub replica: String,
+    /// `(socket folder, port)` of the primary, for Unix-socket connections; `None` when the
+    /// developer's own `DATABASE_URL` is used instead of the private cluster.
+    pub primary_socket: Option<(PathBuf, u16)>,
     base: Option<PathBuf>,
+}
+
+fn socket_of(env: &HashMap<String, String>) -> Option<(PathBuf, u16)> {
+    let dir = PathBuf::from(env.get("PINION_PGDATA_DIR")?).join("run");
+    let port = env.get("PINION_PG_PORT")?.parse().expect("port");
+    Some((dir, port))
 }
 
 fn repo() -> PathBuf {
@@ -55,6 +64,7 @@ impl Cluster {
     pub fn shared() -> Cluster {
         let env = pg(&["start"], None);
         Cluster {
+            primary_socket: socket_of(&env),
             primary: env["DATABASE_URL"].clone(),
             replica: env
                 .get("DATABASE_REPLICA_URLS")
@@ -69,6 +79,7 @@ impl Cluster {
         let base = repo().join("target").join(format!("pg-{name}"));
         let env = pg(&["start"], Some(&base));
         Cluster {
+            primary_socket: socket_of(&env),
             primary: env["DATABASE_URL"].clone(),
             replica: env["DATABASE_REPLICA_URLS"].clone(),
             base: Some(base),
