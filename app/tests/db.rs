@@ -322,3 +322,86 @@ fn readiness_names_each_database() {
     assert_eq!(status, 200);
     assert!(s.env.contains_key("DATABASE_URL"));
 }
+
+/// `pinion` with the private cluster's database and a clean pinion environment.
+fn pinion_with_db(env: &HashMap<String, String>) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PINION_") || k.starts_with("DATABASE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("DATABASE_URL", &env["DATABASE_URL"]);
+    cmd
+}
+
+#[test]
+fn migrate_check_reports_nothing_pending_once_applied() {
+    let env = cluster_env();
+    let out = pinion_with_db(&env)
+        .env("PINION_MIGRATIONS_DIR", repo().join("migrations"))
+        .arg("migrate")
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = pinion_with_db(&env)
+        .env("PINION_MIGRATIONS_DIR", repo().join("migrations"))
+        .args(["migrate", "--check"])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "no pending migrations"
+    );
+}
+
+#[test]
+fn a_changed_applied_migration_refuses_start_up() {
+    let env = cluster_env();
+    // Make sure 0001 is applied, then serve from a copy of the folder where it was edited.
+    let applied = pinion_with_db(&env)
+        .env("PINION_MIGRATIONS_DIR", repo().join("migrations"))
+        .arg("migrate")
+        .output()
+        .expect("runs");
+    assert!(applied.status.success());
+    let dir =
+        std::env::temp_dir().join(format!("pinion-changed-migrations-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let original =
+        std::fs::read_to_string(repo().join("migrations/0001_techempower.sql")).expect("read");
+    std::fs::write(
+        dir.join("0001_techempower.sql"),
+        format!("{original}\n-- edited\n"),
+    )
+    .expect("write");
+    let out = pinion_with_db(&env)
+        .env("PINION_MIGRATIONS_DIR", &dir)
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--threads",
+            "1",
+        ])
+        .output()
+        .expect("runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success(), "started despite a changed migration");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("0001_techempower.sql") && err.contains("changed"),
+        "{err}"
+    );
+}
