@@ -25,12 +25,17 @@ use crate::router::{fallback_response, Dispatch, Router};
 use crate::runtime::shutdown::LocalShutdown;
 
 /// Initial size of a connection's read buffer; it grows (up to the head and body limits) only
-/// for requests that need it.
-const READ_BUF: usize = 8 * 1024;
+/// for requests that need it. Small, because every idle keep-alive connection holds one (an
+/// io_uring read owns its buffer while it waits); see `bench/README.md`, idle memory.
+const READ_BUF: usize = 4 * 1024;
 /// Least free space offered to each read.
 const READ_CHUNK: usize = 4 * 1024;
-/// Initial size of a connection's write buffer.
+/// Size of a write buffer when the worker's pool has none to lend.
 const WRITE_BUF: usize = 8 * 1024;
+/// Most write buffers a worker keeps for reuse, and the largest it keeps: an idle connection
+/// holds no write buffer, it borrows one from its worker for each batch.
+const WBUF_POOL: usize = 256;
+const WBUF_POOL_MAX_CAPACITY: usize = 64 * 1024;
 /// A batch of pipelined responses is flushed early past this size, bounding memory when a
 /// client pipelines many requests for large responses.
 const FLUSH_AT: usize = 256 * 1024;
@@ -53,6 +58,25 @@ pub(crate) struct Shared<S> {
     pub(crate) ctx: Ctx<S>,
     pub(crate) cfg: ConnConfig,
     pub(crate) shutdown: Rc<LocalShutdown>,
+    /// Write buffers lent to connections for one batch each (see [`WBUF_POOL`]). A `RefCell`:
+    /// only this worker's tasks touch it, and never across an `.await`.
+    pub(crate) wbufs: std::cell::RefCell<Vec<BytesMut>>,
+}
+
+impl<S> Shared<S> {
+    fn take_wbuf(&self) -> BytesMut {
+        self.wbufs
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| BytesMut::with_capacity(WRITE_BUF))
+    }
+
+    fn put_wbuf(&self, buf: BytesMut) {
+        let mut pool = self.wbufs.borrow_mut();
+        if pool.len() < WBUF_POOL && buf.capacity() <= WBUF_POOL_MAX_CAPACITY {
+            pool.push(buf);
+        }
+    }
 }
 
 /// Why a connection ended early; only logged at debug level, since clients vanish all the time.
@@ -100,7 +124,7 @@ pub(crate) async fn serve<S: 'static>(stream: TcpStream, peer: SocketAddr, share
         stream,
         peer,
         rbuf: BytesMut::with_capacity(READ_BUF),
-        wbuf: BytesMut::with_capacity(WRITE_BUF),
+        wbuf: BytesMut::new(),
         shared,
         linger: false,
     };
@@ -142,8 +166,11 @@ impl<S: 'static> Connection<S> {
                     self.flush().await?;
                 }
             }
-            // 2. One write for the whole batch.
+            // 2. One write for the whole batch; an idle connection gives its write buffer back.
             self.flush().await?;
+            if self.rbuf.is_empty() && self.wbuf.capacity() > 0 {
+                shared.put_wbuf(std::mem::take(&mut self.wbuf));
+            }
             // 3. Wait for more.
             let idle = self.rbuf.is_empty() && !fresh;
             if idle && shared.shutdown.is_draining() {
@@ -235,6 +262,7 @@ impl<S: 'static> Connection<S> {
             (true, Version::Http10) => ConnHeader::KeepAlive,
             (true, Version::Http11) => ConnHeader::None,
         };
+        self.ensure_wbuf();
         encode::encode(
             &mut self.wbuf,
             &response,
@@ -266,6 +294,7 @@ impl<S: 'static> Connection<S> {
         // A client that already sent body bytes is not waiting for the interim response.
         if expect_continue && self.rbuf.is_empty() {
             // Earlier responses of the batch go first, then the interim 100.
+            self.ensure_wbuf();
             self.wbuf.extend_from_slice(CONTINUE);
             self.flush().await?;
         }
@@ -390,6 +419,7 @@ impl<S: 'static> Connection<S> {
     async fn reject_status(&mut self, status: StatusCode, why: &'static str) -> Result<(), Closed> {
         tracing::debug!(peer = %self.peer, status = status.as_u16(), why, "request rejected");
         let resp = error_response(status, why);
+        self.ensure_wbuf();
         encode::encode(
             &mut self.wbuf,
             &resp,
@@ -417,6 +447,14 @@ impl<S: 'static> Connection<S> {
                 Ok(ReadOutcome::Data) => discarded += self.rbuf.len(),
                 _ => return,
             }
+        }
+    }
+
+    /// Borrows a write buffer from the worker if this connection holds none.
+    #[inline]
+    fn ensure_wbuf(&mut self) {
+        if self.wbuf.capacity() == 0 {
+            self.wbuf = self.shared.take_wbuf();
         }
     }
 

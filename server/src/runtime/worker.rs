@@ -102,6 +102,7 @@ where
         ctx: Ctx::new(state, index, local.flag()),
         cfg,
         shutdown: Rc::clone(&local),
+        wbufs: std::cell::RefCell::new(Vec::new()),
     });
     monoio::spawn(date::tick());
     let conns = Rc::new(Conns::default());
