@@ -116,7 +116,7 @@ pub const AUTO_POOL_SIZE_MIN: usize = 32;
 /// connection is busy with a slow query does not always wait. Default is `8`.
 pub const AUTO_POOL_SIZE_HEADROOM: usize = 8;
 
-/// Default for [`Settings::db_connect_timeout`]: a TCP handshake plus TLS and PostgreSQL
+/// Default for [`Settings::db_connect_timeout`]: a TCP handshake plus the PostgreSQL
 /// start-up take milliseconds on a LAN; five seconds rides out a lost SYN (the first
 /// retransmission is after 1 s) without hanging start-up on an unreachable host. Default is
 /// 5 s.
@@ -337,7 +337,7 @@ pub struct Settings {
     /// [`Settings::effective_pool_size`] and [`Settings::pool_size_per_thread`]). Default is
     /// [`DEFAULT_POOL_SIZE`].
     pub pool_size: Option<usize>,
-    /// Time allowed to open a database connection: TCP connect, TLS and PostgreSQL start-up.
+    /// Time allowed to open a database connection: TCP (or Unix socket) connect and PostgreSQL start-up.
     /// Default is [`DEFAULT_DB_CONNECT_TIMEOUT`].
     pub db_connect_timeout: Duration,
     /// Deadline of one query, from sending it to its last row. Default is
