@@ -45,15 +45,19 @@ impl Error {
         self
     }
 
-    pub(crate) fn missing_key() -> Self {
+    /// No entry under the key (`incr`/`decr` on a missing key: Django's `ValueError`). Public
+    /// so that a backend doing `incr` atomically in its store can report it.
+    pub fn missing_key() -> Self {
         Error::new(Kind::MissingKey)
     }
 
-    pub(crate) fn not_integer() -> Self {
+    /// The stored value is not an integer (`incr`/`decr`). Public for backends, as above.
+    pub fn not_integer() -> Self {
         Error::new(Kind::NotInteger)
     }
 
-    pub(crate) fn overflow() -> Self {
+    /// The result of `incr`/`decr` does not fit. Public for backends, as above.
+    pub fn overflow() -> Self {
         Error::new(Kind::Overflow)
     }
 

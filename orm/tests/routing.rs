@@ -224,8 +224,14 @@ fn connects_over_a_unix_socket() {
     if cluster.primary_socket.is_none() {
         cluster = Cluster::private("unix");
     }
-    let (dir, port) = cluster.primary_socket.clone().expect("a private cluster has a socket");
-    let url = format!("postgresql:///pinion?host={}&port={port}&user=pinion", dir.display());
+    let (dir, port) = cluster
+        .primary_socket
+        .clone()
+        .expect("a private cluster has a socket");
+    let url = format!(
+        "postgresql:///pinion?host={}&port={port}&user=pinion",
+        dir.display()
+    );
     run(async {
         let db = Db::start(&DbConfig::new(url, vec![])).expect("db");
         let one: i32 = db
