@@ -16,7 +16,8 @@
 //! is healthy; [`Session`] keeps a request's reads on the primary after it wrote; tables marked
 //! primary-only (UNLOGGED ones) always read from the primary.
 //!
-//! [`migrate`] applies `migrations/*.sql` under an advisory lock.
+//! [`migrate`] applies `migrations/*.sql` under an advisory lock. [`DatabaseCache`] is a
+//! `pinion_cache::Cache` in an UNLOGGED table on the primary, shared by every instance.
 //!
 //! # Layout
 //! - `dial`: sockets, timeouts, keep-alives, `connect_raw`;
@@ -25,8 +26,10 @@
 //! - [`Database`]: one database on one thread — queries, health;
 //! - [`Db`], [`Session`]: routing;
 //! - [`migrate`](crate::migrate): migrations;
+//! - [`DatabaseCache`]: the PostgreSQL cache backend;
 //! - [`Error`].
 
+mod cache;
 mod database;
 mod dial;
 mod error;
@@ -35,6 +38,7 @@ pub mod migrate;
 mod pinned;
 mod pool;
 
+pub use cache::{DatabaseCache, CACHE_TABLE};
 pub use database::{Database, Role};
 pub use dial::ConnectOptions;
 pub use error::Error;
