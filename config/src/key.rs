@@ -54,6 +54,8 @@ pub(crate) enum Key {
     StickyWindow,
     MigrateOnStart,
     MigrationsDir,
+    CacheTtl,
+    CacheMaxEntries,
 }
 
 /// A key's value rendered for `pinion.toml`.
@@ -66,7 +68,7 @@ pub(crate) enum Rendered<'a> {
 
 impl Key {
     /// Every key, in the README table's order (also the order of `render_masked`).
-    pub(crate) const ALL: [Key; 29] = [
+    pub(crate) const ALL: [Key; 31] = [
         Key::Bind,
         Key::Port,
         Key::Threads,
@@ -96,6 +98,8 @@ impl Key {
         Key::StickyWindow,
         Key::MigrateOnStart,
         Key::MigrationsDir,
+        Key::CacheTtl,
+        Key::CacheMaxEntries,
     ];
 
     /// The key in `pinion.toml`, and its environment variable.
@@ -135,6 +139,8 @@ impl Key {
             Key::StickyWindow => ("sticky_window", "PINION_STICKY_WINDOW"),
             Key::MigrateOnStart => ("migrate_on_start", "PINION_MIGRATE_ON_START"),
             Key::MigrationsDir => ("migrations_dir", "PINION_MIGRATIONS_DIR"),
+            Key::CacheTtl => ("cache_ttl", "PINION_CACHE_TTL"),
+            Key::CacheMaxEntries => ("cache_max_entries", "PINION_CACHE_MAX_ENTRIES"),
         }
     }
 
@@ -251,6 +257,8 @@ impl Key {
             Key::StickyWindow => s.sticky_window = window(raw)?,
             Key::MigrateOnStart => s.migrate_on_start = value::boolean(raw)?,
             Key::MigrationsDir => s.migrations_dir = directory(value::string(raw)?)?,
+            Key::CacheTtl => s.cache_ttl = timeout(raw)?,
+            Key::CacheMaxEntries => s.cache_max_entries = int(raw, 1, 100_000_000)?,
         }
         Ok(())
     }
@@ -301,6 +309,8 @@ impl Key {
             Key::StickyWindow => value::render_duration(s.sticky_window),
             Key::MigrateOnStart => s.migrate_on_start.to_string(),
             Key::MigrationsDir => value::render_string(&s.migrations_dir.to_string_lossy()),
+            Key::CacheTtl => value::render_duration(s.cache_ttl),
+            Key::CacheMaxEntries => s.cache_max_entries.to_string(),
         };
         Rendered::Toml(text)
     }

@@ -141,6 +141,15 @@ pub const DEFAULT_DB_USER_TIMEOUT: Duration = Duration::from_secs(10);
 /// within a second, for one cheap query per replica per second. Default is 1 s.
 pub const DEFAULT_REPLICA_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Default for [`Settings::cache_ttl`]: Django's `TIMEOUT` default, long enough to absorb
+/// read bursts, short enough that stale data ages out without explicit invalidation. Default is
+/// 300 s.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
+
+/// Default for [`Settings::cache_max_entries`]: room for the TechEmpower `world` table (10 000
+/// rows) with headroom, a few MiB of memory. Default is 20 000.
+pub const DEFAULT_CACHE_MAX_ENTRIES: usize = 20_000;
+
 /// Default for [`Settings::sticky_window`]: longer than streaming-replication lag on a healthy
 /// LAN (milliseconds), so a client reads its own writes after a redirect even on a lagging
 /// replica. Default is 5 s.
@@ -362,6 +371,13 @@ pub struct Settings {
     /// Folder of `*.sql` migrations; a relative path is taken from the working directory.
     /// Default is [`DEFAULT_MIGRATIONS_DIR`].
     pub migrations_dir: PathBuf,
+
+    /// How long a cached value lives when the caller gives no TTL (Django's `TIMEOUT`).
+    /// Default is [`DEFAULT_CACHE_TTL`].
+    pub cache_ttl: Duration,
+    /// Most entries the in-process cache (LocMemCache) holds before it evicts. Default is
+    /// [`DEFAULT_CACHE_MAX_ENTRIES`].
+    pub cache_max_entries: usize,
 }
 
 impl Default for Settings {
@@ -396,6 +412,8 @@ impl Default for Settings {
             sticky_window: DEFAULT_STICKY_WINDOW,
             migrate_on_start: DEFAULT_MIGRATE_ON_START,
             migrations_dir: PathBuf::from(DEFAULT_MIGRATIONS_DIR),
+            cache_ttl: DEFAULT_CACHE_TTL,
+            cache_max_entries: DEFAULT_CACHE_MAX_ENTRIES,
         }
     }
 }

@@ -622,6 +622,23 @@ const RULES: &[Rule] = &[
         good_env: &["db/migrations"],
         bad_env: &[("", "must not be empty"), (" ", "must not be empty")],
     },
+    Rule {
+        key: "cache_ttl",
+        good_file: &["300", r#""5m""#, r#""250ms""#],
+        bad_file: &[
+            ("0", "must be greater than 0"),
+            (r#""25h""#, "must be at most 24h"),
+        ],
+        good_env: &["60s"],
+        bad_env: &[("forever", "must start with a whole number")],
+    },
+    Rule {
+        key: "cache_max_entries",
+        good_file: &["1", "20000"],
+        bad_file: &[("0", "must be"), (r#""lots""#, "must be")],
+        good_env: &["50000"],
+        bad_env: &[("-5", "must be")],
+    },
 ];
 
 #[test]
@@ -860,6 +877,8 @@ fn render_masked_round_trips() {
         sticky_window: Duration::ZERO,
         migrate_on_start: false,
         migrations_dir: PathBuf::from("/srv/pinion/migrations \"v2\""),
+        cache_ttl: Duration::from_millis(90_500),
+        cache_max_entries: 1234,
     };
     for settings in [Settings::default(), custom] {
         let rendered = settings.render_masked();
