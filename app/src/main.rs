@@ -10,6 +10,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use pinion_app::{router, AppState};
 use pinion_config::{LogFormat, Overrides, Settings, Source};
+use std::sync::Arc;
+
+use pinion_cache::{CacheConfig, LocMemCache, LocMemConfig, StampedeProtection, XFetchConfig};
 use pinion_orm::{ConnectOptions, Db, DbConfig};
 
 /// pinion: a thread-per-core HTTP/1.1 application server.
@@ -117,6 +120,32 @@ fn serve(settings: &Settings) -> ExitCode {
     }
     let db_config = db_config(settings);
     let sticky_window = settings.sticky_window;
+    let worlds = Arc::new(StampedeProtection::new(
+        LocMemCache::new(&LocMemConfig {
+            cache: CacheConfig {
+                cache_ttl: settings.cache_ttl,
+                ..CacheConfig::default()
+            },
+            max_entries: settings.cache_max_entries,
+        }),
+        &XFetchConfig::default(),
+    ));
+    if let Some(cfg) = &db_config {
+        let started = std::time::Instant::now();
+        match on_runtime(async {
+            let db = Db::start(cfg).map_err(|e| e.to_string())?;
+            pinion_app::routes::world::prime(&db, &worlds).await
+        }) {
+            Ok(Ok(n)) => tracing::info!(
+                rows = n,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "world cache primed"
+            ),
+            Ok(Err(e)) | Err(e) => {
+                tracing::warn!("world cache not primed (reads will fill it): {e}")
+            }
+        }
+    }
     let factory = move |worker| {
         // Runs on the worker thread, inside its runtime: the connections are this thread's own.
         let db = db_config.as_ref().and_then(|cfg| match Db::start(cfg) {
@@ -126,7 +155,10 @@ fn serve(settings: &Settings) -> ExitCode {
                 None
             }
         });
-        (router(), AppState::new(threads, worker, db, sticky_window))
+        (
+            router(),
+            AppState::new(threads, worker, db, sticky_window, Arc::clone(&worlds)),
+        )
     };
     let handle = match pinion_server::start(settings, factory) {
         Ok(handle) => handle,
@@ -191,11 +223,7 @@ fn migrate(settings: &Settings, check_only: bool) -> Result<Vec<String>, String>
     let dir = settings.migrations_dir.clone();
     let opts = connect_options(settings);
     let migrations = pinion_orm::migrate::load_dir(&dir).map_err(|e| e.to_string())?;
-    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
-        .build()
-        .map_err(|e| format!("cannot build a runtime: {e}"))?;
-    rt.block_on(async move {
+    on_runtime(async move {
         if check_only {
             pinion_orm::migrate::pending(&url, &migrations, &opts).await
         } else {
@@ -203,8 +231,17 @@ fn migrate(settings: &Settings, check_only: bool) -> Result<Vec<String>, String>
                 .await
                 .map(|report| report.applied)
         }
-    })
+    })?
     .map_err(|e| e.to_string())
+}
+
+/// Runs `f` to completion on a monoio runtime of its own (start-up work, before the workers).
+fn on_runtime<F: std::future::Future>(f: F) -> Result<F::Output, String> {
+    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .map_err(|e| format!("cannot build a runtime: {e}"))?;
+    Ok(rt.block_on(f))
 }
 
 fn migrate_command(settings: &Settings, check_only: bool) -> ExitCode {

@@ -2,12 +2,17 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use pinion_cache::{LocMemCache, StampedeProtection};
 use pinion_orm::{Db, Session};
 use pinion_server::{Error, Request, StatusCode};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
+
+/// The cache behind `/cached-queries`.
+pub type WorldCache = StampedeProtection<LocMemCache>;
 
 /// Name of the cookie that keeps a client's reads on the primary after it wrote.
 pub const STICKY_COOKIE: &str = "pinion_primary";
@@ -20,6 +25,10 @@ pub struct AppState {
     pub db: Option<Rc<Db>>,
     /// How long a client's reads stay on the primary after it wrote (0: off).
     pub sticky_window: Duration,
+    /// The process-wide in-memory cache of `world` rows for `/cached-queries`: one
+    /// LocMemCache shared by every thread (sharded and lock-protected inside), with
+    /// single-flight read-through and XFetch around it.
+    pub worlds: Arc<WorldCache>,
     /// A fast, per-thread random source (ids and numbers for the TechEmpower routes); seeded
     /// per thread, never shared, so no lock.
     rng: RefCell<SmallRng>,
@@ -32,6 +41,7 @@ impl AppState {
         worker: usize,
         db: Option<Rc<Db>>,
         sticky_window: Duration,
+        worlds: Arc<WorldCache>,
     ) -> AppState {
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -41,6 +51,7 @@ impl AppState {
             threads,
             db,
             sticky_window,
+            worlds,
             rng: RefCell::new(SmallRng::seed_from_u64(seed)),
         }
     }

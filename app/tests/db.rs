@@ -184,7 +184,11 @@ fn db_returns_one_world_row() {
 #[test]
 fn queries_and_updates_clamp_their_count() {
     let s = serve();
-    for (route, param) in [("/queries", "q"), ("/updates", "q")] {
+    for (route, param) in [
+        ("/queries", "q"),
+        ("/updates", "q"),
+        ("/cached-queries", "count"),
+    ] {
         for (value, expected) in [
             ("0", 1),
             ("foo", 1),

@@ -1,15 +1,16 @@
 //! TechEmpower's database routes: `/db`, `/queries`, `/updates`.
 
 use futures_util::future::try_join_all;
+use pinion_cache::{Cache, Ttl};
 use pinion_orm::tokio_postgres::Row;
 use pinion_server::{Ctx, Error, Request, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::state::db_error;
 use crate::AppState;
 
 /// One row of `world`, serialized as TechEmpower names it.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct World {
     /// Primary key, 1..=10000.
     pub id: i32,
@@ -27,7 +28,11 @@ pub const UPDATE_WORLDS: &str = "UPDATE world SET randomnumber = v.r \
      FROM (SELECT * FROM unnest($1::int[], $2::int[]) AS t(id, r)) AS v WHERE world.id = v.id";
 
 impl World {
-    fn from_row(row: &Row) -> Result<World, Error> {
+    /// A row of `SELECT id, randomnumber …`.
+    ///
+    /// # Errors
+    /// An internal error when the columns do not have the expected types.
+    pub fn from_row(row: &Row) -> Result<World, Error> {
         Ok(World {
             id: row.try_get(0).map_err(Error::internal)?,
             random_number: row.try_get(1).map_err(Error::internal)?,
@@ -105,4 +110,61 @@ pub async fn updates(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Erro
         .await
         .map_err(db_error)?;
     Response::json(&worlds)
+}
+
+/// The cache key of `world` row `id`: `world:<id>`, written into `buf` (no allocation once
+/// `buf` has grown).
+pub fn world_key(buf: &mut String, id: i32) -> &str {
+    buf.clear();
+    buf.push_str("world:");
+    buf.push_str(itoa::Buffer::new().format(id));
+    buf
+}
+
+/// `GET /cached-queries?count=N`: N random rows through the cache library — the shared
+/// LocMemCache (primed at start-up), read-through from PostgreSQL on a miss, with
+/// single-flight so concurrent misses on one row query it once.
+pub async fn cached_queries(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> {
+    let state = ctx.state();
+    let n = query_count(&req, "count");
+    let mut worlds = Vec::with_capacity(n);
+    let mut key = String::with_capacity(16);
+    for _ in 0..n {
+        let id = state.random_world_value();
+        let world = state
+            .worlds
+            .get_or_compute(world_key(&mut key, id), Ttl::Default, || async {
+                let session = state.session(&req)?;
+                let row = session
+                    .read()
+                    .query_one(SELECT_WORLD, &[&id])
+                    .await
+                    .map_err(db_error)?;
+                World::from_row(&row)
+            })
+            .await?;
+        worlds.push(world);
+    }
+    Response::json(&worlds)
+}
+
+/// Loads every `world` row into `cache` (TechEmpower allows priming at start-up).
+///
+/// # Errors
+/// The database error, or a cache error.
+pub async fn prime(db: &pinion_orm::Db, cache: &crate::state::WorldCache) -> Result<usize, String> {
+    let rows = db
+        .primary()
+        .query("SELECT id, randomnumber FROM world", &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut key = String::with_capacity(16);
+    for row in &rows {
+        let world = World::from_row(row).map_err(|e| e.to_string())?;
+        cache
+            .set(world_key(&mut key, world.id), world, Ttl::Default)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(rows.len())
 }
