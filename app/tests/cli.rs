@@ -1,24 +1,13 @@
 //! The `pinion` binary, run for real: CLI, configuration errors, the endpoints over a socket,
 //! and SIGTERM with a request in flight.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pinion");
+mod common;
 
-/// A `pinion` command with a clean pinion environment, so the developer's variables don't leak in.
-fn pinion() -> Command {
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PINION_") || k == "PORT" || k == "WEB_CONCURRENCY" {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("RUST_LOG", "info");
-    cmd
-}
+use common::{pinion, Served};
 
 #[test]
 fn version_is_printed() {
@@ -72,51 +61,8 @@ fn bad_config_names_the_key_and_refuses_to_start() {
     assert!(err.contains("PINION_THREDS"), "{err}");
 }
 
-/// A server process on 127.0.0.1 with a free port, killed on drop if a test fails.
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(extra_env: &[(&str, &str)]) -> Served {
-    let mut cmd = pinion();
-    cmd.args([
-        "serve",
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--threads",
-        "1",
-    ])
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    for (k, v) in extra_env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn pinion");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("pinion exited before listening")
-            .expect("read stderr");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            let addr = rest.split_whitespace().next().expect("address");
-            break addr.parse().expect("socket address");
-        }
-    };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Served { child, addr }
+    common::serve(extra_env.iter().copied())
 }
 
 fn read_response(stream: &mut TcpStream) -> String {

@@ -2,99 +2,30 @@
 //! against the private primary and replica (`scripts/pg`).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_pinion");
+mod common;
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root")
-}
-
-/// The shared private cluster's environment (`DATABASE_URL`, `DATABASE_REPLICA_URLS`).
-fn cluster_env() -> HashMap<String, String> {
-    let out = Command::new(repo().join("scripts/pg"))
-        .arg("start")
-        .output()
-        .expect("scripts/pg runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
-        .collect()
-}
-
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-    env: HashMap<String, String>,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{cluster_env, pinion, repo, Served};
 
 fn serve() -> Served {
     let env = cluster_env();
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PINION_")
-            || k == "PORT"
-            || k == "WEB_CONCURRENCY"
-            || k.starts_with("DATABASE_")
-        {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("DATABASE_URL", &env["DATABASE_URL"])
-        .env("DATABASE_REPLICA_URLS", &env["DATABASE_REPLICA_URLS"])
-        .env("PINION_MIGRATIONS_DIR", repo().join("migrations"))
-        .env("PINION_REPLICA_CHECK_INTERVAL", "200ms")
-        .env("RUST_LOG", "info")
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--threads",
-            "1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn pinion");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("pinion exited before listening")
-            .expect("stderr");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .expect("addr")
-                .parse()
-                .expect("addr");
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let served = Served { child, addr, env };
-    wait_until_both_databases_are_up(addr);
+    let served = common::serve([
+        ("DATABASE_URL", env["DATABASE_URL"].as_str()),
+        (
+            "DATABASE_REPLICA_URLS",
+            env["DATABASE_REPLICA_URLS"].as_str(),
+        ),
+        (
+            "PINION_MIGRATIONS_DIR",
+            repo().join("migrations").to_str().expect("utf-8 path"),
+        ),
+        ("PINION_REPLICA_CHECK_INTERVAL", "200ms"),
+    ]);
+    wait_until_both_databases_are_up(served.addr);
     served
 }
 
@@ -324,17 +255,11 @@ fn readiness_names_each_database() {
     assert_eq!(v["databases"]["replica1"]["role"], "replica");
     let (status, _, _) = get(s.addr, "/health");
     assert_eq!(status, 200);
-    assert!(s.env.contains_key("DATABASE_URL"));
 }
 
 /// `pinion` with the private cluster's database and a clean pinion environment.
 fn pinion_with_db(env: &HashMap<String, String>) -> Command {
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PINION_") || k.starts_with("DATABASE_") {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = pinion();
     cmd.env("DATABASE_URL", &env["DATABASE_URL"]);
     cmd
 }

@@ -21,6 +21,8 @@ use std::fmt;
 
 use bytes::{Buf, BytesMut};
 
+use super::token::is_tchar;
+
 /// Most hex digits accepted in a chunk-size, leading zeros included.
 ///
 /// Sixteen hex digits is exactly `u64::MAX`, so every accepted size fits a `u64`, and the cap also
@@ -525,27 +527,6 @@ fn hex_value(b: u8) -> Option<u64> {
         b'A'..=b'F' => Some(u64::from(b - b'A' + 10)),
         _ => None,
     }
-}
-
-/// Whether `b` may appear in a token (RFC 9110 §5.6.2): names of extensions and trailer fields.
-fn is_tchar(b: u8) -> bool {
-    matches!(
-        b,
-        b'!' | b'#'
-            | b'$'
-            | b'%'
-            | b'&'
-            | b'\''
-            | b'*'
-            | b'+'
-            | b'-'
-            | b'.'
-            | b'^'
-            | b'_'
-            | b'`'
-            | b'|'
-            | b'~'
-    ) || b.is_ascii_alphanumeric()
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@
 
 use std::fmt;
 
+use super::token::is_tchar;
+
 /// How the request body is delimited on the wire.
 ///
 /// Requests without framing headers have no body (RFC 9112 §6.3 rule 7), so there is no
@@ -221,29 +223,6 @@ fn trim_ows(mut s: &[u8]) -> &[u8] {
         s = rest;
     }
     s
-}
-
-/// Whether `b` may appear in a token (RFC 9110 §5.6.2), the syntax of a coding name.
-///
-/// A twin of the one in `chunked`; kept local so each codec module stands alone.
-fn is_tchar(b: u8) -> bool {
-    matches!(
-        b,
-        b'!' | b'#'
-            | b'$'
-            | b'%'
-            | b'&'
-            | b'\''
-            | b'*'
-            | b'+'
-            | b'-'
-            | b'.'
-            | b'^'
-            | b'_'
-            | b'`'
-            | b'|'
-            | b'~'
-    ) || b.is_ascii_alphanumeric()
 }
 
 #[cfg(test)]
