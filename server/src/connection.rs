@@ -21,6 +21,7 @@ use crate::h1::encode::{self, ConnHeader, CONTINUE};
 use crate::h1::framing::BodyFraming;
 use crate::h1::head::{self, Head, HeadError, Limits, PathRepr, Version};
 use crate::h1::{Request, Response};
+use crate::middleware::{Exchange, HeaderBlock};
 use crate::router::{fallback_response, Dispatch, Router};
 use crate::runtime::shutdown::LocalShutdown;
 
@@ -110,6 +111,8 @@ struct Connection<S: 'static> {
     /// request, an undrained body): closing a socket with unread input makes the kernel send
     /// a reset, which can destroy the response before the client reads it.
     linger: bool,
+    /// Headers the middleware chain adds to the response being encoded; reused.
+    extra: HeaderBlock,
 }
 
 /// How long a lingering close waits for the peer to finish sending (nginx's
@@ -127,6 +130,7 @@ pub(crate) async fn serve<S: 'static>(stream: TcpStream, peer: SocketAddr, share
         wbuf: BytesMut::new(),
         shared,
         linger: false,
+        extra: HeaderBlock::new(),
     };
     if let Err(why) = conn.run().await {
         tracing::trace!(peer = %conn.peer, ?why, "connection closed");
@@ -207,6 +211,7 @@ impl<S: 'static> Connection<S> {
     /// # Return
     /// Whether the connection stays open.
     async fn answer(&mut self, head: Head, shared: &Shared<S>) -> Result<bool, Closed> {
+        let start = Instant::now();
         let head_bytes = self.rbuf.split_to(head.len).freeze();
         let path = match head.path {
             PathRepr::Span(span) => std::str::from_utf8(span.get(&head_bytes)).unwrap_or(""),
@@ -214,42 +219,55 @@ impl<S: 'static> Connection<S> {
             PathRepr::Asterisk => "*",
         };
         let found = shared.router.find(&head.method, path);
-        let mut keep_alive = head.keep_alive;
+        let route = found.route();
+        let chain = shared.router.chain();
+        // Health probes and other bare routes skip the chain.
+        let run_chain = !chain.is_empty() && route.is_none_or(|r| r.options.middleware);
+        let (framing, expect_continue, version, mut keep_alive) = (
+            head.framing,
+            head.expect_continue,
+            head.version,
+            head.keep_alive,
+        );
+        let head_only = head.method == Method::HEAD;
+        let mut ex = run_chain.then(|| Exchange::new(start, head.method.clone(), route, self.peer));
+        let mut req = Request::new(head, head_bytes, Bytes::new(), self.peer);
 
-        // The route decides whether the body is worth reading: a 404 or 405 drains it (up to
-        // `max_drain_size`) instead of buffering it.
-        let body = match (&found, head.framing) {
-            (_, BodyFraming::None) => Bytes::new(),
-            (Dispatch::Handler(..), framing) => match self
-                .read_body(framing, head.expect_continue, shared)
-                .await?
-            {
-                Ok(body) => body,
+        // The chain may answer before the body is read (a 429, a preflight).
+        let early = match &mut ex {
+            Some(ex) => chain.before(&mut req, ex, &shared.ctx).await,
+            None => None,
+        };
+
+        // The route decides whether the body is worth reading: an early answer, a 404 or a 405
+        // drains it (up to `max_drain_size`) instead of buffering it.
+        let wants_body = early.is_none() && matches!(found, Dispatch::Handler(..));
+        match framing {
+            BodyFraming::None => {}
+            _ if wants_body => match self.read_body(framing, expect_continue, shared).await? {
+                Ok(body) => req.set_body(body),
                 Err((status, why)) => return self.reject_status(status, why).await.map(|()| false),
             },
-            (_, framing) => {
+            _ => {
                 // Without a 100 Continue the client may still be holding the body back: do not
                 // wait for it, answer and close.
-                if head.expect_continue || !self.drain_body(framing, shared).await? {
+                if expect_continue || !self.drain_body(framing, shared).await? {
                     keep_alive = false;
                     self.linger = true;
                 }
-                Bytes::new()
             }
-        };
+        }
 
-        let head_only = head.method == Method::HEAD;
-        let version = head.version;
-        let response = match found {
-            Dispatch::Handler(handler, params) => {
-                let mut req = Request::new(head, head_bytes, body, self.peer);
+        let response = match (early, found) {
+            (Some(resp), _) => resp,
+            (None, Dispatch::Handler(handler, _, params)) => {
                 req.set_params(params);
                 match handler.call(req, &shared.ctx).await {
                     Ok(resp) => resp,
                     Err(e) => e.into_response(),
                 }
             }
-            other => {
+            (None, other) => {
                 fallback_response(&other).unwrap_or_else(|| Response::new(StatusCode::NOT_FOUND))
             }
         };
@@ -263,13 +281,29 @@ impl<S: 'static> Connection<S> {
             (true, Version::Http11) => ConnHeader::None,
         };
         self.ensure_wbuf();
-        encode::encode(
-            &mut self.wbuf,
-            &response,
-            &shared.cfg.server_line,
-            conn,
-            head_only,
-        );
+        match &mut ex {
+            Some(ex) => {
+                self.extra.clear();
+                chain.after(ex, &response, &mut self.extra, &shared.ctx);
+                encode::encode(
+                    &mut self.wbuf,
+                    &response,
+                    &shared.cfg.server_line,
+                    conn,
+                    head_only,
+                    self.extra.as_bytes(),
+                );
+                chain.finish(ex, response.status_code().as_u16(), &shared.ctx);
+            }
+            None => encode::encode(
+                &mut self.wbuf,
+                &response,
+                &shared.cfg.server_line,
+                conn,
+                head_only,
+                &[],
+            ),
+        }
         Ok(keep_alive)
     }
 
@@ -426,6 +460,7 @@ impl<S: 'static> Connection<S> {
             &self.shared.cfg.server_line,
             ConnHeader::Close,
             false,
+            &[],
         );
         self.linger = true;
         self.flush().await?;

@@ -42,12 +42,14 @@ mod connection;
 mod context;
 mod error;
 mod h1;
+pub mod middleware;
 mod router;
 mod runtime;
 
 pub use context::Ctx;
 pub use error::Error;
 pub use h1::{Request, Response};
+pub use middleware::{Middleware, RouteOptions, Stack};
 pub use router::{Handler, HandlerFuture, Router};
 pub use runtime::signal::install as install_signal_handlers;
 pub use runtime::{start, Driver, ServerHandle, ShutdownTrigger};

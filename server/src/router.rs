@@ -14,6 +14,7 @@ use crate::context::Ctx;
 use crate::error::Error;
 use crate::h1::request::decode_path_param;
 use crate::h1::{Request, Response};
+use crate::middleware::{Chain, RouteInfo, RouteOptions, Stack};
 
 /// The future a handler returns, boxed so that routes with different handlers share a table.
 pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> + 'a>>;
@@ -36,6 +37,7 @@ where
 
 /// One path with its handlers per method.
 struct Route<S> {
+    info: RouteInfo,
     handlers: Vec<(MethodFilter, Box<dyn Handler<S>>)>,
     /// The `Allow` header value for 405 and OPTIONS, rebuilt when a method is added.
     allow: HeaderValue,
@@ -52,18 +54,31 @@ pub struct Router<S> {
     paths: matchit::Router<usize>,
     by_template: HashMap<String, usize>,
     routes: Vec<Route<S>>,
+    chain: Chain<S>,
 }
 
 /// What [`Router::find`] decided.
 pub(crate) enum Dispatch<'r, S> {
-    /// A handler, the route template and its captured, decoded parameters.
-    Handler(&'r dyn Handler<S>, Vec<(Box<str>, Box<str>)>),
+    /// A handler, its route and its captured, decoded parameters.
+    Handler(&'r dyn Handler<S>, &'r RouteInfo, Vec<(Box<str>, Box<str>)>),
     /// No route has this path.
     NotFound,
     /// The path exists, the method does not: 405 with this `Allow`.
-    MethodNotAllowed(&'r HeaderValue),
+    MethodNotAllowed(&'r RouteInfo, &'r HeaderValue),
     /// `OPTIONS` on a path without an explicit OPTIONS handler: 204 with this `Allow`.
-    Options(&'r HeaderValue),
+    Options(&'r RouteInfo, &'r HeaderValue),
+}
+
+impl<'r, S> Dispatch<'r, S> {
+    /// The matched route, if the path matched one.
+    pub(crate) fn route(&self) -> Option<&'r RouteInfo> {
+        match self {
+            Dispatch::Handler(_, r, _)
+            | Dispatch::MethodNotAllowed(r, _)
+            | Dispatch::Options(r, _) => Some(r),
+            Dispatch::NotFound => None,
+        }
+    }
 }
 
 impl<S: 'static> Default for Router<S> {
@@ -79,7 +94,31 @@ impl<S: 'static> Router<S> {
             paths: matchit::Router::new(),
             by_template: HashMap::new(),
             routes: Vec::new(),
+            chain: Chain::new(Vec::new()),
         }
+    }
+
+    /// Sets the middleware chain (see [`Stack`] for its fixed order).
+    pub fn middleware(mut self, stack: Stack<S>) -> Router<S> {
+        self.chain = stack.into_chain();
+        self
+    }
+
+    pub(crate) fn chain(&self) -> &Chain<S> {
+        &self.chain
+    }
+
+    /// Sets the options of the route `path` (already routed), e.g. a rate-limit policy, or
+    /// [`RouteOptions::bare`] for health probes.
+    ///
+    /// # Panics
+    /// When `path` is not a routed template (a programming error, found at start-up).
+    pub fn configure(mut self, path: &str, options: RouteOptions) -> Router<S> {
+        let Some(&idx) = self.by_template.get(path) else {
+            panic!("configure({path:?}): no such route");
+        };
+        self.routes[idx].info.options = options;
+        self
     }
 
     /// Routes `method` on `path` to `handler`. Paths use matchit syntax: `/users/{id}`,
@@ -127,6 +166,10 @@ impl<S: 'static> Router<S> {
                 }
                 self.by_template.insert(path.to_string(), idx);
                 self.routes.push(Route {
+                    info: RouteInfo {
+                        template: path.into(),
+                        options: RouteOptions::default(),
+                    },
                     handlers: Vec::new(),
                     allow: HeaderValue::from_static(""),
                 });
@@ -173,10 +216,10 @@ impl<S: 'static> Router<S> {
                     .iter()
                     .map(|(k, v)| (Box::from(k), decode_path_param(v)))
                     .collect();
-                Dispatch::Handler(&**handler, params)
+                Dispatch::Handler(&**handler, &route.info, params)
             }
-            None if method == Method::OPTIONS => Dispatch::Options(&route.allow),
-            None => Dispatch::MethodNotAllowed(&route.allow),
+            None if method == Method::OPTIONS => Dispatch::Options(&route.info, &route.allow),
+            None => Dispatch::MethodNotAllowed(&route.info, &route.allow),
         }
     }
 }
@@ -211,12 +254,12 @@ pub(crate) fn fallback_response(found: &Dispatch<'_, impl Sized>) -> Option<Resp
     match found {
         Dispatch::Handler(..) => None,
         Dispatch::NotFound => Some(Error::not_found().into_response()),
-        Dispatch::MethodNotAllowed(allow) => Some(
+        Dispatch::MethodNotAllowed(_, allow) => Some(
             Error::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
                 .into_response()
                 .header(http::header::ALLOW, (*allow).clone()),
         ),
-        Dispatch::Options(allow) => Some(
+        Dispatch::Options(_, allow) => Some(
             Response::new(StatusCode::NO_CONTENT).header(http::header::ALLOW, (*allow).clone()),
         ),
     }

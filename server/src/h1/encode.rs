@@ -48,12 +48,14 @@ fn status_line(out: &mut BytesMut, status: StatusCode) {
 
 /// Appends `resp` to `out`. `server` is the pre-rendered `Server: …\r\n` line. With `head_only`
 /// (a HEAD request) the headers are those of the full response and the body is left out.
+/// `extra` holds header lines the middleware chain added (each ending in CRLF).
 pub(crate) fn encode(
     out: &mut BytesMut,
     resp: &Response,
     server: &[u8],
     conn: ConnHeader,
     head_only: bool,
+    extra: &[u8],
 ) {
     let status = resp.status;
     // 1xx, 204 and 304 carry no body and, here, no Content-Length (RFC 9110 §8.6, §15.4.5).
@@ -95,6 +97,7 @@ pub(crate) fn encode(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(extra);
     match conn {
         ConnHeader::None => {}
         ConnHeader::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
@@ -123,7 +126,7 @@ mod tests {
     /// the bytes as text with that date replaced by [`FIXED_DATE`].
     fn encoded(resp: &Response, conn: ConnHeader, head_only: bool) -> String {
         let mut out = BytesMut::new();
-        encode(&mut out, resp, SERVER, conn, head_only);
+        encode(&mut out, resp, SERVER, conn, head_only, &[]);
         fixed_date(&out)
     }
 
@@ -258,7 +261,7 @@ mod tests {
                 HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
             );
         let mut out = BytesMut::new();
-        encode(&mut out, &resp, SERVER, ConnHeader::None, false);
+        encode(&mut out, &resp, SERVER, ConnHeader::None, false, &[]);
         assert_eq!(
             String::from_utf8(out.to_vec()).expect("text"),
             "HTTP/1.1 200 OK\r\n\
@@ -350,6 +353,7 @@ mod tests {
             SERVER,
             ConnHeader::None,
             false,
+            &[],
         );
         let first = out.len();
         encode(
@@ -358,6 +362,7 @@ mod tests {
             SERVER,
             ConnHeader::None,
             true,
+            &[],
         );
         encode(
             &mut out,
@@ -365,6 +370,7 @@ mod tests {
             SERVER,
             ConnHeader::Close,
             false,
+            &[],
         );
         let text = fixed_date(&out[..first]);
         assert!(text.ends_with("Content-Length: 3\r\n\r\none"), "{text}");

@@ -25,6 +25,7 @@ pub struct Request {
     params: Vec<(Box<str>, Box<str>)>,
     body: Bytes,
     peer: SocketAddr,
+    request_id: Option<http::HeaderValue>,
 }
 
 impl Request {
@@ -39,7 +40,22 @@ impl Request {
             params: Vec::new(),
             body,
             peer,
+            request_id: None,
         }
+    }
+
+    pub(crate) fn set_body(&mut self, body: Bytes) {
+        self.body = body;
+    }
+
+    /// The request id (`X-Request-Id`, from a trusted proxy or generated), when the
+    /// request-id middleware runs; put it in your logs.
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_ref().and_then(|v| v.to_str().ok())
+    }
+
+    pub(crate) fn set_request_id(&mut self, id: http::HeaderValue) {
+        self.request_id = Some(id);
     }
 
     /// The request method.

@@ -1,0 +1,340 @@
+//! The middleware chain: built once per worker at start-up, run for every request in a fixed,
+//! documented order, configurable per route.
+//!
+//! # Order
+//! Before the handler, in this order (each may answer early; later ones are then skipped):
+//! 1. **request id** — `X-Request-Id` from a trusted proxy, or generated;
+//! 2. **CORS** — answers preflights (`OPTIONS` with `Access-Control-Request-Method`);
+//! 3. **rate limiting** — 429 with `Retry-After` and the RateLimit headers;
+//! 4. the application's own middleware, in the order added.
+//!
+//! After the handler (also after an early answer, a 404 or a 405), in reverse order: the
+//! application's middleware, rate-limit headers, CORS headers (with `Vary: Origin`), security
+//! headers, `Server-Timing`, the request id echo, then telemetry and the access log.
+//!
+//! # Cost
+//! The hot path allocates nothing here: response headers are appended as raw bytes to a
+//! per-connection [`HeaderBlock`] (security headers are one pre-rendered block), the
+//! [`Exchange`] lives on the connection task's stack, and a middleware that has nothing to do
+//! returns [`Before::Continue`] without boxing a future. Only an asynchronous decision (a rate
+//! limit kept in PostgreSQL) boxes one.
+
+mod cors;
+mod header_block;
+mod request_id;
+mod security;
+mod timing;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Instant;
+
+use http::header::HeaderValue;
+use http::Method;
+
+pub use cors::{Cors, CorsConfig};
+pub use header_block::HeaderBlock;
+pub use request_id::RequestId;
+pub use security::{
+    SecurityHeaders, SecurityHeadersConfig, DEFAULT_CSP, DEFAULT_PERMISSIONS_POLICY,
+    DEFAULT_REFERRER_POLICY,
+};
+pub use timing::ServerTiming;
+
+use crate::context::Ctx;
+use crate::h1::{Request, Response};
+
+/// What a request carries through the chain besides the request itself, which the handler
+/// consumes: when it started, where it came from, where it went, and what the `before` steps
+/// want the `after` steps to know.
+#[derive(Debug)]
+pub struct Exchange {
+    start: Instant,
+    method: Method,
+    route: Option<Rc<str>>,
+    peer: SocketAddr,
+    rate_policy: Option<Rc<str>>,
+    /// The request id, once the request-id middleware has set it.
+    pub request_id: Option<HeaderValue>,
+    /// The `Origin` of a CORS request, kept for the response headers.
+    pub origin: Option<HeaderValue>,
+    /// Response headers a `before` step wants on the response (e.g. rate-limit headers),
+    /// appended after the handler.
+    pub headers: HeaderBlock,
+}
+
+impl Exchange {
+    pub(crate) fn new(
+        start: Instant,
+        method: Method,
+        route: Option<&RouteInfo>,
+        peer: SocketAddr,
+    ) -> Exchange {
+        Exchange {
+            start,
+            method,
+            route: route.map(|r| Rc::clone(&r.template)),
+            rate_policy: route.and_then(|r| r.options.rate_limit.clone()),
+            peer,
+            request_id: None,
+            origin: None,
+            headers: HeaderBlock::new(),
+        }
+    }
+
+    /// When the request head was parsed.
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
+    /// The request method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The matched route template (`/users/{id}`), `None` when no route matched. Metrics use
+    /// it as a label, so unknown paths cannot multiply series.
+    pub fn route(&self) -> Option<&str> {
+        self.route.as_deref()
+    }
+
+    /// The TCP peer (nginx, behind a proxy).
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The rate-limit policy named for this route, if any (see [`RouteOptions`]).
+    pub fn rate_policy(&self) -> Option<&str> {
+        self.rate_policy.as_deref()
+    }
+}
+
+/// The outcome of a middleware's `before` step.
+pub enum Before<'a> {
+    /// Go on to the next step.
+    Continue,
+    /// Answer now with this response; the handler does not run.
+    Respond(Response),
+    /// A decision that needs I/O: `Some(response)` answers early, `None` goes on.
+    Wait(Pin<Box<dyn Future<Output = Option<Response>> + 'a>>),
+}
+
+/// A step of the chain.
+///
+/// `before` sees the request (and may annotate it, e.g. with its id), `after` sees the
+/// response and appends headers to `headers` (raw lines; see [`HeaderBlock`]). A middleware
+/// keeps per-route behaviour by looking at [`Exchange::route`].
+pub trait Middleware<S>: 'static {
+    /// A short name, for logs.
+    fn name(&self) -> &'static str;
+
+    /// Runs before the handler. The default goes on.
+    fn before<'a>(
+        &'a self,
+        _req: &'a mut Request,
+        _ex: &'a mut Exchange,
+        _ctx: &'a Ctx<S>,
+    ) -> Before<'a> {
+        Before::Continue
+    }
+
+    /// Runs after the handler (or after an early answer), in reverse order. The default adds
+    /// nothing.
+    fn after(&self, _ex: &Exchange, _resp: &Response, _headers: &mut HeaderBlock, _ctx: &Ctx<S>) {}
+
+    /// Runs once the response is encoded, with its final status: telemetry, access logs.
+    fn finish(&self, _ex: &Exchange, _status: u16, _ctx: &Ctx<S>) {}
+}
+
+/// Per-route choices, set with [`Router::configure`](crate::Router::configure).
+#[derive(Debug, Clone)]
+pub struct RouteOptions {
+    pub(crate) middleware: bool,
+    pub(crate) rate_limit: Option<Rc<str>>,
+}
+
+impl Default for RouteOptions {
+    fn default() -> Self {
+        RouteOptions {
+            middleware: true,
+            rate_limit: None,
+        }
+    }
+}
+
+impl RouteOptions {
+    /// Every middleware on, no rate-limit policy.
+    pub fn new() -> RouteOptions {
+        RouteOptions::default()
+    }
+
+    /// Limits this route with the named policy.
+    pub fn rate_limit(mut self, policy: &str) -> RouteOptions {
+        self.rate_limit = Some(policy.into());
+        self
+    }
+
+    /// Skips the whole chain for this route (health probes: cheap, never rate limited).
+    pub fn bare(mut self) -> RouteOptions {
+        self.middleware = false;
+        self.rate_limit = None;
+        self
+    }
+}
+
+/// A route as the chain sees it: its template and options.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteInfo {
+    pub(crate) template: Rc<str>,
+    pub(crate) options: RouteOptions,
+}
+
+/// Builds a worker's chain with the built-in steps in their fixed order (see the module doc):
+/// whatever order the setters are called in, the chain runs request id, CORS, rate limiting,
+/// then the application's steps; telemetry and the access log see every response.
+pub struct Stack<S> {
+    request_id: Option<Box<dyn Middleware<S>>>,
+    cors: Option<Box<dyn Middleware<S>>>,
+    rate_limit: Option<Box<dyn Middleware<S>>>,
+    security: Option<Box<dyn Middleware<S>>>,
+    timing: Option<Box<dyn Middleware<S>>>,
+    observers: Vec<Box<dyn Middleware<S>>>,
+    custom: Vec<Box<dyn Middleware<S>>>,
+}
+
+impl<S: 'static> Default for Stack<S> {
+    fn default() -> Self {
+        Stack {
+            request_id: None,
+            cors: None,
+            rate_limit: None,
+            security: None,
+            timing: None,
+            observers: Vec::new(),
+            custom: Vec::new(),
+        }
+    }
+}
+
+impl<S: 'static> Stack<S> {
+    /// An empty stack: no middleware at all.
+    pub fn new() -> Stack<S> {
+        Stack::default()
+    }
+
+    /// Sets the request-id step.
+    pub fn request_id(mut self, m: RequestId) -> Stack<S> {
+        self.request_id = Some(Box::new(m));
+        self
+    }
+
+    /// Sets the CORS step.
+    pub fn cors(mut self, m: Cors) -> Stack<S> {
+        self.cors = Some(Box::new(m));
+        self
+    }
+
+    /// Sets the rate-limiting step.
+    pub fn rate_limit(mut self, m: impl Middleware<S>) -> Stack<S> {
+        self.rate_limit = Some(Box::new(m));
+        self
+    }
+
+    /// Sets the security-headers step.
+    pub fn security_headers(mut self, m: SecurityHeaders) -> Stack<S> {
+        self.security = Some(Box::new(m));
+        self
+    }
+
+    /// Sets the `Server-Timing` step.
+    pub fn server_timing(mut self, m: ServerTiming) -> Stack<S> {
+        self.timing = Some(Box::new(m));
+        self
+    }
+
+    /// Adds an observer (telemetry, access log): it sees every request, first in and last out,
+    /// early answers and 404s included.
+    pub fn observe(mut self, m: impl Middleware<S>) -> Stack<S> {
+        self.observers.push(Box::new(m));
+        self
+    }
+
+    /// Adds an application step, after the built-in ones.
+    pub fn layer(mut self, m: impl Middleware<S>) -> Stack<S> {
+        self.custom.push(Box::new(m));
+        self
+    }
+
+    /// The steps in running order.
+    pub(crate) fn into_chain(self) -> Chain<S> {
+        let mut steps: Vec<Box<dyn Middleware<S>>> = Vec::new();
+        steps.extend(self.request_id);
+        steps.extend(self.observers);
+        steps.extend(self.timing);
+        steps.extend(self.security);
+        steps.extend(self.cors);
+        steps.extend(self.rate_limit);
+        steps.extend(self.custom);
+        Chain::new(steps)
+    }
+}
+
+/// The chain of one worker.
+pub(crate) struct Chain<S> {
+    steps: Vec<Box<dyn Middleware<S>>>,
+}
+
+impl<S: 'static> Chain<S> {
+    pub(crate) fn new(steps: Vec<Box<dyn Middleware<S>>>) -> Chain<S> {
+        Chain { steps }
+    }
+
+    /// Whether the chain has nothing to do (the benchmark's "middleware off").
+    pub(crate) fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Runs the `before` steps; `Some` is an early answer.
+    pub(crate) async fn before(
+        &self,
+        req: &mut Request,
+        ex: &mut Exchange,
+        ctx: &Ctx<S>,
+    ) -> Option<Response> {
+        for step in &self.steps {
+            match step.before(req, ex, ctx) {
+                Before::Continue => {}
+                Before::Respond(resp) => return Some(resp),
+                Before::Wait(fut) => {
+                    if let Some(resp) = fut.await {
+                        return Some(resp);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Runs the `after` steps in reverse order, then appends what `before` steps queued.
+    pub(crate) fn after(
+        &self,
+        ex: &mut Exchange,
+        resp: &Response,
+        out: &mut HeaderBlock,
+        ctx: &Ctx<S>,
+    ) {
+        for step in self.steps.iter().rev() {
+            step.after(ex, resp, out, ctx);
+        }
+        out.append(&ex.headers);
+    }
+
+    /// Runs the `finish` steps.
+    pub(crate) fn finish(&self, ex: &Exchange, status: u16, ctx: &Ctx<S>) {
+        for step in &self.steps {
+            step.finish(ex, status, ctx);
+        }
+    }
+}
