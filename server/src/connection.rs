@@ -230,7 +230,14 @@ impl<S: 'static> Connection<S> {
             head.keep_alive,
         );
         let head_only = head.method == Method::HEAD;
-        let mut ex = run_chain.then(|| Exchange::new(start, head.method.clone(), route, self.peer));
+        let mut ex = run_chain.then(|| {
+            let path = match head.path {
+                PathRepr::Span(span) => head_bytes.slice(span.start as usize..span.end as usize),
+                PathRepr::Root => Bytes::from_static(b"/"),
+                PathRepr::Asterisk => Bytes::from_static(b"*"),
+            };
+            Exchange::new(start, head.method.clone(), path, route, self.peer)
+        });
         let mut req = Request::new(head, head_bytes, Bytes::new(), self.peer);
 
         // The chain may answer before the body is read (a 429, a preflight).

@@ -19,6 +19,7 @@
 //! returns [`Before::Continue`] without boxing a future. Only an asynchronous decision (a rate
 //! limit kept in PostgreSQL) boxes one.
 
+mod access_log;
 mod cors;
 mod header_block;
 mod request_id;
@@ -31,9 +32,11 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::header::HeaderValue;
 use http::Method;
 
+pub use access_log::AccessLog;
 pub use cors::{Cors, CorsConfig};
 pub use header_block::HeaderBlock;
 pub use request_id::RequestId;
@@ -53,6 +56,7 @@ use crate::h1::{Request, Response};
 pub struct Exchange {
     start: Instant,
     method: Method,
+    path: Bytes,
     route: Option<Rc<str>>,
     peer: SocketAddr,
     rate_policy: Option<Rc<str>>,
@@ -69,12 +73,14 @@ impl Exchange {
     pub(crate) fn new(
         start: Instant,
         method: Method,
+        path: Bytes,
         route: Option<&RouteInfo>,
         peer: SocketAddr,
     ) -> Exchange {
         Exchange {
             start,
             method,
+            path,
             route: route.map(|r| Rc::clone(&r.template)),
             rate_policy: route.and_then(|r| r.options.rate_limit.clone()),
             peer,
@@ -92,6 +98,11 @@ impl Exchange {
     /// The request method.
     pub fn method(&self) -> &Method {
         &self.method
+    }
+
+    /// The request path as sent (percent-encoded, without the query), for logs.
+    pub fn path(&self) -> &str {
+        std::str::from_utf8(&self.path).unwrap_or("")
     }
 
     /// The matched route template (`/users/{id}`), `None` when no route matched. Metrics use

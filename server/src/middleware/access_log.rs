@@ -1,0 +1,124 @@
+//! A structured access log, kept off the request's path: records are buffered per worker and
+//! written in batches by a background task.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use http::header::HeaderValue;
+use http::Method;
+
+use super::{Exchange, Middleware};
+use crate::context::Ctx;
+
+/// One logged request.
+#[derive(Debug)]
+struct Record {
+    request_id: Option<HeaderValue>,
+    method: Method,
+    path: Box<str>,
+    route: Option<Rc<str>>,
+    status: u16,
+    micros: u64,
+    peer: std::net::SocketAddr,
+}
+
+/// Most records buffered between two flushes; beyond it records are dropped (and counted), so
+/// a log sink that cannot keep up never grows memory.
+const MAX_BUFFERED: usize = 8192;
+
+/// Logs a sample of requests (`sample_ratio` of them) as `tracing` events with target
+/// `pinion::access`: request id, method, path, route, status, duration, peer.
+///
+/// `finish` only pushes a record into this worker's buffer; [`AccessLog::flusher`] writes the
+/// buffer every `interval`, so formatting and writing never delay a response.
+pub struct AccessLog {
+    threshold: u64,
+    rng: Cell<u64>,
+    buffer: Rc<RefCell<Vec<Record>>>,
+    dropped: Rc<Cell<u64>>,
+}
+
+impl AccessLog {
+    /// Logs `sample_ratio` (0.0..=1.0) of requests; `seed` varies the sampling per worker.
+    pub fn new(sample_ratio: f64, seed: u64) -> AccessLog {
+        let ratio = sample_ratio.clamp(0.0, 1.0);
+        AccessLog {
+            threshold: if ratio >= 1.0 {
+                u64::MAX
+            } else {
+                (ratio * u64::MAX as f64) as u64
+            },
+            rng: Cell::new(seed | 1),
+            buffer: Rc::new(RefCell::new(Vec::new())),
+            dropped: Rc::new(Cell::new(0)),
+        }
+    }
+
+    /// The background writer of this worker's records: spawn it with `monoio::spawn`.
+    pub fn flusher(&self, interval: Duration) -> impl std::future::Future<Output = ()> + 'static {
+        let buffer = Rc::clone(&self.buffer);
+        let dropped = Rc::clone(&self.dropped);
+        async move {
+            loop {
+                monoio::time::sleep(interval).await;
+                let records = std::mem::take(&mut *buffer.borrow_mut());
+                for r in records {
+                    tracing::info!(
+                        target: "pinion::access",
+                        request_id = r.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
+                        method = %r.method,
+                        path = %r.path,
+                        route = r.route.as_deref().unwrap_or("unmatched"),
+                        status = r.status,
+                        duration_us = r.micros,
+                        peer = %r.peer,
+                    );
+                }
+                let lost = dropped.replace(0);
+                if lost > 0 {
+                    tracing::warn!(target: "pinion::access", dropped = lost, "access log records dropped");
+                }
+            }
+        }
+    }
+
+    fn sampled(&self) -> bool {
+        if self.threshold == u64::MAX {
+            return true;
+        }
+        // xorshift64: a few instructions, per worker, no shared state.
+        let mut x = self.rng.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.set(x);
+        x < self.threshold
+    }
+}
+
+impl<S: 'static> Middleware<S> for AccessLog {
+    fn name(&self) -> &'static str {
+        "access-log"
+    }
+
+    fn finish(&self, ex: &Exchange, status: u16, _ctx: &Ctx<S>) {
+        if !self.sampled() {
+            return;
+        }
+        let mut buffer = self.buffer.borrow_mut();
+        if buffer.len() >= MAX_BUFFERED {
+            self.dropped.set(self.dropped.get() + 1);
+            return;
+        }
+        buffer.push(Record {
+            request_id: ex.request_id.clone(),
+            method: ex.method().clone(),
+            path: ex.path().into(),
+            route: ex.route.clone(),
+            status,
+            micros: ex.start().elapsed().as_micros() as u64,
+            peer: ex.peer(),
+        });
+    }
+}
