@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 /// invalid value for `port` in /etc/pinion.toml (line 3): 80800: must be an integer in 0..=65535
 /// unknown key `prot` in /etc/pinion.toml (line 2); did you mean `port`?
 /// unknown environment variable PINION_PROT; did you mean PINION_PORT?
+/// invalid combination: `rate_limit_store` = "postgres": "postgres" keeps the state in the primary database, but `database_url` is empty; set it, or use "local"
 /// invalid TOML in /etc/pinion.toml at line 4, column 9: invalid string, expected `"`
 /// ```
 ///
@@ -54,6 +55,15 @@ enum Kind {
         value: String,
         reason: String,
         origin: Origin,
+    },
+    /// Values that are valid one by one but not together (checked after every layer is
+    /// applied, so without an origin).
+    Conflict {
+        /// The key blamed; the reason names the other.
+        key: &'static str,
+        /// The key's effective value, masked for secret keys.
+        value: String,
+        reason: String,
     },
 }
 
@@ -128,6 +138,10 @@ impl ConfigError {
         })
     }
 
+    pub(crate) fn conflict(key: &'static str, value: String, reason: String) -> ConfigError {
+        ConfigError::new(Kind::Conflict { key, value, reason })
+    }
+
     /// Returns true if the configuration file could not be read (missing, unreadable, not
     /// UTF-8).
     pub fn is_io(&self) -> bool {
@@ -151,12 +165,19 @@ impl ConfigError {
         matches!(*self.inner, Kind::InvalidValue { .. })
     }
 
-    /// The offending key: for an invalid value, the setting's name (`"port"`, even when the
+    /// Returns true if values that are valid one by one contradict each other
+    /// (`cors_allow_credentials = true` with a `"*"` origin, `rate_limit_default` naming no
+    /// policy, `rate_limit_store = "postgres"` without `database_url`).
+    pub fn is_conflict(&self) -> bool {
+        matches!(*self.inner, Kind::Conflict { .. })
+    }
+
+    /// The offending key: for an invalid value or a conflict, the setting's name (`"port"`, even when the
     /// value came from `PINION_PORT` or `PORT`); for an unknown key, the key or environment
     /// variable as written (`"prot"`, `"PINION_PROT"`). `None` for I/O and TOML errors.
     pub fn key(&self) -> Option<&str> {
         match &*self.inner {
-            Kind::InvalidValue { key, .. } => Some(key),
+            Kind::InvalidValue { key, .. } | Kind::Conflict { key, .. } => Some(key),
             Kind::UnknownKey { key, .. } => Some(key),
             Kind::Read { .. } | Kind::Parse { .. } => None,
         }
@@ -195,7 +216,7 @@ impl ConfigError {
     fn origin(&self) -> Option<&Origin> {
         match &*self.inner {
             Kind::UnknownKey { origin, .. } | Kind::InvalidValue { origin, .. } => Some(origin),
-            Kind::Read { .. } | Kind::Parse { .. } => None,
+            Kind::Read { .. } | Kind::Parse { .. } | Kind::Conflict { .. } => None,
         }
     }
 }
@@ -234,6 +255,9 @@ impl fmt::Display for ConfigError {
                 reason,
                 origin,
             } => write!(f, "invalid value for `{key}` {origin}: {value}: {reason}"),
+            Kind::Conflict { key, value, reason } => {
+                write!(f, "invalid combination: `{key}` = {value}: {reason}")
+            }
         }
     }
 }

@@ -1,11 +1,16 @@
 //! The table of keys: each key's name, environment variable, rule and rendering, in one place
 //! so that adding a key touches one `match` per concern and the compiler finds the rest.
 
+use std::net::Ipv6Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::cidr::Cidr;
 use crate::database_url::DatabaseUrl;
-use crate::settings::{IoDriver, LogFormat, LogLevel, Settings, MAX_POOL_SIZE, MAX_THREADS};
+use crate::rate_policy::{self, RatePolicy};
+use crate::settings::{
+    IoDriver, LogFormat, LogLevel, RateLimitStore, Settings, MAX_POOL_SIZE, MAX_THREADS,
+};
 use crate::value::{self, Raw};
 
 /// Smallest accepted `max_head_size`: a request line and a few headers.
@@ -21,6 +26,9 @@ const MIN_URI_LENGTH: u64 = 16;
 const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// Longest accepted `server_name`.
 const MAX_SERVER_NAME: usize = 64;
+/// Largest accepted `rate_limit_max_keys`, as for `cache_max_entries`: a guard against a typo
+/// that would let the local store grow to gigabytes.
+const MAX_RATE_LIMIT_KEYS: u64 = 100_000_000;
 
 /// A configuration key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +64,25 @@ pub(crate) enum Key {
     MigrationsDir,
     CacheTtl,
     CacheMaxEntries,
+    SecurityHeaders,
+    Hsts,
+    ContentSecurityPolicy,
+    CorsAllowedOrigins,
+    CorsAllowCredentials,
+    CorsMaxAge,
+    TrustedProxies,
+    RequestId,
+    ServerTiming,
+    AccessLog,
+    AccessLogSample,
+    RatelimitIetfHeaders,
+    RateLimitPolicies,
+    RateLimitDefault,
+    RateLimitStore,
+    RateLimitMaxKeys,
+    TelemetryEnabled,
+    TelemetryDrainInterval,
+    TelemetrySampleRatio,
 }
 
 /// A key's value rendered for `pinion.toml`.
@@ -68,7 +95,7 @@ pub(crate) enum Rendered<'a> {
 
 impl Key {
     /// Every key, in the README table's order (also the order of `render_masked`).
-    pub(crate) const ALL: [Key; 31] = [
+    pub(crate) const ALL: [Key; 50] = [
         Key::Bind,
         Key::Port,
         Key::Threads,
@@ -100,6 +127,25 @@ impl Key {
         Key::MigrationsDir,
         Key::CacheTtl,
         Key::CacheMaxEntries,
+        Key::SecurityHeaders,
+        Key::Hsts,
+        Key::ContentSecurityPolicy,
+        Key::CorsAllowedOrigins,
+        Key::CorsAllowCredentials,
+        Key::CorsMaxAge,
+        Key::TrustedProxies,
+        Key::RequestId,
+        Key::ServerTiming,
+        Key::AccessLog,
+        Key::AccessLogSample,
+        Key::RatelimitIetfHeaders,
+        Key::RateLimitPolicies,
+        Key::RateLimitDefault,
+        Key::RateLimitStore,
+        Key::RateLimitMaxKeys,
+        Key::TelemetryEnabled,
+        Key::TelemetryDrainInterval,
+        Key::TelemetrySampleRatio,
     ];
 
     /// The key in `pinion.toml`, and its environment variable.
@@ -141,6 +187,36 @@ impl Key {
             Key::MigrationsDir => ("migrations_dir", "PINION_MIGRATIONS_DIR"),
             Key::CacheTtl => ("cache_ttl", "PINION_CACHE_TTL"),
             Key::CacheMaxEntries => ("cache_max_entries", "PINION_CACHE_MAX_ENTRIES"),
+            Key::SecurityHeaders => ("security_headers", "PINION_SECURITY_HEADERS"),
+            Key::Hsts => ("hsts", "PINION_HSTS"),
+            Key::ContentSecurityPolicy => {
+                ("content_security_policy", "PINION_CONTENT_SECURITY_POLICY")
+            }
+            Key::CorsAllowedOrigins => ("cors_allowed_origins", "PINION_CORS_ALLOWED_ORIGINS"),
+            Key::CorsAllowCredentials => {
+                ("cors_allow_credentials", "PINION_CORS_ALLOW_CREDENTIALS")
+            }
+            Key::CorsMaxAge => ("cors_max_age", "PINION_CORS_MAX_AGE"),
+            Key::TrustedProxies => ("trusted_proxies", "PINION_TRUSTED_PROXIES"),
+            Key::RequestId => ("request_id", "PINION_REQUEST_ID"),
+            Key::ServerTiming => ("server_timing", "PINION_SERVER_TIMING"),
+            Key::AccessLog => ("access_log", "PINION_ACCESS_LOG"),
+            Key::AccessLogSample => ("access_log_sample", "PINION_ACCESS_LOG_SAMPLE"),
+            Key::RatelimitIetfHeaders => {
+                ("ratelimit_ietf_headers", "PINION_RATELIMIT_IETF_HEADERS")
+            }
+            Key::RateLimitPolicies => ("rate_limit_policies", "PINION_RATE_LIMIT_POLICIES"),
+            Key::RateLimitDefault => ("rate_limit_default", "PINION_RATE_LIMIT_DEFAULT"),
+            Key::RateLimitStore => ("rate_limit_store", "PINION_RATE_LIMIT_STORE"),
+            Key::RateLimitMaxKeys => ("rate_limit_max_keys", "PINION_RATE_LIMIT_MAX_KEYS"),
+            Key::TelemetryEnabled => ("telemetry_enabled", "PINION_TELEMETRY_ENABLED"),
+            Key::TelemetryDrainInterval => (
+                "telemetry_drain_interval",
+                "PINION_TELEMETRY_DRAIN_INTERVAL",
+            ),
+            Key::TelemetrySampleRatio => {
+                ("telemetry_sample_ratio", "PINION_TELEMETRY_SAMPLE_RATIO")
+            }
         }
     }
 
@@ -259,6 +335,46 @@ impl Key {
             Key::MigrationsDir => s.migrations_dir = directory(value::string(raw)?)?,
             Key::CacheTtl => s.cache_ttl = timeout(raw)?,
             Key::CacheMaxEntries => s.cache_max_entries = int(raw, 1, 100_000_000)?,
+            Key::SecurityHeaders => s.security_headers = value::boolean(raw)?,
+            Key::Hsts => s.hsts = value::boolean(raw)?,
+            Key::ContentSecurityPolicy => {
+                s.content_security_policy = content_security_policy(value::string(raw)?)?
+            }
+            Key::CorsAllowedOrigins => s.cors_allowed_origins = list(raw, "origin", origin)?,
+            Key::CorsAllowCredentials => s.cors_allow_credentials = value::boolean(raw)?,
+            Key::CorsMaxAge => s.cors_max_age = window(raw)?,
+            Key::TrustedProxies => s.trusted_proxies = list(raw, "network", Cidr::parse)?,
+            Key::RequestId => s.request_id = value::boolean(raw)?,
+            Key::ServerTiming => s.server_timing = value::boolean(raw)?,
+            Key::AccessLog => s.access_log = value::boolean(raw)?,
+            Key::AccessLogSample => s.access_log_sample = value::ratio(raw)?,
+            Key::RatelimitIetfHeaders => s.ratelimit_ietf_headers = value::boolean(raw)?,
+            Key::RateLimitPolicies => {
+                let policies = list(raw, "policy", |item| RatePolicy::parse(item, MAX_TIMEOUT))?;
+                for (i, policy) in policies.iter().enumerate() {
+                    if policies[..i].iter().any(|p| p.name == policy.name) {
+                        return Err(format!("policy name `{}` is given twice", policy.name));
+                    }
+                }
+                s.rate_limit_policies = policies;
+            }
+            Key::RateLimitDefault => {
+                s.rate_limit_default = match value::string(raw)?.trim() {
+                    "" => None,
+                    name => Some(
+                        rate_policy::policy_name(name)
+                            .map_err(|reason| format!("must be \"\" or a policy name: {reason}"))?
+                            .to_string(),
+                    ),
+                }
+            }
+            Key::RateLimitStore => {
+                s.rate_limit_store = value::one_of(raw, &RateLimitStore::CHOICES)?
+            }
+            Key::RateLimitMaxKeys => s.rate_limit_max_keys = int(raw, 1, MAX_RATE_LIMIT_KEYS)?,
+            Key::TelemetryEnabled => s.telemetry_enabled = value::boolean(raw)?,
+            Key::TelemetryDrainInterval => s.telemetry_drain_interval = timeout(raw)?,
+            Key::TelemetrySampleRatio => s.telemetry_sample_ratio = value::ratio(raw)?,
         }
         Ok(())
     }
@@ -311,6 +427,33 @@ impl Key {
             Key::MigrationsDir => value::render_string(&s.migrations_dir.to_string_lossy()),
             Key::CacheTtl => value::render_duration(s.cache_ttl),
             Key::CacheMaxEntries => s.cache_max_entries.to_string(),
+            Key::SecurityHeaders => s.security_headers.to_string(),
+            Key::Hsts => s.hsts.to_string(),
+            Key::ContentSecurityPolicy => {
+                return Rendered::Str(s.content_security_policy.as_deref().unwrap_or_default())
+            }
+            Key::CorsAllowedOrigins => value::render_string_array(s.cors_allowed_origins.clone()),
+            Key::CorsAllowCredentials => s.cors_allow_credentials.to_string(),
+            Key::CorsMaxAge => value::render_duration(s.cors_max_age),
+            Key::TrustedProxies => {
+                value::render_string_array(s.trusted_proxies.iter().map(Cidr::to_string))
+            }
+            Key::RequestId => s.request_id.to_string(),
+            Key::ServerTiming => s.server_timing.to_string(),
+            Key::AccessLog => s.access_log.to_string(),
+            Key::AccessLogSample => s.access_log_sample.to_string(),
+            Key::RatelimitIetfHeaders => s.ratelimit_ietf_headers.to_string(),
+            Key::RateLimitPolicies => {
+                value::render_string_array(s.rate_limit_policies.iter().map(RatePolicy::render))
+            }
+            Key::RateLimitDefault => {
+                return Rendered::Str(s.rate_limit_default.as_deref().unwrap_or_default())
+            }
+            Key::RateLimitStore => value::render_string(s.rate_limit_store.as_str()),
+            Key::RateLimitMaxKeys => s.rate_limit_max_keys.to_string(),
+            Key::TelemetryEnabled => s.telemetry_enabled.to_string(),
+            Key::TelemetryDrainInterval => value::render_duration(s.telemetry_drain_interval),
+            Key::TelemetrySampleRatio => s.telemetry_sample_ratio.to_string(),
         };
         Rendered::Toml(text)
     }
@@ -346,6 +489,184 @@ fn window(raw: &Raw<'_>) -> Result<Duration, String> {
         return Err("must be at most 24h".to_string());
     }
     Ok(d)
+}
+
+/// The rules between keys, checked once every layer (file, environment, command line) is
+/// applied, since each key alone may come from a different layer.
+///
+/// # Errors
+///
+/// The first rule broken, as the key to blame and the reason, which names the other key.
+pub(crate) fn check_combinations(s: &Settings) -> Result<(), (Key, String)> {
+    if s.cors_allow_credentials && s.cors_allowed_origins.iter().any(|o| o == "*") {
+        return Err((
+            Key::CorsAllowCredentials,
+            "cannot be true while `cors_allowed_origins` contains \"*\": browsers refuse \
+             credentials with a wildcard origin, and allowing every origin with credentials \
+             would let any site act as a signed-in user; list the origins instead"
+                .to_string(),
+        ));
+    }
+    if let Some(name) = &s.rate_limit_default {
+        if !s.rate_limit_policies.iter().any(|p| &p.name == name) {
+            let known = match s.rate_limit_policies.is_empty() {
+                true => "it is empty".to_string(),
+                false => {
+                    let names: Vec<String> = s
+                        .rate_limit_policies
+                        .iter()
+                        .map(|p| format!("`{}`", p.name))
+                        .collect();
+                    format!("it has {}", names.join(", "))
+                }
+            };
+            return Err((
+                Key::RateLimitDefault,
+                format!("names no policy in `rate_limit_policies` ({known})"),
+            ));
+        }
+    }
+    if s.rate_limit_store == RateLimitStore::Postgres && s.database_url.is_none() {
+        return Err((
+            Key::RateLimitStore,
+            "\"postgres\" keeps the state in the primary database, but `database_url` is \
+             empty; set it, or use \"local\""
+                .to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// A list of `what`s (an array, or comma-separated in the environment), each parsed by
+/// `parse`; the failing item is numbered when there are several.
+fn list<T>(
+    raw: &Raw<'_>,
+    what: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    let items = value::string_list(raw, value::split_commas)?;
+    let several = items.len() > 1;
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            parse(item).map_err(|reason| match several {
+                true => format!("{what} {}: {reason}", i + 1),
+                false => reason,
+            })
+        })
+        .collect()
+}
+
+/// The `Content-Security-Policy` value: `""` (or spaces) for none, else visible ASCII and
+/// spaces, so that it can be written into a response head as it is and cannot inject a header
+/// line.
+fn content_security_policy(text: &str) -> Result<Option<String>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if !text.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        return Err(
+            "must be visible ASCII characters and spaces, without control characters \
+                    (it is sent as the Content-Security-Policy header)"
+                .to_string(),
+        );
+    }
+    Ok(Some(text.to_string()))
+}
+
+/// A CORS origin: `*`, or `scheme://host[:port]` with scheme `http` or `https`, normalized the
+/// way browsers serialize the `Origin` header (lowercase, default port left out, IPv6 literal
+/// compressed) so that the server can compare it exactly.
+fn origin(text: &str) -> Result<String, String> {
+    const EXPECTED: &str = "\"*\" or an origin such as \"https://example.com\" or \
+                            \"http://localhost:3000\"";
+    let text = text.trim();
+    if text == "*" {
+        return Ok(text.to_string());
+    }
+    let (scheme, rest) = text
+        .split_once("://")
+        .ok_or_else(|| format!("must be {EXPECTED}"))?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        _ => {
+            return Err(format!(
+                "must start with http:// or https://; expected {EXPECTED}"
+            ))
+        }
+    };
+    if rest.contains(['/', '?', '#']) {
+        return Err(
+            "must not have a path, query or trailing slash: an origin is scheme://host[:port]"
+                .to_string(),
+        );
+    }
+    if rest.contains('@') {
+        return Err("must not have a user name: an origin is scheme://host[:port]".to_string());
+    }
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(literal) => {
+            let (addr, tail) = literal
+                .split_once(']')
+                .ok_or_else(|| "has an unclosed `[` in its host".to_string())?;
+            let addr: Ipv6Addr = addr
+                .parse()
+                .map_err(|_| format!("has `[{addr}]` as host, which is not an IPv6 address"))?;
+            let port = match tail {
+                "" => None,
+                _ => Some(tail.strip_prefix(':').ok_or_else(|| {
+                    "must be scheme://host[:port]; found text after the host".to_string()
+                })?),
+            };
+            (format!("[{addr}]"), port)
+        }
+        None => {
+            let (host, port) = match rest.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (rest, None),
+            };
+            if host.is_empty() {
+                return Err("must name a host: an origin is scheme://host[:port]".to_string());
+            }
+            if !host.is_ascii() {
+                return Err(
+                    "must be ASCII; write an internationalized domain in punycode (xn--...), \
+                     as browsers send it"
+                        .to_string(),
+                );
+            }
+            if !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+            {
+                return Err(format!(
+                    "has host `{host}`; a host is letters, digits, `.`, `-` and `_`"
+                ));
+            }
+            (host.to_ascii_lowercase(), port)
+        }
+    };
+    let port = match port {
+        None => String::new(),
+        Some(port) => match port.parse::<u16>() {
+            Ok(n) if n >= 1 && port.bytes().all(|b| b.is_ascii_digit()) => {
+                match n == default_port {
+                    true => String::new(),
+                    false => format!(":{n}"),
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "has port `{port}`; it must be an integer in 1..=65535"
+                ))
+            }
+        },
+    };
+    Ok(format!("{scheme}://{host}{port}"))
 }
 
 /// A directory path: not empty, and without control characters (a NUL cannot be in a path; a
@@ -452,6 +773,110 @@ mod tests {
         assert!(directory("  ").is_err());
         assert!(directory("a\0b").is_err());
         assert!(directory("migrations\n").is_err());
+    }
+
+    #[test]
+    fn origins() {
+        for (text, expected) in [
+            ("*", "*"),
+            ("https://example.com", "https://example.com"),
+            (" HTTPS://Example.COM ", "https://example.com"),
+            ("http://localhost:3000", "http://localhost:3000"),
+            ("https://example.com:443", "https://example.com"),
+            ("http://example.com:80", "http://example.com"),
+            ("http://example.com:443", "http://example.com:443"),
+            ("http://[::1]:8080", "http://[::1]:8080"),
+            ("http://[0:0:0:0:0:0:0:1]", "http://[::1]"),
+            ("http://127.0.0.1:5173", "http://127.0.0.1:5173"),
+            (
+                "https://xn--bcher-kva.example",
+                "https://xn--bcher-kva.example",
+            ),
+        ] {
+            assert_eq!(origin(text).as_deref(), Ok(expected), "{text:?}");
+            assert_eq!(origin(expected).as_deref(), Ok(expected), "{expected:?}");
+        }
+        for (text, reason) in [
+            ("example.com", "must be \"*\" or an origin"),
+            ("", "must be \"*\" or an origin"),
+            ("null", "must be \"*\" or an origin"),
+            ("ftp://example.com", "must start with http:// or https://"),
+            ("https://example.com/", "trailing slash"),
+            ("https://example.com/app", "must not have a path"),
+            ("https://example.com?x", "must not have a path, query"),
+            ("https://u@example.com", "user name"),
+            ("https://", "must name a host"),
+            ("https://:8080", "must name a host"),
+            ("https://bücher.example", "punycode"),
+            ("https://exa mple.com", "has host `exa mple.com`"),
+            ("https://*.example.com", "has host `*.example.com`"),
+            ("https://example.com:0", "has port `0`"),
+            ("https://example.com:65536", "has port `65536`"),
+            ("https://example.com:", "has port ``"),
+            ("https://example.com:+1", "has port `+1`"),
+            ("http://[::1", "unclosed"),
+            ("http://[nope]", "not an IPv6 address"),
+            ("http://[::1]x", "text after the host"),
+        ] {
+            let err = origin(text).expect_err(text);
+            assert!(err.contains(reason), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn content_security_policies() {
+        assert_eq!(content_security_policy(""), Ok(None));
+        assert_eq!(content_security_policy("  "), Ok(None));
+        assert_eq!(
+            content_security_policy(" default-src 'none' "),
+            Ok(Some("default-src 'none'".to_string()))
+        );
+        for bad in ["a\r\nSet-Cookie: x", "a\tb", "a\0b", "script-src 'é'"] {
+            assert!(content_security_policy(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn combinations() {
+        let ok = Settings::default();
+        assert_eq!(check_combinations(&ok), Ok(()));
+
+        let wildcard = Settings {
+            cors_allowed_origins: vec!["https://a.example".to_string(), "*".to_string()],
+            cors_allow_credentials: true,
+            ..Settings::default()
+        };
+        let (key, reason) = check_combinations(&wildcard).expect_err("credentials with *");
+        assert_eq!(key, Key::CorsAllowCredentials);
+        assert!(reason.contains("wildcard"), "{reason}");
+        let listed = Settings {
+            cors_allowed_origins: vec!["https://a.example".to_string()],
+            ..wildcard
+        };
+        assert_eq!(check_combinations(&listed), Ok(()));
+
+        let policy = RatePolicy::parse("api=100/60s", MAX_TIMEOUT).expect("policy");
+        let missing = Settings {
+            rate_limit_default: Some("web".to_string()),
+            rate_limit_policies: vec![policy],
+            ..Settings::default()
+        };
+        let (key, reason) = check_combinations(&missing).expect_err("unknown default");
+        assert_eq!(key, Key::RateLimitDefault);
+        assert!(reason.contains("it has `api`"), "{reason}");
+        let found = Settings {
+            rate_limit_default: Some("api".to_string()),
+            ..missing
+        };
+        assert_eq!(check_combinations(&found), Ok(()));
+
+        let postgres = Settings {
+            rate_limit_store: RateLimitStore::Postgres,
+            ..Settings::default()
+        };
+        let (key, reason) = check_combinations(&postgres).expect_err("no database");
+        assert_eq!(key, Key::RateLimitStore);
+        assert!(reason.contains("`database_url` is empty"), "{reason}");
     }
 
     #[test]

@@ -35,7 +35,8 @@
 //!
 //! Every key is optional; this file spells out the defaults. Sizes are bytes, or strings with
 //! a unit (`B`, `KB`, `MB`, `GB` in powers of 1000, `KiB`, `MiB`, `GiB` in powers of 1024);
-//! durations are seconds, or strings with a unit (`ms`, `s`, `m`, `h`). Environment values use
+//! durations are seconds, or strings with a unit (`ms`, `s`, `m`, `h`); ratios are numbers in
+//! `0.0..=1.0`. Environment values use
 //! the same syntax; a list is comma-separated there, and a boolean may also be `1`/`0`,
 //! `yes`/`no` or `on`/`off`.
 //!
@@ -69,6 +70,27 @@
 //! sticky_window = "5s"              # reads stay on the primary after a write; "0s" = off
 //! migrate_on_start = true
 //! migrations_dir = "migrations"
+//! cache_ttl = "5m"
+//! cache_max_entries = 20000
+//! security_headers = true           # OWASP security headers on every response
+//! hsts = false                      # nginx terminates TLS and sends it
+//! content_security_policy = "default-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+//! cors_allowed_origins = []         # "*" or "https://host[:port]"; [] = CORS off
+//! cors_allow_credentials = false    # not with "*"
+//! cors_max_age = "10m"
+//! trusted_proxies = ["127.0.0.1/32", "::1/128"]  # whose X-Forwarded-For is believed
+//! request_id = true
+//! server_timing = true
+//! access_log = false                # nginx usually logs access
+//! access_log_sample = 1.0           # share of requests logged, 0.0..=1.0
+//! ratelimit_ietf_headers = true     # RateLimit-Policy / RateLimit
+//! rate_limit_policies = []          # e.g. ["api=100/60s", "login=5/1m/5"]: name=quota/window[/burst]
+//! rate_limit_default = ""           # "" = none; else a policy name
+//! rate_limit_store = "local"        # "local" | "postgres" (needs database_url)
+//! rate_limit_max_keys = 100000
+//! telemetry_enabled = true
+//! telemetry_drain_interval = "1s"
+//! telemetry_sample_ratio = 0.01
 //! ```
 //!
 //! # Errors
@@ -83,6 +105,11 @@
 //! unknown key `prot` in /etc/pinion.toml (line 2); did you mean `port`?
 //! ```
 //!
+//! Some keys constrain others (`cors_allow_credentials` with a `"*"` origin,
+//! `rate_limit_default` and `rate_limit_policies`, `rate_limit_store = "postgres"` and
+//! `database_url`); those rules are checked once every layer is applied, and the error names
+//! the key and the reason ([`ConfigError::is_conflict`]).
+//!
 //! `pinion check` prints [`Settings::render_masked`]: the effective configuration as a
 //! `pinion.toml`, secrets masked. The database URLs are secrets ([`SECRET_KEYS`]): error
 //! messages, `render_masked` and `Debug` show them with the password replaced by `****`.
@@ -93,32 +120,48 @@
 //! - `source`: [`Source`], [`Overrides`] and [`Settings::load`]: layering file, environment
 //!   and command line;
 //! - `key`: the table of keys: names, environment variables, rules, rendering;
-//! - `value`: the shared value syntaxes (integers, sizes, durations, booleans, addresses, lists);
+//! - `value`: the shared value syntaxes (integers, sizes, durations, ratios, booleans,
+//!   addresses, lists);
 //! - `database_url`: [`DatabaseUrl`], a checked PostgreSQL URL that prints masked;
+//! - `cidr`: [`Cidr`], an IP network, for `trusted_proxies`;
+//! - `rate_policy`: [`RatePolicy`], a named rate limit, for `rate_limit_policies`;
+//! - `ratio`: [`Ratio`], a share in `0.0..=1.0`, for the sampling settings;
 //! - `secret`: masking secrets for output;
 //! - `error`: [`ConfigError`].
 
+mod cidr;
 mod database_url;
 mod error;
 mod key;
+mod rate_policy;
+mod ratio;
 mod secret;
 mod settings;
 mod source;
 mod value;
 
+pub use cidr::Cidr;
 pub use database_url::DatabaseUrl;
 pub use error::ConfigError;
+pub use rate_policy::RatePolicy;
+pub use ratio::Ratio;
 pub use secret::{mask_url_password, SECRET_KEYS};
 pub use settings::{
-    IoDriver, LogFormat, LogLevel, Settings, AUTO_POOL_SIZE_HEADROOM, AUTO_POOL_SIZE_MIN,
-    DEFAULT_BACKLOG, DEFAULT_BIND, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_CACHE_MAX_ENTRIES,
-    DEFAULT_CACHE_TTL, DEFAULT_DATABASE_URL, DEFAULT_DB_CONNECT_TIMEOUT, DEFAULT_DB_KEEPALIVE,
+    IoDriver, LogFormat, LogLevel, RateLimitStore, Settings, AUTO_POOL_SIZE_HEADROOM,
+    AUTO_POOL_SIZE_MIN, DEFAULT_ACCESS_LOG, DEFAULT_ACCESS_LOG_SAMPLE, DEFAULT_BACKLOG,
+    DEFAULT_BIND, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_CACHE_TTL,
+    DEFAULT_CONTENT_SECURITY_POLICY, DEFAULT_CORS_ALLOW_CREDENTIALS, DEFAULT_CORS_MAX_AGE,
+    DEFAULT_DATABASE_URL, DEFAULT_DB_CONNECT_TIMEOUT, DEFAULT_DB_KEEPALIVE,
     DEFAULT_DB_QUERY_TIMEOUT, DEFAULT_DB_USER_TIMEOUT, DEFAULT_DRAIN_TIMEOUT,
-    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IO_DRIVER, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_LOG_FORMAT,
-    DEFAULT_LOG_LEVEL, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_CONNECTIONS_PER_THREAD,
-    DEFAULT_MAX_DRAIN_SIZE, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEAD_SIZE, DEFAULT_MAX_URI_LENGTH,
-    DEFAULT_MIGRATE_ON_START, DEFAULT_MIGRATIONS_DIR, DEFAULT_POOL_SIZE, DEFAULT_PORT,
-    DEFAULT_REPLICA_CHECK_INTERVAL, DEFAULT_SERVER_NAME, DEFAULT_STICKY_WINDOW, DEFAULT_THREADS,
-    MAX_POOL_SIZE, MAX_THREADS,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HSTS, DEFAULT_IO_DRIVER, DEFAULT_KEEPALIVE_TIMEOUT,
+    DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL, DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_MAX_CONNECTIONS_PER_THREAD, DEFAULT_MAX_DRAIN_SIZE, DEFAULT_MAX_HEADERS,
+    DEFAULT_MAX_HEAD_SIZE, DEFAULT_MAX_URI_LENGTH, DEFAULT_MIGRATE_ON_START,
+    DEFAULT_MIGRATIONS_DIR, DEFAULT_POOL_SIZE, DEFAULT_PORT, DEFAULT_RATELIMIT_IETF_HEADERS,
+    DEFAULT_RATE_LIMIT_DEFAULT, DEFAULT_RATE_LIMIT_MAX_KEYS, DEFAULT_RATE_LIMIT_STORE,
+    DEFAULT_REPLICA_CHECK_INTERVAL, DEFAULT_REQUEST_ID, DEFAULT_SECURITY_HEADERS,
+    DEFAULT_SERVER_NAME, DEFAULT_SERVER_TIMING, DEFAULT_STICKY_WINDOW,
+    DEFAULT_TELEMETRY_DRAIN_INTERVAL, DEFAULT_TELEMETRY_ENABLED, DEFAULT_TELEMETRY_SAMPLE_RATIO,
+    DEFAULT_THREADS, DEFAULT_TRUSTED_PROXIES, MAX_POOL_SIZE, MAX_THREADS,
 };
 pub use source::{Overrides, Source, RESERVED_ENV_VARS};

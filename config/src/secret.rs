@@ -98,7 +98,7 @@ pub(crate) fn mask_value(value: &str) -> String {
 pub(crate) fn mask_raw(raw: &Raw<'_>) -> String {
     match raw {
         Raw::Str(s) => format!("{:?}", mask_value(s)),
-        Raw::Int(_) | Raw::Bool(_) => raw.display(),
+        Raw::Int(_) | Raw::Float(_) | Raw::Bool(_) => raw.display(),
         Raw::Array(items) => {
             let masked = items.iter().map(|item| match item {
                 toml::Value::String(s) => toml::Value::String(mask_value(s)),

@@ -1,13 +1,16 @@
 //! [`Settings`], the modes it selects between, and the `DEFAULT_*` values.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::cidr::Cidr;
 use crate::database_url::DatabaseUrl;
 use crate::key::{Key, Rendered};
+use crate::rate_policy::RatePolicy;
+use crate::ratio::Ratio;
 use crate::secret::{is_secret, mask_value};
 use crate::value::render_string;
 
@@ -163,6 +166,86 @@ pub const DEFAULT_MIGRATE_ON_START: bool = true;
 /// Default is `"migrations"`.
 pub const DEFAULT_MIGRATIONS_DIR: &str = "migrations";
 
+/// Default for [`Settings::security_headers`]: the OWASP secure-headers baseline costs a few
+/// bytes per response and closes whole classes of attack (MIME sniffing, clickjacking).
+/// Default is `true`.
+pub const DEFAULT_SECURITY_HEADERS: bool = true;
+
+/// Default for [`Settings::hsts`]: off, because nginx terminates TLS and is the place to send
+/// `Strict-Transport-Security`; a header from plain-HTTP pinion would be a promise it cannot
+/// keep. Default is `false`.
+pub const DEFAULT_HSTS: bool = false;
+
+/// Default for [`Settings::content_security_policy`]: the OWASP starting policy, same-origin
+/// resources only, no plugins, no framing, no `<base>` or form targets elsewhere. Default is
+/// `"default-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'self';
+/// form-action 'self'"`.
+pub const DEFAULT_CONTENT_SECURITY_POLICY: &str = "default-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'";
+
+/// Default for [`Settings::cors_allow_credentials`]: off, so cookies are not sent on
+/// cross-origin requests unless the operator says so. Default is `false`.
+pub const DEFAULT_CORS_ALLOW_CREDENTIALS: bool = false;
+
+/// Default for [`Settings::cors_max_age`]: ten minutes, Chromium's cap on
+/// `Access-Control-Max-Age`, so a longer value would gain nothing there. Default is 10 min.
+pub const DEFAULT_CORS_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// Default for [`Settings::trusted_proxies`]: the loopback addresses, where nginx runs in the
+/// usual single-host deployment; a peer elsewhere cannot forge `X-Forwarded-For`. Default is
+/// `127.0.0.1/32` and `::1/128`.
+pub const DEFAULT_TRUSTED_PROXIES: [Cidr; 2] = [
+    Cidr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 32).expect("a host network"),
+    Cidr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 128).expect("a host network"),
+];
+
+/// Default for [`Settings::request_id`]: a request id ties the access log, the application's
+/// log lines and the client's report of one request together. Default is `true`.
+pub const DEFAULT_REQUEST_ID: bool = true;
+
+/// Default for [`Settings::server_timing`]: browsers' developer tools show where a request's
+/// time went; the header is a few dozen bytes. Default is `true`.
+pub const DEFAULT_SERVER_TIMING: bool = true;
+
+/// Default for [`Settings::access_log`]: off, because nginx in front usually logs every
+/// request already. Default is `false`.
+pub const DEFAULT_ACCESS_LOG: bool = false;
+
+/// Default for [`Settings::access_log_sample`]: every request, once the access log is on.
+/// Default is `1.0`.
+pub const DEFAULT_ACCESS_LOG_SAMPLE: Ratio = Ratio::ONE;
+
+/// Default for [`Settings::ratelimit_ietf_headers`]: clients that read `RateLimit-Policy` and
+/// `RateLimit` can slow down before they get a 429. Default is `true`.
+pub const DEFAULT_RATELIMIT_IETF_HEADERS: bool = true;
+
+/// Default for [`Settings::rate_limit_default`]: none, so no route is limited unless a policy
+/// is named for it. Default is `None`.
+pub const DEFAULT_RATE_LIMIT_DEFAULT: Option<String> = None;
+
+/// Default for [`Settings::rate_limit_store`]: in this process, which needs no database and
+/// costs no round trip; exact per instance. Default is [`RateLimitStore::Local`].
+pub const DEFAULT_RATE_LIMIT_STORE: RateLimitStore = RateLimitStore::Local;
+
+/// Default for [`Settings::rate_limit_max_keys`]: a hundred thousand clients at a few dozen
+/// bytes each, a few MiB, while bounding what a flood of distinct addresses can cost.
+/// Default is `100000`.
+pub const DEFAULT_RATE_LIMIT_MAX_KEYS: usize = 100_000;
+
+/// Default for [`Settings::telemetry_enabled`]: request metrics are cheap (per-thread
+/// counters, folded in periodically) and `/metrics` is what monitoring scrapes. Default is
+/// `true`.
+pub const DEFAULT_TELEMETRY_ENABLED: bool = true;
+
+/// Default for [`Settings::telemetry_drain_interval`]: a second, well under any scrape
+/// interval (15 s is common), so `/metrics` is never more than a second behind. Default is
+/// 1 s.
+pub const DEFAULT_TELEMETRY_DRAIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Default for [`Settings::telemetry_sample_ratio`]: one request in a hundred has its
+/// per-phase timings logged, enough to see where time goes without flooding the log.
+/// Default is `0.01`.
+pub const DEFAULT_TELEMETRY_SAMPLE_RATIO: Ratio = Ratio::new(0.01).expect("in 0.0..=1.0");
+
 /// Which I/O driver the worker runtimes use.
 ///
 /// io_uring is faster where it is available, but some kernels and container sandboxes
@@ -277,6 +360,39 @@ impl fmt::Display for LogFormat {
     }
 }
 
+/// Where the rate limiter keeps its GCRA state (one timestamp per client and policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RateLimitStore {
+    /// In this process's memory, bounded by [`Settings::rate_limit_max_keys`]: no round trip,
+    /// but each instance counts on its own, so N instances allow N times the quota.
+    Local,
+    /// In the primary database, shared by every instance: one query per limited request;
+    /// needs [`Settings::database_url`].
+    Postgres,
+}
+
+impl RateLimitStore {
+    /// Spellings in configuration, in documentation order.
+    pub(crate) const CHOICES: [(&'static str, RateLimitStore); 2] = [
+        ("local", RateLimitStore::Local),
+        ("postgres", RateLimitStore::Postgres),
+    ];
+
+    /// The name as written in `pinion.toml` (`"local"`, `"postgres"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateLimitStore::Local => "local",
+            RateLimitStore::Postgres => "postgres",
+        }
+    }
+}
+
+impl fmt::Display for RateLimitStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The typed, validated configuration of a pinion process.
 ///
 /// Built by [`Settings::load`] from defaults, `pinion.toml`, the environment and command-line
@@ -378,6 +494,69 @@ pub struct Settings {
     /// Most entries the in-process cache (LocMemCache) holds before it evicts. Default is
     /// [`DEFAULT_CACHE_MAX_ENTRIES`].
     pub cache_max_entries: usize,
+
+    /// Whether every response gets the OWASP security headers. Default is
+    /// [`DEFAULT_SECURITY_HEADERS`].
+    pub security_headers: bool,
+    /// Whether responses carry `Strict-Transport-Security`. Default is [`DEFAULT_HSTS`].
+    pub hsts: bool,
+    /// `Content-Security-Policy` of HTML responses; `None` sends none. Visible ASCII and
+    /// spaces only. Default is [`DEFAULT_CONTENT_SECURITY_POLICY`].
+    pub content_security_policy: Option<String>,
+    /// Origins allowed to make cross-origin requests, compared exactly with the `Origin`
+    /// header: each `"*"` (any origin) or `scheme://host[:port]`, stored lowercase and without
+    /// a default port, as browsers send it. Empty turns CORS off. Default is empty.
+    pub cors_allowed_origins: Vec<String>,
+    /// Whether CORS responses allow credentials (`Access-Control-Allow-Credentials: true`);
+    /// cannot be combined with a `"*"` origin. Default is [`DEFAULT_CORS_ALLOW_CREDENTIALS`].
+    pub cors_allow_credentials: bool,
+    /// How long a browser may cache a preflight answer (`Access-Control-Max-Age`); zero
+    /// means every cross-origin request is preflighted again. Default is
+    /// [`DEFAULT_CORS_MAX_AGE`].
+    pub cors_max_age: Duration,
+    /// Peers whose `X-Forwarded-For` and `X-Request-Id` are believed; from any other peer
+    /// those headers are ignored, since anyone can send them. Empty trusts no peer. Default
+    /// is [`DEFAULT_TRUSTED_PROXIES`].
+    pub trusted_proxies: Vec<Cidr>,
+    /// Whether each request gets an id (`X-Request-Id`: a trusted proxy's, or a new one).
+    /// Default is [`DEFAULT_REQUEST_ID`].
+    pub request_id: bool,
+    /// Whether responses carry a `Server-Timing` header. Default is
+    /// [`DEFAULT_SERVER_TIMING`].
+    pub server_timing: bool,
+    /// Whether pinion writes a structured access log line per request. Default is
+    /// [`DEFAULT_ACCESS_LOG`].
+    pub access_log: bool,
+    /// Share of requests the access log records. Default is [`DEFAULT_ACCESS_LOG_SAMPLE`].
+    pub access_log_sample: Ratio,
+
+    /// Whether limited responses carry `RateLimit-Policy` and `RateLimit`
+    /// (draft-ietf-httpapi-ratelimit-headers-10). Default is
+    /// [`DEFAULT_RATELIMIT_IETF_HEADERS`].
+    pub ratelimit_ietf_headers: bool,
+    /// Named GCRA policies, names unique. Default is empty.
+    pub rate_limit_policies: Vec<RatePolicy>,
+    /// The policy applied to every route not configured otherwise (health probes are exempt);
+    /// `None` leaves such routes unlimited. Names one of
+    /// [`rate_limit_policies`](Self::rate_limit_policies). Default is
+    /// [`DEFAULT_RATE_LIMIT_DEFAULT`].
+    pub rate_limit_default: Option<String>,
+    /// Where the rate limiter keeps its state; [`RateLimitStore::Postgres`] needs
+    /// [`database_url`](Self::database_url). Default is [`DEFAULT_RATE_LIMIT_STORE`].
+    pub rate_limit_store: RateLimitStore,
+    /// Most keys (client and policy pairs) the local store holds, bounding its memory.
+    /// Default is [`DEFAULT_RATE_LIMIT_MAX_KEYS`].
+    pub rate_limit_max_keys: usize,
+
+    /// Whether `/metrics` is served and request metrics are recorded. Default is
+    /// [`DEFAULT_TELEMETRY_ENABLED`].
+    pub telemetry_enabled: bool,
+    /// How often each thread's metrics are folded into the shared registry. Default is
+    /// [`DEFAULT_TELEMETRY_DRAIN_INTERVAL`].
+    pub telemetry_drain_interval: Duration,
+    /// Share of requests whose per-phase timings are logged. Default is
+    /// [`DEFAULT_TELEMETRY_SAMPLE_RATIO`].
+    pub telemetry_sample_ratio: Ratio,
 }
 
 impl Default for Settings {
@@ -414,6 +593,25 @@ impl Default for Settings {
             migrations_dir: PathBuf::from(DEFAULT_MIGRATIONS_DIR),
             cache_ttl: DEFAULT_CACHE_TTL,
             cache_max_entries: DEFAULT_CACHE_MAX_ENTRIES,
+            security_headers: DEFAULT_SECURITY_HEADERS,
+            hsts: DEFAULT_HSTS,
+            content_security_policy: Some(DEFAULT_CONTENT_SECURITY_POLICY.to_string()),
+            cors_allowed_origins: Vec::new(),
+            cors_allow_credentials: DEFAULT_CORS_ALLOW_CREDENTIALS,
+            cors_max_age: DEFAULT_CORS_MAX_AGE,
+            trusted_proxies: DEFAULT_TRUSTED_PROXIES.to_vec(),
+            request_id: DEFAULT_REQUEST_ID,
+            server_timing: DEFAULT_SERVER_TIMING,
+            access_log: DEFAULT_ACCESS_LOG,
+            access_log_sample: DEFAULT_ACCESS_LOG_SAMPLE,
+            ratelimit_ietf_headers: DEFAULT_RATELIMIT_IETF_HEADERS,
+            rate_limit_policies: Vec::new(),
+            rate_limit_default: DEFAULT_RATE_LIMIT_DEFAULT,
+            rate_limit_store: DEFAULT_RATE_LIMIT_STORE,
+            rate_limit_max_keys: DEFAULT_RATE_LIMIT_MAX_KEYS,
+            telemetry_enabled: DEFAULT_TELEMETRY_ENABLED,
+            telemetry_drain_interval: DEFAULT_TELEMETRY_DRAIN_INTERVAL,
+            telemetry_sample_ratio: DEFAULT_TELEMETRY_SAMPLE_RATIO,
         }
     }
 }
@@ -479,17 +677,22 @@ impl Settings {
     pub fn render_masked(&self) -> String {
         let mut out = String::from("# effective pinion configuration; secrets are masked\n");
         for key in Key::ALL {
-            let value = match key.render(self) {
-                Rendered::Toml(text) => text,
-                Rendered::Str(s) if is_secret(key.name()) => render_string(&mask_value(s)),
-                Rendered::Str(s) => render_string(s),
-            };
+            let value = self.masked_value(key);
             out.push_str(key.name());
             out.push_str(" = ");
             out.push_str(&value);
             out.push('\n');
         }
         out
+    }
+
+    /// One key's value as TOML text, masked if the key is secret.
+    pub(crate) fn masked_value(&self, key: Key) -> String {
+        match key.render(self) {
+            Rendered::Toml(text) => text,
+            Rendered::Str(s) if is_secret(key.name()) => render_string(&mask_value(s)),
+            Rendered::Str(s) => render_string(s),
+        }
     }
 }
 
@@ -529,6 +732,29 @@ mod tests {
         assert_eq!(s.sticky_window, Duration::from_secs(5));
         assert!(s.migrate_on_start);
         assert_eq!(s.migrations_dir, PathBuf::from("migrations"));
+        assert!(s.security_headers);
+        assert!(!s.hsts);
+        assert_eq!(
+            s.content_security_policy.as_deref(),
+            Some("default-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
+        );
+        assert!(s.cors_allowed_origins.is_empty());
+        assert!(!s.cors_allow_credentials);
+        assert_eq!(s.cors_max_age, Duration::from_secs(600));
+        let proxies: Vec<String> = s.trusted_proxies.iter().map(Cidr::to_string).collect();
+        assert_eq!(proxies, ["127.0.0.1/32", "::1/128"]);
+        assert!(s.request_id);
+        assert!(s.server_timing);
+        assert!(!s.access_log);
+        assert_eq!(s.access_log_sample.get(), 1.0);
+        assert!(s.ratelimit_ietf_headers);
+        assert!(s.rate_limit_policies.is_empty());
+        assert_eq!(s.rate_limit_default, None);
+        assert_eq!(s.rate_limit_store, RateLimitStore::Local);
+        assert_eq!(s.rate_limit_max_keys, 100_000);
+        assert!(s.telemetry_enabled);
+        assert_eq!(s.telemetry_drain_interval, Duration::from_secs(1));
+        assert_eq!(s.telemetry_sample_ratio.get(), 0.01);
     }
 
     #[test]
@@ -608,6 +834,10 @@ mod tests {
         for (name, v) in LogFormat::CHOICES {
             assert_eq!(v.as_str(), name);
         }
+        for (name, v) in RateLimitStore::CHOICES {
+            assert_eq!(v.as_str(), name);
+            assert_eq!(v.to_string(), name);
+        }
     }
 
     #[test]
@@ -631,5 +861,16 @@ mod tests {
         assert!(text.contains("pool_size = \"auto\"\n"), "{text}");
         assert!(text.contains("migrate_on_start = true\n"), "{text}");
         assert!(text.contains("migrations_dir = \"migrations\"\n"), "{text}");
+        assert!(text.contains("cors_allowed_origins = []\n"), "{text}");
+        assert!(text.contains("cors_max_age = \"10m\"\n"), "{text}");
+        assert!(
+            text.contains("trusted_proxies = [\"127.0.0.1/32\", \"::1/128\"]\n"),
+            "{text}"
+        );
+        assert!(text.contains("access_log_sample = 1.0\n"), "{text}");
+        assert!(text.contains("rate_limit_policies = []\n"), "{text}");
+        assert!(text.contains("rate_limit_default = \"\"\n"), "{text}");
+        assert!(text.contains("rate_limit_store = \"local\"\n"), "{text}");
+        assert!(text.contains("telemetry_sample_ratio = 0.01\n"), "{text}");
     }
 }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use crate::error::{ConfigError, Origin};
-use crate::key::Key;
+use crate::key::{self, Key};
 use crate::secret::{is_secret, mask_raw};
 use crate::settings::Settings;
 use crate::value::Raw;
@@ -170,9 +170,12 @@ impl Settings {
     /// - the file has a key that is not a setting, or the environment has a `PINION_*`
     ///   variable that is not one ([`ConfigError::is_unknown_key`]; the message suggests the
     ///   closest key);
-    /// - a value does not parse or breaks its key's rule ([`ConfigError::is_invalid_value`]).
+    /// - a value does not parse or breaks its key's rule ([`ConfigError::is_invalid_value`]);
+    /// - values valid one by one contradict each other, checked once every layer is applied
+    ///   ([`ConfigError::is_conflict`]; the message names both keys).
     ///
-    /// The first error found is returned, file before environment before command line.
+    /// The first error found is returned, file before environment before command line before
+    /// the checks between keys.
     pub fn load(source: &Source) -> Result<Settings, ConfigError> {
         let mut settings = Settings::default();
         if let Some(path) = &source.file {
@@ -180,6 +183,9 @@ impl Settings {
         }
         apply_env(&mut settings, source)?;
         apply_overrides(&mut settings, &source.overrides)?;
+        key::check_combinations(&settings).map_err(|(key, reason)| {
+            ConfigError::conflict(key.name(), settings.masked_value(key), reason)
+        })?;
         Ok(settings)
     }
 }

@@ -1,5 +1,5 @@
-//! The value syntaxes keys share: integers, sizes, durations, booleans, IP addresses, lists and
-//! one-of-a-list words, read from either a TOML value or an environment string, and rendered back
+//! The value syntaxes keys share: integers, sizes, durations, ratios, booleans, IP addresses,
+//! lists and one-of-a-list words, read from either a TOML value or an environment string, and rendered back
 //! as TOML.
 //!
 //! The size and duration parsers are hand-written (a few dozen lines) rather than taken from a
@@ -9,6 +9,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::ratio::Ratio;
+
 /// A value as written by the user, before it is given a type.
 ///
 /// The file gives TOML values; the environment always gives strings. Both go through the same
@@ -17,15 +19,17 @@ use std::time::Duration;
 pub(crate) enum Raw<'a> {
     /// A TOML integer.
     Int(i64),
+    /// A TOML float (only ratios take one).
+    Float(f64),
     /// A TOML string or an environment value.
     Str(&'a str),
     /// A TOML boolean.
     Bool(bool),
     /// A TOML array, elements not yet checked.
     Array(&'a [toml::Value]),
-    /// Any other TOML value (float, table, date): never valid for a key today.
+    /// Any other TOML value (table, date): never valid for a key today.
     Other {
-        /// The TOML type, for the reason ("found a float").
+        /// The TOML type, for the reason ("found a table").
         kind: &'static str,
         /// The value as TOML text, for the message.
         text: String,
@@ -37,6 +41,7 @@ impl<'a> Raw<'a> {
     pub(crate) fn from_toml(value: &'a toml::Value) -> Raw<'a> {
         match value {
             toml::Value::Integer(i) => Raw::Int(*i),
+            toml::Value::Float(f) => Raw::Float(*f),
             toml::Value::String(s) => Raw::Str(s),
             toml::Value::Boolean(b) => Raw::Bool(*b),
             toml::Value::Array(items) => Raw::Array(items),
@@ -51,6 +56,7 @@ impl<'a> Raw<'a> {
     pub(crate) fn display(&self) -> String {
         match self {
             Raw::Int(i) => i.to_string(),
+            Raw::Float(f) => toml::Value::Float(*f).to_string(),
             Raw::Str(s) => format!("{s:?}"),
             Raw::Bool(b) => b.to_string(),
             Raw::Array(items) => toml::Value::Array(items.to_vec()).to_string(),
@@ -63,6 +69,7 @@ impl<'a> Raw<'a> {
         match self {
             Raw::Other { kind, .. } => format!("must be {expected}, found {kind}"),
             Raw::Int(_) => format!("must be {expected}, found an integer"),
+            Raw::Float(_) => format!("must be {expected}, found a float"),
             Raw::Str(_) => format!("must be {expected}, found a string"),
             Raw::Bool(_) => format!("must be {expected}, found a boolean"),
             Raw::Array(_) => format!("must be {expected}, found an array"),
@@ -198,6 +205,36 @@ fn split_number<'t>(text: &'t str, expected: &str) -> Result<(u64, &'t str), Str
     Ok((number, rest.trim_start()))
 }
 
+/// A ratio in `0.0..=1.0`: a TOML float, the TOML integers `0` and `1`, or a string holding a
+/// decimal number (`"0.25"`, the environment's form; `"1e-3"` too).
+pub(crate) fn ratio(raw: &Raw<'_>) -> Result<Ratio, String> {
+    const EXPECTED: &str = "a number in 0.0..=1.0 such as 0.25";
+    let f = match raw {
+        Raw::Float(f) => *f,
+        // Exact: only 0 and 1 can be in range, and larger integers are refused below.
+        Raw::Int(i) => *i as f64,
+        Raw::Str(s) => s
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("must be {EXPECTED}"))?,
+        _ => return Err(raw.wrong_type(EXPECTED)),
+    };
+    if !f.is_finite() {
+        return Err(format!("must be a finite number; expected {EXPECTED}"));
+    }
+    Ratio::new(f).ok_or_else(|| "must be in 0.0..=1.0".to_string())
+}
+
+/// Splits an environment list on commas, trimming items and dropping empty ones, so that
+/// `""` is the empty list and a trailing comma is harmless. For lists whose items cannot hold
+/// a comma (origins, networks, rate policies).
+pub(crate) fn split_commas(text: &str) -> Vec<&str> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .collect()
+}
+
 /// An IP address (v4 or v6, without brackets or port).
 pub(crate) fn ip_addr(raw: &Raw<'_>) -> Result<IpAddr, String> {
     const EXPECTED: &str = "an IP address such as 0.0.0.0, 127.0.0.1 or ::";
@@ -305,17 +342,23 @@ pub(crate) fn render_size(bytes: u64) -> String {
 ///
 /// Precision below a millisecond is not representable in the file syntax and is truncated.
 pub(crate) fn render_duration(d: Duration) -> String {
+    format!("\"{}\"", render_duration_unquoted(d))
+}
+
+/// A duration as [`render_duration`] writes it, without the quotes (`75s`), for values that
+/// hold a duration inside a larger string (`api=100/1m`).
+pub(crate) fn render_duration_unquoted(d: Duration) -> String {
     let secs = d.as_secs();
     if d.subsec_nanos() == 0 && secs != 0 {
         if divides(3600, secs) {
-            return format!("\"{}h\"", secs / 3600);
+            return format!("{}h", secs / 3600);
         }
         if divides(60, secs) {
-            return format!("\"{}m\"", secs / 60);
+            return format!("{}m", secs / 60);
         }
-        return format!("\"{secs}s\"");
+        return format!("{secs}s");
     }
-    format!("\"{}ms\"", d.as_millis())
+    format!("{}ms", d.as_millis())
 }
 
 /// Whether `m` divides `n`. Not `u64::is_multiple_of`, which is newer than our
@@ -475,6 +518,58 @@ mod tests {
             boolean(&Raw::Int(1)),
             Err("must be true or false (or 1/0, yes/no, on/off), found an integer".to_string())
         );
+    }
+
+    #[test]
+    fn ratios() {
+        let cases: &[(Raw<'_>, f64)] = &[
+            (Raw::Float(0.25), 0.25),
+            (Raw::Float(0.0), 0.0),
+            (Raw::Float(-0.0), 0.0),
+            (Raw::Float(1.0), 1.0),
+            (Raw::Int(0), 0.0),
+            (Raw::Int(1), 1.0),
+            (Raw::Str("0.25"), 0.25),
+            (Raw::Str(" 1 "), 1.0),
+            (Raw::Str("1e-3"), 0.001),
+            (Raw::Str(".5"), 0.5),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(ratio(raw).map(Ratio::get), Ok(*expected), "{raw:?}");
+        }
+        let rejected: &[(Raw<'_>, &str)] = &[
+            (Raw::Float(1.5), "must be in 0.0..=1.0"),
+            (Raw::Float(-0.1), "must be in 0.0..=1.0"),
+            (Raw::Float(f64::NAN), "must be a finite number"),
+            (Raw::Float(f64::INFINITY), "must be a finite number"),
+            (Raw::Int(2), "must be in 0.0..=1.0"),
+            (Raw::Int(-1), "must be in 0.0..=1.0"),
+            (Raw::Str("NaN"), "must be a finite number"),
+            (Raw::Str("inf"), "must be a finite number"),
+            (Raw::Str("25%"), "must be a number in 0.0..=1.0"),
+            (Raw::Str(""), "must be a number in 0.0..=1.0"),
+            (Raw::Str("1,5"), "must be a number in 0.0..=1.0"),
+            (Raw::Bool(true), "found a boolean"),
+        ];
+        for (raw, reason) in rejected {
+            let err = ratio(raw).expect_err(&format!("{raw:?}"));
+            assert!(err.contains(reason), "{raw:?}: {err}");
+        }
+        // Rendered through `Display`, the value reads back exactly.
+        for f in [0.0, 0.01, 1.0 / 3.0, 1e-9, 0.1 + 0.2, 1.0] {
+            let text = Ratio::new(f).expect("in range").to_string();
+            let table: toml::Table = toml::from_str(&format!("x = {text}")).expect("valid TOML");
+            let back = ratio(&Raw::from_toml(&table["x"])).expect("in range");
+            assert_eq!(back.get().to_bits(), f.to_bits(), "{text}");
+            assert_eq!(ratio(&Raw::Str(&text)).map(Ratio::get), Ok(f), "{text}");
+        }
+    }
+
+    #[test]
+    fn comma_lists() {
+        assert_eq!(split_commas(""), Vec::<&str>::new());
+        assert_eq!(split_commas(" , ,"), Vec::<&str>::new());
+        assert_eq!(split_commas("a, b ,c,"), ["a", "b", "c"]);
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pinion_config::{
-    mask_url_password, ConfigError, DatabaseUrl, IoDriver, LogFormat, LogLevel, Overrides,
-    Settings, Source,
+    mask_url_password, Cidr, ConfigError, DatabaseUrl, IoDriver, LogFormat, LogLevel, Overrides,
+    RateLimitStore, RatePolicy, Ratio, Settings, Source,
 };
 
 /// A `pinion.toml` under the temp directory, removed when dropped.
@@ -639,6 +639,259 @@ const RULES: &[Rule] = &[
         good_env: &["50000"],
         bad_env: &[("-5", "must be")],
     },
+    Rule {
+        key: "security_headers",
+        good_file: &["true", "false"],
+        bad_file: &[
+            ("1", "must be true or false"),
+            (r#""sure""#, "must be true or false"),
+        ],
+        good_env: &["off", "1"],
+        bad_env: &[("", "must be true or false")],
+    },
+    Rule {
+        key: "hsts",
+        good_file: &["true", "false"],
+        bad_file: &[(r#""max-age=31536000""#, "must be true or false")],
+        good_env: &["yes"],
+        bad_env: &[("2", "must be true or false")],
+    },
+    Rule {
+        key: "content_security_policy",
+        good_file: &[
+            r#""""#,
+            r#""default-src 'none'""#,
+            r#""default-src 'self'; img-src https://cdn.example.com""#,
+        ],
+        bad_file: &[
+            (
+                r#""default-src 'self'\r\nX-Injected: 1""#,
+                "without control characters",
+            ),
+            (r#""script-src 'é'""#, "must be visible ASCII"),
+            ("true", "must be a string, found a boolean"),
+        ],
+        good_env: &["", "default-src 'self'"],
+        bad_env: &[("default-src\t'self'", "without control characters")],
+    },
+    Rule {
+        key: "cors_allowed_origins",
+        good_file: &[
+            "[]",
+            r#"["*"]"#,
+            r#"["https://example.com", "http://localhost:3000", "http://[::1]:8080"]"#,
+            r#""https://a.example, https://b.example""#,
+        ],
+        bad_file: &[
+            (r#"["https://example.com/"]"#, "trailing slash"),
+            (r#"["example.com"]"#, "must be \"*\" or an origin"),
+            (
+                r#"["https://a.example", "ftp://b.example"]"#,
+                "origin 2: must start with http://",
+            ),
+            (r#"["https://a.example:99999"]"#, "has port `99999`"),
+            ("1", "found an integer"),
+        ],
+        good_env: &["", "*", "https://a.example,https://b.example:8443"],
+        bad_env: &[
+            ("https://a.example/path", "must not have a path"),
+            (
+                "https://a.example, null",
+                "origin 2: must be \"*\" or an origin",
+            ),
+        ],
+    },
+    // `true` with a "*" origin is checked in `cors_credentials_exclude_a_wildcard_origin`.
+    Rule {
+        key: "cors_allow_credentials",
+        good_file: &["true", "false"],
+        bad_file: &[("0", "must be true or false")],
+        good_env: &["true", "no"],
+        bad_env: &[("include", "must be true or false")],
+    },
+    Rule {
+        key: "cors_max_age",
+        good_file: &["0", "600", r#""10m""#, r#""24h""#],
+        bad_file: &[
+            (r#""25h""#, "must be at most 24h"),
+            ("-1", "must not be negative"),
+        ],
+        good_env: &["0s", "1h"],
+        bad_env: &[("10 minutes", "unknown duration unit `minutes`")],
+    },
+    Rule {
+        key: "trusted_proxies",
+        good_file: &[
+            "[]",
+            r#"["10.0.0.0/8", "::1/128"]"#,
+            r#"["192.168.1.10", "fd00::/8", "0.0.0.0/0"]"#,
+        ],
+        bad_file: &[
+            (r#"["10.0.0.0/33"]"#, "must be in 0..=32"),
+            (r#"["10.0.0.1/8"]"#, "did you mean 10.0.0.0/8?"),
+            (
+                r#"["10.0.0.0/8", "nginx"]"#,
+                "network 2: must be an IP network",
+            ),
+            (r#"["::/129"]"#, "must be in 0..=128"),
+            (r#"[10]"#, "item 1 is an integer"),
+        ],
+        good_env: &["", "127.0.0.1", "10.0.0.0/8, 172.16.0.0/12, ::1/128"],
+        bad_env: &[
+            ("localhost", "must be an IP network"),
+            (
+                "10.0.0.0/8,10.0.0.0/x",
+                "network 2: has a prefix length `x`",
+            ),
+        ],
+    },
+    Rule {
+        key: "request_id",
+        good_file: &["true", "false"],
+        bad_file: &[("0", "must be true or false")],
+        good_env: &["on"],
+        bad_env: &[("uuid", "must be true or false")],
+    },
+    Rule {
+        key: "server_timing",
+        good_file: &["true", "false"],
+        bad_file: &[(r#""always""#, "must be true or false")],
+        good_env: &["OFF"],
+        bad_env: &[("", "must be true or false")],
+    },
+    Rule {
+        key: "access_log",
+        good_file: &["true", "false"],
+        bad_file: &[(r#""stdout""#, "must be true or false")],
+        good_env: &["1"],
+        bad_env: &[("json", "must be true or false")],
+    },
+    Rule {
+        key: "access_log_sample",
+        good_file: &["0.0", "0.25", "1.0", "0", "1", r#""0.5""#, "1e-3"],
+        bad_file: &[
+            ("1.5", "must be in 0.0..=1.0"),
+            ("-0.1", "must be in 0.0..=1.0"),
+            ("2", "must be in 0.0..=1.0"),
+            ("nan", "must be a finite number"),
+            ("inf", "must be a finite number"),
+            ("true", "found a boolean"),
+        ],
+        good_env: &["0.25", "1", "0", ".5"],
+        bad_env: &[
+            ("25%", "must be a number in 0.0..=1.0"),
+            ("NaN", "must be a finite number"),
+            ("1.01", "must be in 0.0..=1.0"),
+            ("", "must be a number in 0.0..=1.0"),
+        ],
+    },
+    Rule {
+        key: "ratelimit_ietf_headers",
+        good_file: &["true", "false"],
+        bad_file: &[(r#""draft-10""#, "must be true or false")],
+        good_env: &["no"],
+        bad_env: &[("maybe", "must be true or false")],
+    },
+    Rule {
+        key: "rate_limit_policies",
+        good_file: &[
+            "[]",
+            r#"["api=100/60s"]"#,
+            r#"["api=100/60s", "login=5/1m/5", "x=5/1m/2"]"#,
+            r#""api=100/60s, login=5/1m""#,
+        ],
+        bad_file: &[
+            (r#"["=5/1s"]"#, "policy name must not be empty"),
+            (r#"["a=0/1s"]"#, "quota must be an integer in 1..="),
+            (r#"["a=5"]"#, "must be name=quota/window"),
+            (r#"["a=5/0s"]"#, "window must be greater than 0"),
+            (r#"["a=5/1s", "a=10/1m"]"#, "policy name `a` is given twice"),
+            (
+                r#"["a=5/1s", "B=1/1s"]"#,
+                "policy 2: policy name `B` must be lowercase",
+            ),
+            (r#"["a=5/1s/0"]"#, "burst must be an integer in 1..="),
+            (r#"["a=5/25h"]"#, "window must be at most 24h"),
+            ("5", "found an integer"),
+        ],
+        good_env: &["", "api=100/60s", "api=100/60s,login=5/1m/5"],
+        bad_env: &[
+            ("api=100/60s,api=1/1s", "policy name `api` is given twice"),
+            (
+                "api=100/1 week",
+                "window `1 week`: unknown duration unit `week`",
+            ),
+        ],
+    },
+    // Naming a policy that does not exist is checked in `rate_limit_default_names_a_policy`.
+    Rule {
+        key: "rate_limit_default",
+        good_file: &[r#""""#, r#"" ""#],
+        bad_file: &[
+            (
+                r#""API""#,
+                "must be \"\" or a policy name: policy name `API` must be lowercase",
+            ),
+            ("1", "must be a string, found an integer"),
+        ],
+        good_env: &[""],
+        bad_env: &[("api login", "must be \"\" or a policy name")],
+    },
+    // "postgres" without `database_url` is checked in `postgres_rate_limit_store_needs_a_database`.
+    Rule {
+        key: "rate_limit_store",
+        good_file: &[r#""local""#],
+        bad_file: &[
+            (r#""redis""#, r#"must be one of "local", "postgres""#),
+            ("true", "found a boolean"),
+        ],
+        good_env: &["LOCAL"],
+        bad_env: &[("memory", "must be one of")],
+    },
+    Rule {
+        key: "rate_limit_max_keys",
+        good_file: &["1", "100000", "100000000"],
+        bad_file: &[
+            ("0", "must be an integer in 1..=100000000"),
+            ("100000001", "must be an integer in 1..=100000000"),
+        ],
+        good_env: &["5000"],
+        bad_env: &[("1e6", "must be an integer in 1..=100000000")],
+    },
+    Rule {
+        key: "telemetry_enabled",
+        good_file: &["true", "false"],
+        bad_file: &[(r#""prometheus""#, "must be true or false")],
+        good_env: &["0"],
+        bad_env: &[("", "must be true or false")],
+    },
+    Rule {
+        key: "telemetry_drain_interval",
+        good_file: &["1", r#""100ms""#, r#""1m""#],
+        bad_file: &[
+            ("0", "must be greater than 0"),
+            (r#""25h""#, "must be at most 24h"),
+        ],
+        good_env: &["250ms"],
+        bad_env: &[
+            ("0ms", "must be greater than 0"),
+            ("fast", "must start with a whole number"),
+        ],
+    },
+    Rule {
+        key: "telemetry_sample_ratio",
+        good_file: &["0.01", "0", "1.0", "1e-4"],
+        bad_file: &[
+            ("-1", "must be in 0.0..=1.0"),
+            ("+inf", "must be a finite number"),
+            (r#""1%""#, "must be a number in 0.0..=1.0"),
+        ],
+        good_env: &["0.001", "1.0"],
+        bad_env: &[
+            ("10", "must be in 0.0..=1.0"),
+            ("inf", "must be a finite number"),
+        ],
+    },
 ];
 
 #[test]
@@ -879,6 +1132,41 @@ fn render_masked_round_trips() {
         migrations_dir: PathBuf::from("/srv/pinion/migrations \"v2\""),
         cache_ttl: Duration::from_millis(90_500),
         cache_max_entries: 1234,
+        security_headers: false,
+        hsts: true,
+        content_security_policy: None,
+        cors_allowed_origins: vec![
+            "https://example.com".to_string(),
+            "http://[::1]:8080".to_string(),
+        ],
+        cors_allow_credentials: true,
+        cors_max_age: Duration::ZERO,
+        trusted_proxies: vec![cidr("10.0.0.0/8"), cidr("fd00::/8"), cidr("192.0.2.7")],
+        request_id: false,
+        server_timing: false,
+        access_log: true,
+        access_log_sample: Ratio::new(1.0 / 3.0).expect("ratio"),
+        ratelimit_ietf_headers: false,
+        rate_limit_policies: vec![
+            RatePolicy {
+                name: "api".to_string(),
+                quota: 100,
+                window: Duration::from_secs(60),
+                burst: 100,
+            },
+            RatePolicy {
+                name: "login-2".to_string(),
+                quota: 5,
+                window: Duration::from_millis(1500),
+                burst: 2,
+            },
+        ],
+        rate_limit_default: Some("login-2".to_string()),
+        rate_limit_store: RateLimitStore::Postgres,
+        rate_limit_max_keys: 1,
+        telemetry_enabled: false,
+        telemetry_drain_interval: Duration::from_millis(100),
+        telemetry_sample_ratio: Ratio::new(1e-7).expect("ratio"),
     };
     for settings in [Settings::default(), custom] {
         let rendered = settings.render_masked();
@@ -1160,4 +1448,205 @@ fn boolean_forms() {
     }
     let (_file, result) = load_file("migrate_on_start = false\n");
     assert!(!result.expect("load").migrate_on_start);
+}
+
+/// A network known to be valid, loaded through the public API.
+fn cidr(text: &str) -> Cidr {
+    let settings = load_env(&[("PINION_TRUSTED_PROXIES", text)]).expect("valid network");
+    settings.trusted_proxies[0]
+}
+
+fn policy(name: &str, quota: u32, window: Duration, burst: u32) -> RatePolicy {
+    RatePolicy {
+        name: name.to_string(),
+        quota,
+        window,
+        burst,
+    }
+}
+
+#[test]
+fn rate_limit_policies_parse() {
+    let (_file, result) = load_file(
+        "rate_limit_policies = [\"api=100/60s\", \"x=5/1m/2\", \"login=5/1m/5\", \"fine=3/250ms\"]\n",
+    );
+    let s = result.expect("load");
+    assert_eq!(
+        s.rate_limit_policies,
+        [
+            policy("api", 100, Duration::from_secs(60), 100),
+            policy("x", 5, Duration::from_secs(60), 2),
+            policy("login", 5, Duration::from_secs(60), 5),
+            policy("fine", 3, Duration::from_millis(250), 3),
+        ]
+    );
+    let rendered = s.render_masked();
+    assert!(
+        rendered.contains(
+            "rate_limit_policies = [\"api=100/1m\", \"x=5/1m/2\", \"login=5/1m\", \"fine=3/250ms\"]\n"
+        ),
+        "{rendered}"
+    );
+
+    let s = load_env(&[("PINION_RATE_LIMIT_POLICIES", " api=100/60s , x=5/1m/2 ,")]).expect("load");
+    assert_eq!(
+        s.rate_limit_policies,
+        [
+            policy("api", 100, Duration::from_secs(60), 100),
+            policy("x", 5, Duration::from_secs(60), 2),
+        ]
+    );
+
+    for (value, reason) in [
+        ("=5/1s", "policy name must not be empty"),
+        ("a=0/1s", "quota must be an integer in 1..="),
+        ("a=5", "must be name=quota/window"),
+        ("a=5/0s", "window must be greater than 0"),
+        ("a=5/1s,b=1/1s,a=2/2s", "policy name `a` is given twice"),
+    ] {
+        let err = load_env(&[("PINION_RATE_LIMIT_POLICIES", value)]).expect_err(value);
+        assert!(err.is_invalid_value(), "{err}");
+        assert_eq!(err.key(), Some("rate_limit_policies"));
+        assert!(err.to_string().contains(reason), "{err} lacks {reason:?}");
+    }
+}
+
+#[test]
+fn cors_credentials_exclude_a_wildcard_origin() {
+    let err = load_env(&[
+        ("PINION_CORS_ALLOWED_ORIGINS", "https://a.example,*"),
+        ("PINION_CORS_ALLOW_CREDENTIALS", "true"),
+    ])
+    .expect_err("credentials with *");
+    assert!(err.is_conflict(), "{err}");
+    assert!(!err.is_invalid_value(), "{err}");
+    assert_eq!(err.key(), Some("cors_allow_credentials"));
+    assert_eq!(err.env_var(), None);
+    let message = err.to_string();
+    assert!(
+        message.starts_with(
+            "invalid combination: `cors_allow_credentials` = true: cannot be true while \
+             `cors_allowed_origins` contains \"*\": browsers refuse credentials"
+        ),
+        "{message}"
+    );
+
+    // Checked after every layer: the file's wildcard is replaced by the environment's list.
+    let file = TempFile::new("cors_allowed_origins = [\"*\"]\ncors_allow_credentials = true\n");
+    let source = Source::new().with_file(file.path());
+    let err = Settings::load(&source).expect_err("file alone");
+    assert_eq!(err.key(), Some("cors_allow_credentials"));
+    let source = source.with_env([("PINION_CORS_ALLOWED_ORIGINS", "https://app.example")]);
+    let s = Settings::load(&source).expect("origins listed");
+    assert!(s.cors_allow_credentials);
+    assert_eq!(s.cors_allowed_origins, ["https://app.example"]);
+
+    // A wildcard without credentials is fine.
+    let s = load_env(&[("PINION_CORS_ALLOWED_ORIGINS", "*")]).expect("wildcard");
+    assert_eq!(s.cors_allowed_origins, ["*"]);
+}
+
+#[test]
+fn cors_origins_are_normalized() {
+    let s = load_env(&[(
+        "PINION_CORS_ALLOWED_ORIGINS",
+        "HTTPS://App.Example:443, http://localhost:3000, http://[0::1]:80",
+    )])
+    .expect("load");
+    assert_eq!(
+        s.cors_allowed_origins,
+        [
+            "https://app.example",
+            "http://localhost:3000",
+            "http://[::1]"
+        ]
+    );
+}
+
+#[test]
+fn rate_limit_default_names_a_policy() {
+    let err = load_env(&[("PINION_RATE_LIMIT_DEFAULT", "api")]).expect_err("no policies");
+    assert!(err.is_conflict(), "{err}");
+    assert_eq!(err.key(), Some("rate_limit_default"));
+    assert_eq!(
+        err.to_string(),
+        "invalid combination: `rate_limit_default` = \"api\": names no policy in \
+         `rate_limit_policies` (it is empty)"
+    );
+
+    let err = load_env(&[
+        ("PINION_RATE_LIMIT_POLICIES", "api=100/60s,login=5/1m"),
+        ("PINION_RATE_LIMIT_DEFAULT", "web"),
+    ])
+    .expect_err("unknown policy");
+    assert_eq!(err.key(), Some("rate_limit_default"));
+    assert!(
+        err.to_string().ends_with("(it has `api`, `login`)"),
+        "{err}"
+    );
+
+    let (_file, result) =
+        load_file("rate_limit_policies = [\"api=100/60s\"]\nrate_limit_default = \"api\"\n");
+    let s = result.expect("load");
+    assert_eq!(s.rate_limit_default.as_deref(), Some("api"));
+    let s = load_env(&[("PINION_RATE_LIMIT_DEFAULT", " ")]).expect("none");
+    assert_eq!(s.rate_limit_default, None);
+}
+
+#[test]
+fn postgres_rate_limit_store_needs_a_database() {
+    let err = load_env(&[("PINION_RATE_LIMIT_STORE", "postgres")]).expect_err("no database");
+    assert!(err.is_conflict(), "{err}");
+    assert_eq!(err.key(), Some("rate_limit_store"));
+    assert!(
+        err.to_string().starts_with(
+            "invalid combination: `rate_limit_store` = \"postgres\": \"postgres\" keeps the \
+             state in the primary database, but `database_url` is empty"
+        ),
+        "{err}"
+    );
+    let s = load_env(&[
+        ("PINION_RATE_LIMIT_STORE", "Postgres"),
+        ("DATABASE_URL", "postgres://app@db/app"),
+    ])
+    .expect("with a database");
+    assert_eq!(s.rate_limit_store, RateLimitStore::Postgres);
+}
+
+#[test]
+fn trusted_proxies_match_peers() {
+    let s = load_env(&[("PINION_TRUSTED_PROXIES", "10.0.0.0/8, ::1")]).expect("load");
+    let trusted = |ip: &str| {
+        let ip: IpAddr = ip.parse().expect("ip");
+        s.trusted_proxies.iter().any(|net| net.contains(ip))
+    };
+    assert!(trusted("10.1.2.3"));
+    assert!(trusted("::ffff:10.1.2.3"));
+    assert!(trusted("::1"));
+    assert!(!trusted("127.0.0.1"));
+    assert!(!trusted("192.168.0.1"));
+    assert_eq!(s.trusted_proxies[1].prefix(), 128);
+
+    let defaults = Settings::default();
+    let loopback = |ip: &str| {
+        let ip: IpAddr = ip.parse().expect("ip");
+        defaults.trusted_proxies.iter().any(|net| net.contains(ip))
+    };
+    assert!(loopback("127.0.0.1") && loopback("::1") && !loopback("127.0.0.2"));
+}
+
+#[test]
+fn ratios_through_loading() {
+    let (_file, result) = load_file("access_log_sample = 0.25\ntelemetry_sample_ratio = 0\n");
+    let s = result.expect("load");
+    assert_eq!(s.access_log_sample.get(), 0.25);
+    assert_eq!(s.telemetry_sample_ratio, Ratio::ZERO);
+    let s = load_env(&[("PINION_ACCESS_LOG_SAMPLE", "0.25")]).expect("load");
+    assert_eq!(s.access_log_sample.get(), 0.25);
+    let rendered = Settings::default().render_masked();
+    assert!(rendered.contains("access_log_sample = 1.0\n"), "{rendered}");
+    assert!(
+        rendered.contains("telemetry_sample_ratio = 0.01\n"),
+        "{rendered}"
+    );
 }
