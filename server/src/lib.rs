@@ -45,6 +45,7 @@ mod h1;
 pub mod middleware;
 mod router;
 mod runtime;
+pub mod telemetry;
 
 pub use context::Ctx;
 pub use error::Error;

@@ -1,0 +1,431 @@
+//! The per-thread half: hot-path recording into thread-local tables, folded periodically.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+
+use super::source::SourceSink;
+use super::store::{method_index, Hist, METHODS, UNMATCHED};
+use super::Telemetry;
+
+/// Most distinct route templates one thread labels. A router has a few dozen; this only guards
+/// against a caller passing raw paths as templates, which would otherwise grow the series count
+/// (and the tables here) without bound. Past it, requests are counted as `unmatched`.
+const MAX_ROUTES: usize = 1024;
+
+/// Shortest interval [`ThreadTelemetry::run_folder`] accepts, so a zero cannot make it spin.
+const MIN_DRAIN_INTERVAL: Duration = Duration::from_millis(1);
+
+/// The route id of [`UNMATCHED`].
+const UNMATCHED_ID: u16 = 0;
+
+/// A local source, as [`ThreadTelemetry::add_local_source`] keeps it.
+type LocalSource = Rc<dyn Fn(&mut SourceSink)>;
+
+/// How long each phase of a request took, for a sampled trace ([`ThreadTelemetry::log_trace`]).
+///
+/// Phases that did not happen (no database access) stay zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Phases {
+    /// Reading and parsing the request head and body.
+    pub read: Duration,
+    /// Running the handler, database time included.
+    pub handler: Duration,
+    /// Waiting on the database, inside `handler`.
+    pub database: Duration,
+    /// Rendering the response body (templates, JSON), inside `handler`.
+    pub render: Duration,
+    /// Encoding and writing the response.
+    pub write: Duration,
+}
+
+/// One worker thread's telemetry: the hot path.
+///
+/// Every method takes `&self` and touches only this thread's tables (`Cell`/`RefCell`, no
+/// atomics), so recording a request contends with no other core. The counts reach the shared
+/// [`Telemetry`] when [`fold`](Self::fold) runs: every drain interval from
+/// [`run_folder`](Self::run_folder), and once more when this value is dropped.
+///
+/// `!Send` by design: create one on each worker thread, keep it in an `Rc`.
+pub struct ThreadTelemetry {
+    telemetry: Arc<Telemetry>,
+    /// This thread's id for its source values in the shared store.
+    reporter: u64,
+    enabled: bool,
+    /// [`TelemetryConfig::sample_ratio`](super::TelemetryConfig::sample_ratio) scaled to 53
+    /// bits: a request is sampled when 53 random bits fall below it.
+    sample_threshold: u64,
+    /// xorshift64* state; never zero.
+    rng: Cell<u64>,
+    local: RefCell<Local>,
+    sources: RefCell<Vec<LocalSource>>,
+}
+
+/// Counts since the last fold.
+#[derive(Default)]
+struct Local {
+    /// Route template → id (an index into `routes`).
+    route_ids: HashMap<Box<str>, u16, FastHash>,
+    /// Route label by id; id 0 is [`UNMATCHED`].
+    routes: Vec<Arc<str>>,
+    /// Whether [`MAX_ROUTES`] was reached (and said so in the log).
+    routes_full: bool,
+    /// Requests by [`request_key`]. Entries are zeroed, not removed, by a fold: the steady state
+    /// allocates nothing.
+    requests: HashMap<u64, Hist, FastHash>,
+    /// Connections opened minus closed.
+    connections: i64,
+    rate_limited: HashMap<Box<str>, u64, FastHash>,
+    queries: HashMap<Box<str>, Hist, FastHash>,
+}
+
+impl Local {
+    fn new() -> Local {
+        Local {
+            routes: vec![Arc::from(UNMATCHED)],
+            ..Local::default()
+        }
+    }
+
+    #[inline]
+    fn route_id(&mut self, route: &str) -> u16 {
+        if let Some(&id) = self.route_ids.get(route) {
+            return id;
+        }
+        // `routes` holds the unmatched label and then one entry per template.
+        if self.routes.len() > MAX_ROUTES {
+            if !self.routes_full {
+                self.routes_full = true;
+                tracing::warn!(
+                    limit = MAX_ROUTES,
+                    route,
+                    "too many distinct routes in metrics; further ones are counted as unmatched"
+                );
+            }
+            return UNMATCHED_ID;
+        }
+        let id = self.routes.len() as u16;
+        self.routes.push(Arc::from(route));
+        self.route_ids.insert(Box::from(route), id);
+        id
+    }
+}
+
+/// One table key for (route, method, status), so a request costs one hash of one integer.
+#[inline]
+fn request_key(route: u16, method: u8, status: u16) -> u64 {
+    (u64::from(route) << 32) | (u64::from(method) << 16) | u64::from(status)
+}
+
+fn split_key(key: u64) -> (u16, u8, u16) {
+    ((key >> 32) as u16, (key >> 16) as u8, key as u16)
+}
+
+impl ThreadTelemetry {
+    /// Creates this thread's telemetry, reporting into `telemetry`.
+    pub fn new(telemetry: Arc<Telemetry>) -> ThreadTelemetry {
+        let reporter = telemetry.shared().store().new_reporter();
+        let config = telemetry.config();
+        // `as` saturates, and turns NaN into 0: a ratio of 1 or more always samples, and
+        // anything not above 0 never does.
+        let sample_threshold = (config.sample_ratio.clamp(0.0, 1.0) * (1u64 << 53) as f64) as u64;
+        // A per-thread random seed, without a dependency: std's hasher keys are random.
+        let seed = std::collections::hash_map::RandomState::new().hash_one(reporter) | 1;
+        ThreadTelemetry {
+            enabled: config.enabled,
+            telemetry,
+            reporter,
+            sample_threshold,
+            rng: Cell::new(seed),
+            local: RefCell::new(Local::new()),
+            sources: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The process-wide telemetry this thread folds into.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    /// Records one answered request.
+    ///
+    /// `route` is the matched route's template (`/users/{id}`), `None` when no route matched:
+    /// all of those share the label `route="unmatched"`, so a scanner probing random paths adds
+    /// no series. Methods other than the nine standard ones are labelled `OTHER`. `elapsed` is
+    /// observed in `pinion_http_request_duration_seconds` under the status' class (`2xx`…).
+    #[inline]
+    pub fn record_request(
+        &self,
+        method: &Method,
+        route: Option<&str>,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        if !self.enabled {
+            return;
+        }
+        let mut local = self.local.borrow_mut();
+        let route = match route {
+            Some(r) => local.route_id(r),
+            None => UNMATCHED_ID,
+        };
+        let key = request_key(route, method_index(method), status);
+        local
+            .requests
+            .entry(key)
+            .or_default()
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a connection accepted (`pinion_http_connections_open` goes up at the next fold).
+    #[inline]
+    pub fn connection_opened(&self) {
+        if self.enabled {
+            self.local.borrow_mut().connections += 1;
+        }
+    }
+
+    /// Records a connection closed; pair each with one [`connection_opened`](Self::connection_opened).
+    #[inline]
+    pub fn connection_closed(&self) {
+        if self.enabled {
+            self.local.borrow_mut().connections -= 1;
+        }
+    }
+
+    /// Records a request denied by the rate-limit policy named `policy`
+    /// (`pinion_rate_limit_hits_total`). Policy names come from configuration: a bounded set.
+    #[inline]
+    pub fn rate_limited(&self, policy: &str) {
+        if !self.enabled {
+            return;
+        }
+        let mut local = self.local.borrow_mut();
+        match local.rate_limited.get_mut(policy) {
+            Some(n) => *n += 1,
+            None => {
+                local.rate_limited.insert(Box::from(policy), 1);
+            }
+        }
+    }
+
+    /// Records one database query round trip to `database` (the name the ORM gives it), observed
+    /// in `pinion_db_query_duration_seconds`.
+    #[inline]
+    pub fn observe_query(&self, database: &str, elapsed: Duration) {
+        if !self.enabled {
+            return;
+        }
+        let secs = elapsed.as_secs_f64();
+        let mut local = self.local.borrow_mut();
+        match local.queries.get_mut(database) {
+            Some(h) => h.observe(secs),
+            None => {
+                let mut h = Hist::default();
+                h.observe(secs);
+                local.queries.insert(Box::from(database), h);
+            }
+        }
+    }
+
+    /// Adds a source describing this thread's own objects (its connection pools), read at each
+    /// [`fold`](Self::fold).
+    ///
+    /// The values of every thread's sources are summed at scrape, so each thread reports only
+    /// what it owns. Objects shared by all threads belong in
+    /// [`Telemetry::add_source`] instead, or they are counted once per thread.
+    pub fn add_local_source<F>(&self, source: F)
+    where
+        F: Fn(&mut SourceSink) + 'static,
+    {
+        self.sources.borrow_mut().push(Rc::new(source));
+    }
+
+    /// Moves this thread's counts into the shared totals and replaces its source values with
+    /// fresh ones. Takes the shared lock once.
+    ///
+    /// Called by [`run_folder`](Self::run_folder) and on drop; call it directly before reading
+    /// the totals in a test, or at shutdown.
+    pub fn fold(&self) {
+        // Sources run before anything is borrowed, so one may record into this thread too.
+        let sources: Vec<LocalSource> = self.sources.borrow().clone();
+        let mut sink = SourceSink::default();
+        for source in &sources {
+            source(&mut sink);
+        }
+        let values = sink.into_values();
+
+        let mut local = self.local.borrow_mut();
+        let local = &mut *local;
+        let mut store = self.telemetry.shared().store();
+        for (&key, hist) in local.requests.iter_mut() {
+            if hist.count == 0 {
+                continue;
+            }
+            let (route, method, status) = split_key(key);
+            store.add_requests(method, &local.routes[usize::from(route)], status, hist);
+            hist.clear();
+        }
+        if local.connections != 0 {
+            store.add_connections(local.connections);
+            local.connections = 0;
+        }
+        for (policy, n) in local.rate_limited.iter_mut() {
+            if *n > 0 {
+                store.add_rate_limit_hits(policy, *n);
+                *n = 0;
+            }
+        }
+        for (database, hist) in local.queries.iter_mut() {
+            if hist.count > 0 {
+                store.add_queries(database, hist);
+                hist.clear();
+            }
+        }
+        store.set_reporter(self.reporter, values);
+    }
+
+    /// Folds every `interval` (at least 1 ms) until this `ThreadTelemetry` is dropped
+    /// elsewhere; spawn it on the worker's runtime with `monoio::spawn`. The runtime needs its
+    /// timer enabled.
+    ///
+    /// It holds only a weak reference between folds, so it does not keep the tables alive: the
+    /// last fold is the one [`Drop`] does.
+    pub async fn run_folder(self: Rc<Self>, interval: Duration) {
+        let interval = interval.max(MIN_DRAIN_INTERVAL);
+        let weak: Weak<Self> = Rc::downgrade(&self);
+        drop(self);
+        loop {
+            monoio::time::sleep(interval).await;
+            match weak.upgrade() {
+                Some(this) => this.fold(),
+                None => return,
+            }
+        }
+    }
+
+    /// Whether to trace this request: true for about
+    /// [`sample_ratio`](super::TelemetryConfig::sample_ratio) of calls, decided by a
+    /// per-thread xorshift generator (a few instructions, no shared state).
+    #[inline]
+    pub fn should_sample(&self) -> bool {
+        if self.sample_threshold == 0 {
+            return false;
+        }
+        // xorshift64* (Vigna, 2016): a full period over non-zero states.
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) < self.sample_threshold
+    }
+
+    /// Logs one sampled request as a structured `tracing` event (target `pinion::trace`, level
+    /// INFO): its id, method, route template, status and each phase in microseconds.
+    ///
+    /// Call it only when [`should_sample`](Self::should_sample) said yes.
+    pub fn log_trace(
+        &self,
+        request_id: impl fmt::Display,
+        method: &Method,
+        route: Option<&str>,
+        status: u16,
+        phases: &Phases,
+    ) {
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let total = phases.read + phases.handler + phases.write;
+        tracing::info!(
+            target: "pinion::trace",
+            request_id = %request_id,
+            method = METHODS[usize::from(method_index(method))],
+            route = route.unwrap_or(UNMATCHED),
+            status,
+            total_us = micros(total),
+            read_us = micros(phases.read),
+            handler_us = micros(phases.handler),
+            database_us = micros(phases.database),
+            render_us = micros(phases.render),
+            write_us = micros(phases.write),
+            "sampled request"
+        );
+    }
+}
+
+impl Drop for ThreadTelemetry {
+    /// Folds what is left, then withdraws this thread's pool levels (its pools are gone) while
+    /// keeping its cache counters (a counter must not fall).
+    fn drop(&mut self) {
+        self.fold();
+        self.telemetry
+            .shared()
+            .store()
+            .retire_reporter(self.reporter);
+    }
+}
+
+impl fmt::Debug for ThreadTelemetry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadTelemetry")
+            .field("reporter", &self.reporter)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `BuildHasher` of [`FastHasher`].
+type FastHash = BuildHasherDefault<FastHasher>;
+
+/// A multiply-rotate hasher (the FxHash recipe) for the thread-local tables.
+///
+/// Their keys are small integers and route templates or policy names from the application's
+/// own code and configuration, never request data, so SipHash's flooding resistance buys
+/// nothing there and would cost most of a request's recording time.
+#[derive(Default, Clone, Copy)]
+struct FastHasher(u64);
+
+impl FastHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FastHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(c);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
