@@ -37,6 +37,7 @@ mod manager;
 pub mod migrate;
 mod pinned;
 mod pool;
+mod ratelimit;
 
 pub use cache::{DatabaseCache, CACHE_TABLE};
 pub use database::{Database, Role};
@@ -44,5 +45,6 @@ pub use dial::ConnectOptions;
 pub use error::Error;
 pub use manager::{Db, DbConfig, Session, DEFAULT_PRIMARY_ONLY_TABLES, PRIMARY};
 pub use pool::PooledClient;
+pub use ratelimit::{GcraState, PgRateStore, RATE_LIMIT_TABLE};
 /// Re-exported: rows, parameter types and errors come from tokio-postgres.
 pub use tokio_postgres;

@@ -43,6 +43,7 @@ mod context;
 mod error;
 mod h1;
 pub mod middleware;
+pub mod ratelimit;
 mod router;
 mod runtime;
 pub mod telemetry;
