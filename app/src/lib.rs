@@ -10,10 +10,11 @@
 //! - [`state`]: what each worker thread's handlers share ([`AppState`]), routing sessions and
 //!   the sticky cookie.
 
+pub mod middleware;
 pub mod routes;
 pub mod state;
 
-use pinion_server::Router;
+use pinion_server::{RouteOptions, Router};
 pub use state::AppState;
 
 /// The application's routes, for one worker thread.
@@ -31,4 +32,9 @@ pub fn router() -> Router<AppState> {
         .post("/worlds/{id}", routes::demo::update)
         .get("/health", routes::health::live)
         .get("/health/ready", routes::health::ready)
+        .get("/metrics", routes::metrics::metrics)
+        // Probes and scrapes are cheap and never rate limited: they skip the chain.
+        .configure("/health", RouteOptions::new().bare())
+        .configure("/health/ready", RouteOptions::new().bare())
+        .configure("/metrics", RouteOptions::new().bare())
 }

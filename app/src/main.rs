@@ -10,10 +10,12 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use pinion_app::{router, AppState};
 use pinion_config::{LogFormat, Overrides, Settings, Source};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use pinion_cache::{CacheConfig, LocMemCache, LocMemConfig, StampedeProtection, XFetchConfig};
 use pinion_orm::{ConnectOptions, Db, DbConfig};
+use pinion_server::telemetry::ThreadTelemetry;
 
 /// pinion: a thread-per-core HTTP/1.1 application server.
 #[derive(Parser, Debug)]
@@ -146,6 +148,42 @@ fn serve(settings: &Settings) -> ExitCode {
             }
         }
     }
+    if let Err(e) = pinion_app::middleware::check(settings) {
+        eprintln!("pinion: configuration error: {e}");
+        return ExitCode::from(2);
+    }
+    let limits = match pinion_app::middleware::Limits::new(settings) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("pinion: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !limits.policies.is_empty() && limits.local.is_none() {
+        // The shared store's table is created once, before the workers start.
+        if let Some(cfg) = &db_config {
+            let created = on_runtime(async {
+                let db = Db::start(cfg).map_err(|e| e.to_string())?;
+                pinion_orm::PgRateStore::new(db)
+                    .ensure_table()
+                    .await
+                    .map_err(|e| e.to_string())
+            });
+            if let Err(e) | Ok(Err(e)) = created {
+                eprintln!("pinion: cannot create the rate-limit table: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let telemetry = pinion_app::middleware::telemetry(settings);
+    if let Some(t) = &telemetry {
+        let cache = Arc::clone(&worlds);
+        t.add_source(move |sink| {
+            let stats = cache.inner().stats();
+            sink.cache("worlds", stats.hits, stats.misses);
+        });
+    }
+    let worker_settings = settings.clone();
     let factory = move |worker| {
         // Runs on the worker thread, inside its runtime: the connections are this thread's own.
         let db = db_config.as_ref().and_then(|cfg| match Db::start(cfg) {
@@ -155,9 +193,43 @@ fn serve(settings: &Settings) -> ExitCode {
                 None
             }
         });
+        let thread_telemetry = telemetry.as_ref().map(|t| {
+            let local = Rc::new(ThreadTelemetry::new(Arc::clone(t)));
+            if let Some(db) = &db {
+                let db = Rc::clone(db);
+                local.add_local_source(move |sink| {
+                    for d in db.databases() {
+                        sink.pool(d.name(), d.pool_available(), d.pool_waiters());
+                    }
+                });
+            }
+            local
+        });
+        let router = match pinion_app::middleware::stack(
+            &worker_settings,
+            worker,
+            thread_telemetry,
+            &limits,
+            db.as_ref(),
+        ) {
+            Ok(stack) => router().middleware(stack),
+            Err(e) => {
+                // `check` ran the same construction before start-up, so this is unreachable
+                // in practice; serve without middleware rather than not at all.
+                tracing::error!(worker, "middleware disabled: {e}");
+                router()
+            }
+        };
         (
-            router(),
-            AppState::new(threads, worker, db, sticky_window, Arc::clone(&worlds)),
+            router,
+            AppState::new(
+                threads,
+                worker,
+                db,
+                sticky_window,
+                Arc::clone(&worlds),
+                telemetry.clone(),
+            ),
         )
     };
     let handle = match pinion_server::start(settings, factory) {

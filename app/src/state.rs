@@ -29,6 +29,8 @@ pub struct AppState {
     /// LocMemCache shared by every thread (sharded and lock-protected inside), with
     /// single-flight read-through and XFetch around it.
     pub worlds: Arc<WorldCache>,
+    /// The process-wide metrics, for `/metrics` (None: telemetry off).
+    pub telemetry: Option<Arc<pinion_server::telemetry::Telemetry>>,
     /// A fast, per-thread random source (ids and numbers for the TechEmpower routes); seeded
     /// per thread, never shared, so no lock.
     rng: RefCell<SmallRng>,
@@ -42,6 +44,7 @@ impl AppState {
         db: Option<Rc<Db>>,
         sticky_window: Duration,
         worlds: Arc<WorldCache>,
+        telemetry: Option<Arc<pinion_server::telemetry::Telemetry>>,
     ) -> AppState {
         let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -52,6 +55,7 @@ impl AppState {
             db,
             sticky_window,
             worlds,
+            telemetry,
             rng: RefCell::new(SmallRng::seed_from_u64(seed)),
         }
     }

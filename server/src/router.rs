@@ -94,7 +94,7 @@ impl<S: 'static> Router<S> {
             paths: matchit::Router::new(),
             by_template: HashMap::new(),
             routes: Vec::new(),
-            chain: Chain::new(Vec::new()),
+            chain: Chain::empty(),
         }
     }
 

@@ -5,5 +5,6 @@ pub mod echo;
 pub mod health;
 pub mod index;
 pub mod json;
+pub mod metrics;
 pub mod plaintext;
 pub mod world;

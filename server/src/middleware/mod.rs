@@ -22,6 +22,7 @@
 mod access_log;
 mod cors;
 mod header_block;
+mod rate_limit;
 mod request_id;
 mod security;
 mod timing;
@@ -39,6 +40,7 @@ use http::Method;
 pub use access_log::AccessLog;
 pub use cors::{Cors, CorsConfig};
 pub use header_block::HeaderBlock;
+pub use rate_limit::RateLimit;
 pub use request_id::RequestId;
 pub use security::{
     SecurityHeaders, SecurityHeadersConfig, DEFAULT_CSP, DEFAULT_PERMISSIONS_POLICY,
@@ -48,6 +50,7 @@ pub use timing::ServerTiming;
 
 use crate::context::Ctx;
 use crate::h1::{Request, Response};
+use crate::telemetry::ThreadTelemetry;
 
 /// What a request carries through the chain besides the request itself, which the handler
 /// consumes: when it started, where it came from, where it went, and what the `before` steps
@@ -213,6 +216,7 @@ pub struct Stack<S> {
     timing: Option<Box<dyn Middleware<S>>>,
     observers: Vec<Box<dyn Middleware<S>>>,
     custom: Vec<Box<dyn Middleware<S>>>,
+    telemetry: Option<Rc<ThreadTelemetry>>,
 }
 
 impl<S: 'static> Default for Stack<S> {
@@ -225,6 +229,7 @@ impl<S: 'static> Default for Stack<S> {
             timing: None,
             observers: Vec::new(),
             custom: Vec::new(),
+            telemetry: None,
         }
     }
 }
@@ -272,6 +277,15 @@ impl<S: 'static> Stack<S> {
         self
     }
 
+    /// Records every request (method, route template, status, duration) and every
+    /// connection in this worker's telemetry.
+    pub fn telemetry(mut self, telemetry: Rc<ThreadTelemetry>) -> Stack<S> {
+        self.observers
+            .push(Box::new(Observe(Rc::clone(&telemetry))));
+        self.telemetry = Some(telemetry);
+        self
+    }
+
     /// Adds an application step, after the built-in ones.
     pub fn layer(mut self, m: impl Middleware<S>) -> Stack<S> {
         self.custom.push(Box::new(m));
@@ -288,18 +302,44 @@ impl<S: 'static> Stack<S> {
         steps.extend(self.cors);
         steps.extend(self.rate_limit);
         steps.extend(self.custom);
-        Chain::new(steps)
+        Chain {
+            steps,
+            telemetry: self.telemetry,
+        }
+    }
+}
+
+/// The telemetry observer.
+struct Observe(Rc<ThreadTelemetry>);
+
+impl<S: 'static> Middleware<S> for Observe {
+    fn name(&self) -> &'static str {
+        "telemetry"
+    }
+
+    fn finish(&self, ex: &Exchange, status: u16, _ctx: &Ctx<S>) {
+        self.0
+            .record_request(ex.method(), ex.route(), status, ex.start().elapsed());
     }
 }
 
 /// The chain of one worker.
 pub(crate) struct Chain<S> {
     steps: Vec<Box<dyn Middleware<S>>>,
+    telemetry: Option<Rc<ThreadTelemetry>>,
 }
 
 impl<S: 'static> Chain<S> {
-    pub(crate) fn new(steps: Vec<Box<dyn Middleware<S>>>) -> Chain<S> {
-        Chain { steps }
+    pub(crate) fn empty() -> Chain<S> {
+        Chain {
+            steps: Vec::new(),
+            telemetry: None,
+        }
+    }
+
+    /// The worker's telemetry, for connection counts.
+    pub(crate) fn telemetry(&self) -> Option<&Rc<ThreadTelemetry>> {
+        self.telemetry.as_ref()
     }
 
     /// Whether the chain has nothing to do (the benchmark's "middleware off").

@@ -172,11 +172,17 @@ fn spawn_connection<S: 'static>(
 ) {
     let _ = stream.set_nodelay(true);
     conns.open.set(conns.open.get() + 1);
+    if let Some(t) = shared.router.chain().telemetry() {
+        t.connection_opened();
+    }
     let shared = Rc::clone(shared);
     let conns = Rc::clone(conns);
     monoio::spawn(async move {
-        connection::serve(stream, peer, shared).await;
+        connection::serve(stream, peer, Rc::clone(&shared)).await;
         conns.open.set(conns.open.get() - 1);
         conns.closed.notify_one();
+        if let Some(t) = shared.router.chain().telemetry() {
+            t.connection_closed();
+        }
     });
 }
