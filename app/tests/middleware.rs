@@ -1,0 +1,297 @@
+//! Middleware, rate limits and telemetry through the real binary: rate-limit numbers and
+//! headers, trusted and untrusted X-Forwarded-For, one limit shared by two processes through
+//! PostgreSQL, /metrics checked by the real promtool, and readiness during drain.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{cluster_env, repo, serve, Served};
+
+/// One request on a fresh connection: status, headers (lowercase names), body.
+fn request(addr: SocketAddr, raw: &str) -> (u16, HashMap<String, String>, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    s.write_all(raw.as_bytes()).expect("write");
+    let mut out = Vec::new();
+    loop {
+        let mut buf = [0u8; 65536];
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+fn get(addr: SocketAddr, path: &str, extra: &str) -> (u16, HashMap<String, String>, String) {
+    request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n"),
+    )
+}
+
+#[test]
+fn rate_limit_allows_the_quota_then_denies_with_headers() {
+    let s = serve([
+        ("PINION_RATE_LIMIT_POLICIES", "api=5/1m"),
+        ("PINION_RATE_LIMIT_DEFAULT", "api"),
+    ]);
+    for remaining in (0..5).rev() {
+        let (status, h, _) = get(s.addr, "/json", "");
+        assert_eq!(status, 200);
+        assert_eq!(
+            h.get("ratelimit-policy").map(String::as_str),
+            Some("\"api\";q=5;w=60")
+        );
+        let t = (5 - remaining) * 12;
+        assert_eq!(
+            h.get("ratelimit").map(String::as_str),
+            Some(format!("\"api\";r={remaining};t={t}").as_str())
+        );
+    }
+    let (status, h, body) = get(s.addr, "/json", "");
+    assert_eq!(status, 429);
+    assert_eq!(h.get("retry-after").map(String::as_str), Some("12"));
+    assert_eq!(
+        h.get("content-type").map(String::as_str),
+        Some("application/problem+json")
+    );
+    assert!(body.contains("\"status\":429"), "{body}");
+    // Probes are exempt.
+    assert_eq!(get(s.addr, "/health", "").0, 200);
+    // The denial is counted (after one drain interval).
+    std::thread::sleep(Duration::from_millis(1200));
+    let (_, _, metrics) = get(s.addr, "/metrics", "");
+    assert!(
+        metrics.contains("pinion_rate_limit_hits_total{policy=\"api\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn x_forwarded_for_counts_only_from_trusted_proxies() {
+    // Loopback (the test client) untrusted: every request counts against 127.0.0.1, whatever
+    // X-Forwarded-For says.
+    let s = serve([
+        ("PINION_RATE_LIMIT_POLICIES", "api=1/1m"),
+        ("PINION_RATE_LIMIT_DEFAULT", "api"),
+        ("PINION_TRUSTED_PROXIES", "10.0.0.0/8"),
+    ]);
+    assert_eq!(
+        get(s.addr, "/json", "X-Forwarded-For: 203.0.113.1\r\n").0,
+        200
+    );
+    assert_eq!(
+        get(s.addr, "/json", "X-Forwarded-For: 203.0.113.2\r\n").0,
+        429
+    );
+    drop(s);
+    // Loopback trusted: each forwarded client has its own budget.
+    let s = serve([
+        ("PINION_RATE_LIMIT_POLICIES", "api=1/1m"),
+        ("PINION_RATE_LIMIT_DEFAULT", "api"),
+        ("PINION_TRUSTED_PROXIES", "127.0.0.1/32"),
+    ]);
+    assert_eq!(
+        get(s.addr, "/json", "X-Forwarded-For: 203.0.113.1\r\n").0,
+        200
+    );
+    assert_eq!(
+        get(s.addr, "/json", "X-Forwarded-For: 203.0.113.2\r\n").0,
+        200
+    );
+    assert_eq!(
+        get(s.addr, "/json", "X-Forwarded-For: 203.0.113.1\r\n").0,
+        429
+    );
+}
+
+#[test]
+fn two_processes_share_one_limit_through_postgresql() {
+    let env = cluster_env();
+    // A policy name of this test's own, so earlier runs' state (same table) cannot interfere.
+    let name = format!("shared{}", std::process::id());
+    let policy = format!("{name}=6/1h");
+    let start = || {
+        serve([
+            ("DATABASE_URL", env["DATABASE_URL"].as_str()),
+            (
+                "PINION_MIGRATIONS_DIR",
+                repo().join("migrations").to_str().expect("path"),
+            ),
+            ("PINION_RATE_LIMIT_POLICIES", policy.as_str()),
+            ("PINION_RATE_LIMIT_DEFAULT", name.as_str()),
+            ("PINION_RATE_LIMIT_STORE", "postgres"),
+        ])
+    };
+    let (a, b) = (start(), start());
+    let mut allowed = 0;
+    for i in 0..10 {
+        let addr = if i % 2 == 0 { a.addr } else { b.addr };
+        match get(addr, "/json", "").0 {
+            200 => allowed += 1,
+            429 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(allowed, 6, "two instances enforce one limit, not two");
+}
+
+fn promtool() -> String {
+    let out = Command::new(repo().join("scripts/promtool"))
+        .output()
+        .expect("scripts/promtool");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn metric(metrics: &str, line_prefix: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+#[test]
+fn metrics_pass_promtool_count_requests_and_bound_series() {
+    let s = serve([("PINION_TELEMETRY_DRAIN_INTERVAL", "100ms")]);
+    let wait = || std::thread::sleep(Duration::from_millis(300));
+    wait();
+    let (_, _, before) = get(s.addr, "/metrics", "");
+    let key = "pinion_http_requests_total{method=\"GET\",route=\"/plaintext\",status=\"200\"}";
+    let n0 = metric(&before, key);
+    for _ in 0..25 {
+        assert_eq!(get(s.addr, "/plaintext", "").0, 200);
+    }
+    // A scanner: 200 distinct unknown paths.
+    for i in 0..200 {
+        assert_eq!(get(s.addr, &format!("/wp-admin/{i}.php"), "").0, 404);
+    }
+    wait();
+    let (status, h, after) = get(s.addr, "/metrics", "");
+    assert_eq!(status, 200);
+    assert_eq!(
+        h.get("content-type").map(String::as_str),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert_eq!(
+        metric(&after, key) - n0,
+        25,
+        "counter moved by the number of requests"
+    );
+    let unmatched: Vec<&str> = after
+        .lines()
+        .filter(|l| {
+            l.starts_with("pinion_http_requests_total{") && l.contains("route=\"unmatched\"")
+        })
+        .collect();
+    assert_eq!(unmatched.len(), 1, "{unmatched:?}");
+    assert!(!after.contains("wp-admin"), "paths must not become labels");
+    assert!(
+        metric(
+            &after,
+            "pinion_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"}"
+        ) >= 200
+    );
+    assert!(after.contains("process_resident_memory_bytes"));
+    // The real promtool accepts it, lint included.
+    let mut check = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    check
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(after.as_bytes())
+        .expect("write");
+    let out = check.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn readiness_turns_503_during_drain() {
+    let mut s: Served = serve([("PINION_DRAIN_TIMEOUT", "10s")]);
+    // A request in flight keeps the server draining: its body is half sent.
+    let mut slow = TcpStream::connect(s.addr).expect("connect");
+    slow.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nab")
+        .expect("write");
+    // A pipelined readiness probe on a connection that is busy with the first request: it is
+    // answered after the body arrives, during drain.
+    let mut probe = TcpStream::connect(s.addr).expect("connect");
+    probe
+        .write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n")
+        .expect("write");
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(
+        unsafe { libc::kill(s.child.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    probe
+        .write_all(b"ok")
+        .and_then(|()| probe.write_all(b"GET /health/ready HTTP/1.1\r\nHost: t\r\n\r\n"))
+        .expect("write");
+    probe
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !text.contains("draining") && Instant::now() < deadline {
+        let mut buf = [0u8; 4096];
+        match probe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    let ready = text
+        .split("HTTP/1.1 ")
+        .nth(2)
+        .unwrap_or_else(|| panic!("no readiness answer: {text}"));
+    assert!(ready.starts_with("503"), "{text}");
+    assert!(ready.contains("\"draining\":true"), "{text}");
+    slow.write_all(b"cd").expect("finish");
+    let _ = s.child.wait();
+}
