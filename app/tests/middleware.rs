@@ -262,11 +262,9 @@ fn readiness_turns_503_during_drain() {
         .write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n")
         .expect("write");
     std::thread::sleep(Duration::from_millis(200));
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(
-        unsafe { libc::kill(s.child.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(s.child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(rc, 0);
     std::thread::sleep(Duration::from_millis(300));
     probe
         .write_all(b"ok")
