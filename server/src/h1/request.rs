@@ -25,7 +25,7 @@ pub struct Request {
     params: Vec<(Box<str>, Box<str>)>,
     body: Bytes,
     peer: SocketAddr,
-    request_id: Option<http::HeaderValue>,
+    request_id: Option<crate::middleware::RequestIdValue>,
 }
 
 impl Request {
@@ -51,10 +51,10 @@ impl Request {
     /// The request id (`X-Request-Id`, from a trusted proxy or generated), when the
     /// request-id middleware runs; put it in your logs.
     pub fn request_id(&self) -> Option<&str> {
-        self.request_id.as_ref().and_then(|v| v.to_str().ok())
+        self.request_id.as_ref().map(|v| v.as_str())
     }
 
-    pub(crate) fn set_request_id(&mut self, id: http::HeaderValue) {
+    pub(crate) fn set_request_id(&mut self, id: crate::middleware::RequestIdValue) {
         self.request_id = Some(id);
     }
 

@@ -5,7 +5,6 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-use http::header::HeaderValue;
 use http::Method;
 
 use super::{Exchange, Middleware};
@@ -14,7 +13,7 @@ use crate::context::Ctx;
 /// One logged request.
 #[derive(Debug)]
 struct Record {
-    request_id: Option<HeaderValue>,
+    request_id: Option<super::RequestIdValue>,
     method: Method,
     path: Box<str>,
     route: Option<Rc<str>>,
@@ -66,7 +65,7 @@ impl AccessLog {
                 for r in records {
                     tracing::info!(
                         target: "pinion::access",
-                        request_id = r.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
+                        request_id = r.request_id.as_ref().map_or("", |v| v.as_str()),
                         method = %r.method,
                         path = %r.path,
                         route = r.route.as_deref().unwrap_or("unmatched"),
@@ -117,7 +116,7 @@ impl<S: 'static> Middleware<S> for AccessLog {
             path: ex.path().into(),
             route: ex.route.clone(),
             status,
-            micros: ex.start().elapsed().as_micros() as u64,
+            micros: ex.elapsed().as_micros() as u64,
             peer: ex.peer(),
         });
     }

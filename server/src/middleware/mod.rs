@@ -41,7 +41,7 @@ pub use access_log::AccessLog;
 pub use cors::{Cors, CorsConfig};
 pub use header_block::HeaderBlock;
 pub use rate_limit::RateLimit;
-pub use request_id::RequestId;
+pub use request_id::{RequestId, RequestIdValue};
 pub use security::{
     SecurityHeaders, SecurityHeadersConfig, DEFAULT_CSP, DEFAULT_PERMISSIONS_POLICY,
     DEFAULT_REFERRER_POLICY,
@@ -58,13 +58,14 @@ use crate::telemetry::ThreadTelemetry;
 #[derive(Debug)]
 pub struct Exchange {
     start: Instant,
+    elapsed: std::time::Duration,
     method: Method,
     path: Bytes,
     route: Option<Rc<str>>,
     peer: SocketAddr,
     rate_policy: Option<Rc<str>>,
     /// The request id, once the request-id middleware has set it.
-    pub request_id: Option<HeaderValue>,
+    pub request_id: Option<RequestIdValue>,
     /// The `Origin` of a CORS request, kept for the response headers.
     pub origin: Option<HeaderValue>,
     /// Response headers a `before` step wants on the response (e.g. rate-limit headers),
@@ -82,6 +83,7 @@ impl Exchange {
     ) -> Exchange {
         Exchange {
             start,
+            elapsed: std::time::Duration::ZERO,
             method,
             path,
             route: route.map(|r| Rc::clone(&r.template)),
@@ -93,9 +95,16 @@ impl Exchange {
         }
     }
 
-    /// When the request head was parsed.
+    /// When the bytes of the request arrived (the read that completed its head; requests
+    /// pipelined in one read share it).
     pub fn start(&self) -> Instant {
         self.start
+    }
+
+    /// How long the request took, from [`start`](Self::start) to its response being ready;
+    /// measured once, when the `after` steps begin (zero before).
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.elapsed
     }
 
     /// The request method.
@@ -319,7 +328,7 @@ impl<S: 'static> Middleware<S> for Observe {
 
     fn finish(&self, ex: &Exchange, status: u16, _ctx: &Ctx<S>) {
         self.0
-            .record_request(ex.method(), ex.route(), status, ex.start().elapsed());
+            .record_request(ex.method(), ex.route(), status, ex.elapsed());
     }
 }
 
