@@ -196,6 +196,15 @@ fn serve(settings: &Settings) -> ExitCode {
         let thread_telemetry = telemetry.as_ref().map(|t| {
             let local = Rc::new(ThreadTelemetry::new(Arc::clone(t)));
             if let Some(db) = &db {
+                for d in db.databases() {
+                    // Weak: the telemetry already holds the databases (pool gauges).
+                    let t = Rc::downgrade(&local);
+                    d.set_query_observer(Rc::new(move |name, elapsed| {
+                        if let Some(t) = t.upgrade() {
+                            t.observe_query(name, elapsed);
+                        }
+                    }));
+                }
                 let db = Rc::clone(db);
                 local.add_local_source(move |sink| {
                     for d in db.databases() {

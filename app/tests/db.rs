@@ -334,3 +334,21 @@ fn a_changed_applied_migration_refuses_start_up() {
         "{err}"
     );
 }
+
+#[test]
+fn query_durations_are_in_the_metrics() {
+    let s = serve();
+    for _ in 0..5 {
+        assert_eq!(get(s.addr, "/db").0, 200);
+    }
+    // Folded into the registry within one drain interval (1 s by default).
+    std::thread::sleep(Duration::from_millis(1200));
+    let (_, _, metrics) = get(s.addr, "/metrics");
+    let count: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("pinion_db_query_duration_seconds_count{database=\"replica1\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no replica query histogram in:\n{metrics}"));
+    assert!(count >= 5, "{count}");
+}

@@ -42,7 +42,14 @@ pub struct Database {
     /// Cleared by a connection error or a failed ping, set again by a good ping; together with
     /// a live pinned connection it decides whether reads are routed here.
     healthy: Cell<bool>,
+    /// Told the duration of every statement (for `pinion_db_query_duration_seconds`); the ORM
+    /// does not depend on the server's telemetry, so the app plugs it in.
+    observer: std::cell::RefCell<Option<QueryObserver>>,
 }
+
+/// A callback told `(database name, duration)` after each statement run through a
+/// [`Database`].
+pub type QueryObserver = Rc<dyn Fn(&str, Duration)>;
 
 impl Database {
     pub(crate) fn start(
@@ -63,6 +70,7 @@ impl Database {
             pool,
             query_timeout,
             healthy: Cell::new(true),
+            observer: std::cell::RefCell::new(None),
         }
     }
 
@@ -74,6 +82,11 @@ impl Database {
     /// Primary or replica.
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// Sets the callback told the duration of every statement run here.
+    pub fn set_query_observer(&self, observer: QueryObserver) {
+        *self.observer.borrow_mut() = Some(observer);
     }
 
     /// Whether reads may be routed here: a live connection and no error since the last good
@@ -238,10 +251,15 @@ impl Database {
         &self,
         run: impl std::future::Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
+        let observer = self.observer.borrow().clone();
+        let started = observer.as_ref().map(|_| std::time::Instant::now());
         let result = match monoio::time::timeout(self.query_timeout, run).await {
             Ok(r) => r,
             Err(_) => Err(Error::timeout("query")),
         };
+        if let (Some(observe), Some(started)) = (observer, started) {
+            observe(&self.name, started.elapsed());
+        }
         result.map_err(|e| {
             if e.is_connection_lost() || e.is_unavailable() {
                 self.healthy.set(false);

@@ -40,7 +40,7 @@ mod pool;
 mod ratelimit;
 
 pub use cache::{DatabaseCache, CACHE_TABLE};
-pub use database::{Database, Role};
+pub use database::{Database, QueryObserver, Role};
 pub use dial::ConnectOptions;
 pub use error::Error;
 pub use manager::{Db, DbConfig, Session, DEFAULT_PRIMARY_ONLY_TABLES, PRIMARY};
