@@ -2,14 +2,13 @@
 //! against the private primary and replica (`scripts/pg`).
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
 mod common;
 
-use common::{cluster_env, pinion, repo, Served};
+use common::{cluster_env, pinion, repo, request, Served};
 
 fn serve() -> Served {
     let env = cluster_env();
@@ -46,37 +45,6 @@ fn wait_until_both_databases_are_up(addr: SocketAddr) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// One request on a fresh connection; returns status, headers (lowercased names) and body.
-fn request(addr: SocketAddr, raw: &str) -> (u16, HashMap<String, String>, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    s.write_all(raw.as_bytes()).expect("write");
-    let mut out = Vec::new();
-    loop {
-        let mut buf = [0u8; 65536];
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-    let text = String::from_utf8(out).expect("utf-8");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (status, headers, body.to_string())
 }
 
 fn get(addr: SocketAddr, path: &str) -> (u16, HashMap<String, String>, String) {

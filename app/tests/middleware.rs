@@ -10,38 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cluster_env, repo, serve, Served};
-
-/// One request on a fresh connection: status, headers (lowercase names), body.
-fn request(addr: SocketAddr, raw: &str) -> (u16, HashMap<String, String>, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    s.write_all(raw.as_bytes()).expect("write");
-    let mut out = Vec::new();
-    loop {
-        let mut buf = [0u8; 65536];
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (status, headers, body.to_string())
-}
+use common::{cluster_env, repo, request, serve, Served};
 
 fn get(addr: SocketAddr, path: &str, extra: &str) -> (u16, HashMap<String, String>, String) {
     request(

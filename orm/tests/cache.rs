@@ -4,7 +4,6 @@
 mod common;
 
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use common::{run, Cluster};
@@ -13,43 +12,6 @@ use pinion_cache::{
     TwoTierConfig,
 };
 use pinion_orm::{DatabaseCache, Db, DbConfig};
-
-/// A database of this test's own on the shared primary, so `clear` and table drops touch
-/// nobody else; dropped by the caller at the end.
-fn fresh_database(cluster: &Cluster, name: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let db = format!(
-        "cache_{name}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    run(async {
-        let admin = Db::start(&DbConfig::new(cluster.primary.clone(), vec![])).expect("db");
-        admin
-            .primary()
-            .batch_execute(&format!("CREATE DATABASE {db}"))
-            .await
-            .expect("create database");
-    });
-    let base = cluster
-        .primary
-        .rsplit_once('/')
-        .expect("a URL with a database")
-        .0;
-    format!("{base}/{db}")
-}
-
-fn drop_database(cluster: &Cluster, url: &str) {
-    let name = url.rsplit_once('/').expect("db").1.to_string();
-    run(async {
-        let admin = Db::start(&DbConfig::new(cluster.primary.clone(), vec![])).expect("db");
-        admin
-            .primary()
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await
-            .expect("drop database");
-    });
-}
 
 fn options() -> CacheOptions {
     CacheOptions::new(&CacheConfig::default())
@@ -65,7 +27,7 @@ async fn cache_on(url: &str, options: CacheOptions) -> DatabaseCache {
 #[test]
 fn every_operation_against_postgresql() {
     let cluster = Cluster::shared();
-    let url = fresh_database(&cluster, "ops");
+    let url = cluster.fresh_database("cache_ops");
     run(async {
         let cache = cache_on(&url, options()).await;
         assert_eq!(cache.get::<String>("missing").await.expect("get"), None);
@@ -134,13 +96,13 @@ fn every_operation_against_postgresql() {
         cache.set("k", 1_i32, Ttl::Default).await.expect("set");
         assert_eq!(v2.get::<i32>("k").await.expect("get"), None);
     });
-    drop_database(&cluster, &url);
+    cluster.drop_database(&url);
 }
 
 #[test]
 fn expired_rows_are_never_returned_and_are_purged() {
     let cluster = Cluster::shared();
-    let url = fresh_database(&cluster, "ttl");
+    let url = cluster.fresh_database("cache_ttl");
     run(async {
         // A clock an hour behind writes entries that are already expired for PostgreSQL.
         let (clock, _hand) = Clock::manual(SystemTime::now() - Duration::from_secs(3600));
@@ -175,13 +137,13 @@ fn expired_rows_are_never_returned_and_are_purged() {
         assert_eq!(cache.purge_expired().await.expect("purge"), 1);
         assert_eq!(cache.get::<i32>("forever").await.expect("get"), Some(1));
     });
-    drop_database(&cluster, &url);
+    cluster.drop_database(&url);
 }
 
 #[test]
 fn concurrent_increments_give_the_exact_total() {
     let cluster = Cluster::shared();
-    let url = fresh_database(&cluster, "incr");
+    let url = cluster.fresh_database("cache_incr");
     run(async {
         cache_on(&url, options())
             .await
@@ -218,13 +180,13 @@ fn concurrent_increments_give_the_exact_total() {
             .expect("get");
         assert_eq!(total, Some(200));
     });
-    drop_database(&cluster, &url);
+    cluster.drop_database(&url);
 }
 
 #[test]
 fn two_tier_keeps_serving_from_l1_when_the_database_tier_fails() {
     let cluster = Cluster::shared();
-    let url = fresh_database(&cluster, "l2");
+    let url = cluster.fresh_database("cache_l2");
     run(async {
         let l1 = LocMemCache::new(&LocMemConfig::default());
         let l2 = cache_on(&url, options()).await;
@@ -274,5 +236,5 @@ fn two_tier_keeps_serving_from_l1_when_the_database_tier_fails() {
         assert!(stats.l2_errors >= 2, "{stats:?}");
         assert!(stats.l1_hits >= 2, "{stats:?}");
     });
-    drop_database(&cluster, &url);
+    cluster.drop_database(&url);
 }

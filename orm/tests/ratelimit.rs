@@ -5,7 +5,6 @@
 mod common;
 
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,42 +13,6 @@ use futures_util::future::join_all;
 use pinion_orm::{Db, DbConfig, GcraState, PgRateStore, RATE_LIMIT_TABLE};
 
 const SEC: u64 = 1_000_000_000;
-
-/// A database of this test's own on the shared primary; dropped by the caller at the end.
-fn fresh_database(cluster: &Cluster, name: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let db = format!(
-        "ratelimit_{name}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    run(async {
-        let admin = Db::start(&DbConfig::new(cluster.primary.clone(), vec![])).expect("db");
-        admin
-            .primary()
-            .batch_execute(&format!("CREATE DATABASE {db}"))
-            .await
-            .expect("create database");
-    });
-    let base = cluster
-        .primary
-        .rsplit_once('/')
-        .expect("a URL with a database")
-        .0;
-    format!("{base}/{db}")
-}
-
-fn drop_database(cluster: &Cluster, url: &str) {
-    let name = url.rsplit_once('/').expect("db").1.to_string();
-    run(async {
-        let admin = Db::start(&DbConfig::new(cluster.primary.clone(), vec![])).expect("db");
-        admin
-            .primary()
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await
-            .expect("drop database");
-    });
-}
 
 async fn store_on(url: &str) -> (Rc<Db>, PgRateStore) {
     let db = Db::start(&DbConfig::new(url.to_string(), vec![])).expect("db");
@@ -70,7 +33,7 @@ fn params(quota: u64, window: u64, burst: u64) -> (Duration, Duration) {
 #[test]
 fn two_instances_share_one_limit() {
     let cluster = Cluster::shared();
-    let url = fresh_database(&cluster, "shared");
+    let url = cluster.fresh_database("ratelimit_shared");
     run(async {
         store_on(&url).await;
     });
@@ -122,13 +85,13 @@ fn two_instances_share_one_limit() {
             assert_eq!(s.tat, tats[9]);
         }
     }
-    drop_database(&cluster, &url);
+    cluster.drop_database(&url);
 }
 
 #[test]
 fn gcra_in_sql_decides_exactly() {
     let cluster = Cluster::shared();
-    let url = fresh_database(&cluster, "exact");
+    let url = cluster.fresh_database("ratelimit_exact");
     run(async {
         let (db, store) = store_on(&url).await;
         // 1 per minute, burst 3: T = 60 s, τ = 120 s.
@@ -174,13 +137,13 @@ fn gcra_in_sql_decides_exactly() {
                 .allowed
         );
     });
-    drop_database(&cluster, &url);
+    cluster.drop_database(&url);
 }
 
 #[test]
 fn idle_rows_are_purged() {
     let cluster = Cluster::shared();
-    let url = fresh_database(&cluster, "purge");
+    let url = cluster.fresh_database("ratelimit_purge");
     run(async {
         let (db, store) = store_on(&url).await;
         let (t, tau) = params(1, 60, 1);
@@ -222,13 +185,13 @@ fn idle_rows_are_purged() {
         let emptied = eventually(Duration::from_secs(10), async || count().await == 0).await;
         assert!(emptied, "the purger deleted the idle rows");
     });
-    drop_database(&cluster, &url);
+    cluster.drop_database(&url);
 }
 
 #[test]
 fn the_table_is_unlogged() {
     let cluster = Cluster::shared();
-    let url = fresh_database(&cluster, "unlogged");
+    let url = cluster.fresh_database("ratelimit_unlogged");
     run(async {
         let (db, _store) = store_on(&url).await;
         let persistence: i8 = db
@@ -247,5 +210,5 @@ fn the_table_is_unlogged() {
             .await
             .expect("again");
     });
-    drop_database(&cluster, &url);
+    cluster.drop_database(&url);
 }

@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pinion");
 
@@ -100,4 +101,35 @@ pub fn serve<K: AsRef<OsStr>, V: AsRef<OsStr>>(env: impl IntoIterator<Item = (K,
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     Served { child, addr }
+}
+
+/// One request on a fresh connection; returns status, headers (lowercased names) and body.
+pub fn request(addr: SocketAddr, raw: &str) -> (u16, HashMap<String, String>, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.write_all(raw.as_bytes()).expect("write");
+    let mut out = Vec::new();
+    loop {
+        let mut buf = [0u8; 65536];
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    let text = String::from_utf8(out).expect("utf-8");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
 }

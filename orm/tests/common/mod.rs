@@ -129,3 +129,49 @@ pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -
         monoio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+impl Cluster {
+    /// A database of the calling test's own on this cluster's primary (`<prefix>_<pid>_<n>`),
+    /// so that `clear`, table drops and shared tables touch no other test; drop it with
+    /// [`Cluster::drop_database`].
+    pub fn fresh_database(&self, prefix: &str) -> String {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let db = format!(
+            "{prefix}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        run(async {
+            let admin =
+                pinion_orm::Db::start(&pinion_orm::DbConfig::new(self.primary.clone(), vec![]))
+                    .expect("db");
+            admin
+                .primary()
+                .batch_execute(&format!("CREATE DATABASE {db}"))
+                .await
+                .expect("create database");
+        });
+        let base = self
+            .primary
+            .rsplit_once('/')
+            .expect("a URL with a database")
+            .0;
+        format!("{base}/{db}")
+    }
+
+    /// Drops a database made by [`Cluster::fresh_database`].
+    pub fn drop_database(&self, url: &str) {
+        let name = url.rsplit_once('/').expect("db").1.to_string();
+        run(async {
+            let admin =
+                pinion_orm::Db::start(&pinion_orm::DbConfig::new(self.primary.clone(), vec![]))
+                    .expect("db");
+            admin
+                .primary()
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await
+                .expect("drop database");
+        });
+    }
+}
