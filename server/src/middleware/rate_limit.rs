@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use super::{Before, Exchange, HeaderBlock, Middleware};
+use super::{Before, Exchange, Middleware};
 use crate::context::Ctx;
 use crate::h1::{Request, Response};
 use crate::ratelimit::{
@@ -95,6 +95,12 @@ impl<S: 'static, St: RateStore + 'static> Middleware<S> for RateLimit<St> {
             return Before::Continue;
         };
         let client = self.keys.key(req);
+        if let Some(decision) = self.store.decide_now(policy, &client) {
+            return match self.decided(policy, decision, ex) {
+                Some(resp) => Before::Respond(resp),
+                None => Before::Continue,
+            };
+        }
         Before::Wait(Box::pin(async move {
             match self.store.decide(policy, client).await {
                 Ok(decision) => self.decided(policy, decision, ex),
@@ -105,6 +111,4 @@ impl<S: 'static, St: RateStore + 'static> Middleware<S> for RateLimit<St> {
             }
         }))
     }
-
-    fn after(&self, _ex: &Exchange, _resp: &Response, _out: &mut HeaderBlock, _ctx: &Ctx<S>) {}
 }

@@ -96,6 +96,13 @@ pub trait RateStore {
         policy: &Policy,
         client: ClientKey,
     ) -> impl Future<Output = Result<Decision, Error>>;
+
+    /// The decision without waiting, for a store that never does I/O (the local one); `None`
+    /// means "call [`decide`](RateStore::decide)". Lets the middleware skip boxing a future on
+    /// every request when the state is in process.
+    fn decide_now(&self, _policy: &Policy, _client: &ClientKey) -> Option<Decision> {
+        None
+    }
 }
 
 /// Decides at [`LocalStore::now`]; never fails, never waits.
@@ -107,6 +114,10 @@ impl RateStore for LocalStore {
     ) -> impl Future<Output = Result<Decision, Error>> {
         std::future::ready(Ok(self.decide_at(policy, client, self.now())))
     }
+
+    fn decide_now(&self, policy: &Policy, client: &ClientKey) -> Option<Decision> {
+        Some(self.decide_at(policy, client.clone(), self.now()))
+    }
 }
 
 impl<S: RateStore + ?Sized> RateStore for Arc<S> {
@@ -117,6 +128,10 @@ impl<S: RateStore + ?Sized> RateStore for Arc<S> {
     ) -> impl Future<Output = Result<Decision, Error>> {
         S::decide(self, policy, client)
     }
+
+    fn decide_now(&self, policy: &Policy, client: &ClientKey) -> Option<Decision> {
+        S::decide_now(self, policy, client)
+    }
 }
 
 impl<S: RateStore + ?Sized> RateStore for Rc<S> {
@@ -126,5 +141,9 @@ impl<S: RateStore + ?Sized> RateStore for Rc<S> {
         client: ClientKey,
     ) -> impl Future<Output = Result<Decision, Error>> {
         S::decide(self, policy, client)
+    }
+
+    fn decide_now(&self, policy: &Policy, client: &ClientKey) -> Option<Decision> {
+        S::decide_now(self, policy, client)
     }
 }
