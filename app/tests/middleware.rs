@@ -262,3 +262,94 @@ fn readiness_turns_503_during_drain() {
     slow.write_all(b"cd").expect("finish");
     let _ = s.child.wait();
 }
+
+/// A field of a JSON log line, whether the formatter flattens event fields or nests them
+/// under `fields`.
+fn log_field<'a>(line: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    line.get(name)
+        .or_else(|| line.get("fields").and_then(|f| f.get(name)))
+        .unwrap_or(&serde_json::Value::Null)
+}
+
+fn trace_lines(s: &Served, needle: &str) -> Vec<serde_json::Value> {
+    s.wait_for_logs(&["pinion::trace", needle], 1)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn micros(line: &serde_json::Value, name: &str) -> u64 {
+    log_field(line, name)
+        .as_u64()
+        .unwrap_or_else(|| panic!("{name} in {line}"))
+}
+
+#[test]
+fn sampled_requests_log_their_phases_with_database_and_render_time() {
+    let env = cluster_env();
+    let s = serve([
+        ("DATABASE_URL", env["DATABASE_URL"].as_str()),
+        (
+            "PINION_MIGRATIONS_DIR",
+            repo().join("migrations").to_str().expect("path"),
+        ),
+        ("PINION_TELEMETRY_SAMPLE_RATIO", "1"),
+        ("PINION_LOG_FORMAT", "json"),
+    ]);
+    // A database request: its trace carries the id echoed on the response.
+    let (status, h, _) = get(s.addr, "/queries?q=5", "");
+    assert_eq!(status, 200);
+    let id = h.get("x-request-id").expect("a request id").clone();
+    let lines = trace_lines(&s, &id);
+    assert_eq!(lines.len(), 1, "one trace per request: {lines:?}");
+    let t = &lines[0];
+    assert_eq!(log_field(t, "route"), "/queries");
+    assert_eq!(log_field(t, "method"), "GET");
+    assert_eq!(log_field(t, "status"), 200);
+    let (db, handler, render) = (
+        micros(t, "database_us"),
+        micros(t, "handler_us"),
+        micros(t, "render_us"),
+    );
+    assert!(db > 0, "five queries take time: {t}");
+    assert!(
+        handler >= db + render,
+        "database and render are inside the handler: {t}"
+    );
+    let parts = micros(t, "read_us") + handler + micros(t, "write_us");
+    assert!(
+        micros(t, "total_us").abs_diff(parts) <= 2,
+        "total is read + handler + write: {t}"
+    );
+
+    // JSON rendering is timed, and no database time leaks in from elsewhere.
+    let (_, h, _) = get(s.addr, "/json", "");
+    let t = &trace_lines(&s, &h["x-request-id"])[0];
+    assert_eq!(log_field(t, "route"), "/json");
+    assert_eq!(micros(t, "database_us"), 0, "{t}");
+
+    // An unmatched path runs no handler.
+    let (status, h, _) = get(s.addr, "/no/such/page", "");
+    assert_eq!(status, 404);
+    let t = &trace_lines(&s, &h["x-request-id"])[0];
+    assert_eq!(log_field(t, "route"), "unmatched");
+    assert_eq!(micros(t, "handler_us"), 0, "{t}");
+}
+
+#[test]
+fn a_zero_sample_ratio_logs_no_traces() {
+    let s = serve([
+        ("PINION_TELEMETRY_SAMPLE_RATIO", "0"),
+        ("PINION_LOG_FORMAT", "json"),
+    ]);
+    for _ in 0..50 {
+        assert_eq!(get(s.addr, "/json", "").0, 200);
+    }
+    // The access log or anything else may log; no line is a trace.
+    std::thread::sleep(Duration::from_millis(300));
+    let logs = s.logs.lock().expect("logs");
+    assert!(
+        !logs.iter().any(|l| l.contains("pinion::trace")),
+        "{logs:?}"
+    );
+}

@@ -24,6 +24,8 @@ use crate::h1::{Request, Response};
 use crate::middleware::{Exchange, HeaderBlock};
 use crate::router::{fallback_response, Dispatch, Router};
 use crate::runtime::shutdown::LocalShutdown;
+use crate::telemetry::trace::{Recorder, Traced};
+use crate::telemetry::Phases;
 
 /// Initial size of a connection's read buffer; it grows (up to the head and body limits) only
 /// for requests that need it. Small, because every idle keep-alive connection holds one (an
@@ -116,6 +118,21 @@ struct Connection<S: 'static> {
     /// When the last read of request heads completed: the start of every request it brought
     /// (one clock read per batch, not per pipelined request).
     arrived: Instant,
+    /// Sampled requests of the current batch, logged once the batch is written (their write
+    /// phase ends then). Empty, and unallocated, for almost every batch.
+    traces: Vec<PendingTrace>,
+}
+
+/// A sampled request whose response is encoded but not yet written.
+struct PendingTrace {
+    request_id: Option<crate::middleware::RequestIdValue>,
+    method: Method,
+    route: Option<Rc<str>>,
+    status: u16,
+    /// Every phase but `write`, which ends when the batch is flushed.
+    phases: Phases,
+    /// When encoding began: the start of the write phase.
+    encode_start: Instant,
 }
 
 /// How long a lingering close waits for the peer to finish sending (nginx's
@@ -135,6 +152,7 @@ pub(crate) async fn serve<S: 'static>(stream: TcpStream, peer: SocketAddr, share
         linger: false,
         extra: HeaderBlock::new(),
         arrived: Instant::now(),
+        traces: Vec::new(),
     };
     if let Err(why) = conn.run().await {
         tracing::trace!(peer = %conn.peer, ?why, "connection closed");
@@ -247,6 +265,12 @@ impl<S: 'static> Connection<S> {
             Exchange::new(start, head.method.clone(), path, route, self.peer)
         });
         let mut req = Request::new(head, head_bytes, Bytes::new(), self.peer);
+        // About `telemetry_sample_ratio` of the requests that run the chain are traced.
+        let recorder = match (&ex, chain.telemetry()) {
+            (Some(_), Some(t)) if t.should_sample() => Some(Rc::new(Recorder::default())),
+            _ => None,
+        };
+        let mut handler_span: Option<(Instant, Instant)> = None;
 
         // The chain may answer before the body is read (a 429, a preflight).
         let early = match &mut ex {
@@ -277,7 +301,17 @@ impl<S: 'static> Connection<S> {
             (Some(resp), _) => resp,
             (None, Dispatch::Handler(handler, _, params)) => {
                 req.set_params(params);
-                match handler.call(req, &shared.ctx).await {
+                let result = match &recorder {
+                    Some(rec) => {
+                        let began = Instant::now();
+                        let result =
+                            Traced::new(handler.call(req, &shared.ctx), Rc::clone(rec)).await;
+                        handler_span = Some((began, Instant::now()));
+                        result
+                    }
+                    None => handler.call(req, &shared.ctx).await,
+                };
+                match result {
                     Ok(resp) => resp,
                     Err(e) => e.into_response(),
                 }
@@ -296,6 +330,7 @@ impl<S: 'static> Connection<S> {
             (true, Version::Http11) => ConnHeader::None,
         };
         self.ensure_wbuf();
+        let encode_start = recorder.as_ref().map(|_| Instant::now());
         match &mut ex {
             Some(ex) => {
                 self.extra.clear();
@@ -319,7 +354,44 @@ impl<S: 'static> Connection<S> {
                 &[],
             ),
         }
+        if let (Some(rec), Some(ex), Some(encode_start)) = (recorder, ex, encode_start) {
+            // An early answer ran no handler: everything before encoding was reading.
+            let read_end = handler_span.map_or(encode_start, |(began, _)| began);
+            let handler = handler_span.map_or(std::time::Duration::ZERO, |(b, e)| e - b);
+            let (request_id, method, route) = ex.into_trace_parts();
+            self.traces.push(PendingTrace {
+                request_id,
+                method,
+                route,
+                status: response.status_code().as_u16(),
+                phases: Phases {
+                    read: read_end.saturating_duration_since(start),
+                    handler,
+                    database: rec.database(),
+                    render: rec.render(),
+                    write: std::time::Duration::ZERO,
+                },
+                encode_start,
+            });
+        }
         Ok(keep_alive)
+    }
+
+    /// Logs the sampled requests of the batch just written, now that their write phase ended.
+    fn log_traces(&mut self) {
+        let Some(telemetry) = self.shared.router.chain().telemetry() else {
+            self.traces.clear();
+            return;
+        };
+        let now = Instant::now();
+        for t in self.traces.drain(..) {
+            let phases = Phases {
+                write: now.saturating_duration_since(t.encode_start),
+                ..t.phases
+            };
+            let id = t.request_id.as_ref().map_or("-", |id| id.as_str());
+            telemetry.log_trace(id, &t.method, t.route.as_deref(), t.status, &phases);
+        }
     }
 
     /// During drain, a pipelined request already in the buffer is still answered; only the
@@ -517,6 +589,9 @@ impl<S: 'static> Connection<S> {
         let (res, mut buf) = self.stream.write_all(buf).await;
         buf.clear();
         self.wbuf = buf;
+        if !self.traces.is_empty() {
+            self.log_traces();
+        }
         res.map(|_| ()).map_err(|_| Closed::Io)
     }
 

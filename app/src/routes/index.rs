@@ -44,6 +44,7 @@ pub async fn index(_req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error
         threads: ctx.state().threads,
         endpoints: ENDPOINTS,
     };
-    let html = page.render().map_err(Error::internal)?;
+    let html =
+        pinion_server::telemetry::trace::render(|| page.render()).map_err(Error::internal)?;
     Ok(Response::html(html))
 }

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pinion");
@@ -58,6 +59,30 @@ pub fn cluster_env() -> HashMap<String, String> {
 pub struct Served {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Every stderr line after the start-up line, as it arrives.
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Served {
+    /// Waits up to 10 s for log lines that contain every one of `needles`, and returns them
+    /// once `count` such lines have arrived (or whatever matched by then).
+    pub fn wait_for_logs(&self, needles: &[&str], count: usize) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let found: Vec<String> = self
+                .logs
+                .lock()
+                .expect("log lines")
+                .iter()
+                .filter(|l| needles.iter().all(|n| l.contains(n)))
+                .cloned()
+                .collect();
+            if found.len() >= count || std::time::Instant::now() > deadline {
+                return found;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for Served {
@@ -98,9 +123,16 @@ pub fn serve<K: AsRef<OsStr>, V: AsRef<OsStr>>(env: impl IntoIterator<Item = (K,
             break addr.parse().expect("socket address");
         }
     };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Served { child, addr }
+    // Keep draining stderr so the server never blocks on a full pipe; keep the lines for tests
+    // that read logs.
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&logs);
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().expect("log lines").push(line);
+        }
+    });
+    Served { child, addr, logs }
 }
 
 /// One request on a fresh connection; returns status, headers (lowercased names) and body.

@@ -52,7 +52,8 @@ impl Response {
     /// # Errors
     /// An internal error if `value` cannot be serialized (a map with non-string keys, say).
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Response, Error> {
-        let body = serde_json::to_vec(value).map_err(Error::internal)?;
+        let body = crate::telemetry::trace::render(|| serde_json::to_vec(value))
+            .map_err(Error::internal)?;
         Ok(Response::with_body(
             HeaderValue::from_static("application/json"),
             Bytes::from(body),

@@ -132,6 +132,12 @@ impl Exchange {
     pub fn rate_policy(&self) -> Option<&str> {
         self.rate_policy.as_deref()
     }
+
+    /// What a sampled trace logs once the response is written: the id, the method and the
+    /// route, moved out without copying.
+    pub(crate) fn into_trace_parts(self) -> (Option<RequestIdValue>, Method, Option<Rc<str>>) {
+        (self.request_id, self.method, self.route)
+    }
 }
 
 /// The outcome of a middleware's `before` step.

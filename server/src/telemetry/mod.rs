@@ -48,6 +48,7 @@ mod process;
 mod source;
 mod store;
 mod thread;
+pub mod trace;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -96,7 +97,8 @@ pub struct TelemetryConfig {
     /// Default is [`DEFAULT_DRAIN_INTERVAL`].
     pub drain_interval: Duration,
     /// Share of requests, from 0 to 1, for which [`ThreadTelemetry::should_sample`] is true and
-    /// a phase trace is logged. 0 (or anything not above 0) never samples, 1 always does.
+    /// a phase trace is logged. 0 (or anything not above 0) never samples, 1 always does; nothing
+    /// is sampled while [`enabled`](Self::enabled) is off.
     /// Default is [`DEFAULT_SAMPLE_RATIO`].
     pub sample_ratio: f64,
 }

@@ -143,8 +143,12 @@ impl ThreadTelemetry {
         let reporter = telemetry.shared().store().new_reporter();
         let config = telemetry.config();
         // `as` saturates, and turns NaN into 0: a ratio of 1 or more always samples, and
-        // anything not above 0 never does.
-        let sample_threshold = (config.sample_ratio.clamp(0.0, 1.0) * (1u64 << 53) as f64) as u64;
+        // anything not above 0 never does. Disabled telemetry traces nothing either.
+        let sample_threshold = if config.enabled {
+            (config.sample_ratio.clamp(0.0, 1.0) * (1u64 << 53) as f64) as u64
+        } else {
+            0
+        };
         // A per-thread random seed, without a dependency: std's hasher keys are random.
         let seed = std::collections::hash_map::RandomState::new().hash_one(reporter) | 1;
         ThreadTelemetry {
@@ -226,9 +230,11 @@ impl ThreadTelemetry {
     }
 
     /// Records one database query round trip to `database` (the name the ORM gives it), observed
-    /// in `pinion_db_query_duration_seconds`.
+    /// in `pinion_db_query_duration_seconds`, and adds it to the database phase of the sampled
+    /// request being polled, if any (see [`trace`](super::trace)).
     #[inline]
     pub fn observe_query(&self, database: &str, elapsed: Duration) {
+        super::trace::add_database(elapsed);
         if !self.enabled {
             return;
         }
