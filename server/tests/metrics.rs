@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{drivers, settings, TestServer};
 use pinion_server::telemetry::{render, Telemetry, TelemetryConfig, ThreadTelemetry};
-use pinion_server::{Ctx, Error, Method, Request, Response, Router};
+use pinion_server::{Ctx, Error, Method, Request, Response, Router, Stack};
 
 /// The path of a working promtool, from `scripts/promtool` (which installs it when missing).
 fn promtool() -> PathBuf {
@@ -146,11 +146,9 @@ struct State {
     thread: Rc<ThreadTelemetry>,
 }
 
-async fn work(req: Request, ctx: &Ctx<State>) -> Result<Response, Error> {
-    // What the connection loop will do once telemetry is wired in.
-    ctx.state()
-        .thread
-        .record_request(req.method(), Some("/work"), 200, Duration::from_micros(150));
+/// Takes 30 ms, so that its duration lands in a known part of the histogram.
+async fn work(_req: Request, _ctx: &Ctx<State>) -> Result<Response, Error> {
+    monoio::time::sleep(Duration::from_millis(30)).await;
     Ok(Response::text("done"))
 }
 
@@ -165,11 +163,15 @@ fn metrics_are_served_over_a_socket() {
     for d in drivers() {
         let t = Arc::new(Telemetry::new(TelemetryConfig::default()));
         let server = TestServer::start(&settings(d), move |_| {
+            let thread = Rc::new(ThreadTelemetry::new(Arc::clone(&t)));
+            let router = Router::new()
+                .get("/work", work)
+                .get("/metrics", metrics)
+                .middleware(Stack::new().telemetry(Rc::clone(&thread)));
             let state = State {
                 telemetry: Arc::clone(&t),
-                thread: Rc::new(ThreadTelemetry::new(Arc::clone(&t))),
+                thread,
             };
-            let router = Router::new().get("/work", work).get("/metrics", metrics);
             (router, state)
         });
         let mut c = server.connect();
@@ -189,6 +191,18 @@ fn metrics_are_served_over_a_socket() {
             ),
             "{d:?}:\n{text}"
         );
+        // Each took at least 30 ms: none within 25 ms, all within +Inf.
+        let bucket = |le: &str| {
+            let prefix = format!(
+                "pinion_http_request_duration_seconds_bucket{{method=\"GET\",route=\"/work\",status_class=\"2xx\",le=\"{le}\"}} "
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .unwrap_or_else(|| panic!("{prefix} in\n{text}"))
+                .to_string()
+        };
+        assert_eq!(bucket("0.025"), "0", "{d:?}:\n{text}");
+        assert_eq!(bucket("+Inf"), "3", "{d:?}:\n{text}");
         let (ok, printed) = promtool_check(&r.body);
         assert!(ok && printed.trim().is_empty(), "{d:?}: {printed}");
         server.stop();

@@ -31,6 +31,12 @@ async fn whoami(req: Request, _ctx: &Ctx<()>) -> Result<Response, Error> {
     ))
 }
 
+/// Takes 40 ms, so that its Server-Timing has something to show.
+async fn slow(_req: Request, _ctx: &Ctx<()>) -> Result<Response, Error> {
+    monoio::time::sleep(std::time::Duration::from_millis(40)).await;
+    Ok(Response::text("slow"))
+}
+
 fn stack(cors: CorsConfig) -> Stack<()> {
     Stack::new()
         .request_id(RequestId::new(|ip| ip.is_loopback(), 42))
@@ -45,6 +51,7 @@ fn app(cors: CorsConfig) -> Router<()> {
         .get("/page", page)
         .get("/framed", framed)
         .get("/whoami", whoami)
+        .get("/slow", slow)
         .post("/text", text)
         .get("/health", text)
         .configure("/health", RouteOptions::new().bare())
@@ -282,7 +289,12 @@ fn server_timing_and_bare_routes() {
     let timing = r.header("server-timing").expect("server-timing");
     assert!(timing.starts_with("app;dur="), "{timing}");
     let ms: f64 = timing["app;dur=".len()..].parse().expect("a number");
-    assert!(ms >= 0.0);
+    assert!((0.0..40.0).contains(&ms), "{timing}");
+    // The duration is the request's own: a 40 ms handler shows at least 40 ms.
+    let r = request(&server, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+    let timing = r.header("server-timing").expect("server-timing");
+    let ms: f64 = timing["app;dur=".len()..].parse().expect("a number");
+    assert!((40.0..5000.0).contains(&ms), "{timing}");
     // A bare route skips the whole chain.
     let r = request(&server, "GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(r.status, 200);

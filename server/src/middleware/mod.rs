@@ -383,7 +383,8 @@ impl<S: 'static> Chain<S> {
         None
     }
 
-    /// Runs the `after` steps in reverse order, then appends what `before` steps queued.
+    /// Measures the request's duration (one clock read), runs the `after` steps in reverse
+    /// order, then appends what `before` steps queued.
     pub(crate) fn after(
         &self,
         ex: &mut Exchange,
@@ -391,6 +392,7 @@ impl<S: 'static> Chain<S> {
         out: &mut HeaderBlock,
         ctx: &Ctx<S>,
     ) {
+        ex.elapsed = ex.start.elapsed();
         for step in self.steps.iter().rev() {
             step.after(ex, resp, out, ctx);
         }
