@@ -113,8 +113,6 @@ struct Connection<S: 'static> {
     /// request, an undrained body): closing a socket with unread input makes the kernel send
     /// a reset, which can destroy the response before the client reads it.
     linger: bool,
-    /// Headers the middleware chain adds to the response being encoded; reused.
-    extra: HeaderBlock,
     /// When the last read of request heads completed: the start of every request it brought
     /// (one clock read per batch, not per pipelined request).
     arrived: Instant,
@@ -150,7 +148,6 @@ pub(crate) async fn serve<S: 'static>(stream: TcpStream, peer: SocketAddr, share
         wbuf: BytesMut::new(),
         shared,
         linger: false,
-        extra: HeaderBlock::new(),
         arrived: Instant::now(),
         traces: Vec::new(),
     };
@@ -333,15 +330,17 @@ impl<S: 'static> Connection<S> {
         let encode_start = recorder.as_ref().map(|_| Instant::now());
         match &mut ex {
             Some(ex) => {
-                self.extra.clear();
-                chain.after(ex, &response, &mut self.extra, &shared.ctx);
-                encode::encode(
+                encode::encode_with(
                     &mut self.wbuf,
                     &response,
                     &shared.cfg.server_line,
                     conn,
                     head_only,
-                    self.extra.as_bytes(),
+                    |out| {
+                        let mut block = HeaderBlock::over(std::mem::take(out));
+                        chain.after(ex, &response, &mut block, &shared.ctx);
+                        *out = block.into_inner();
+                    },
                 );
                 chain.finish(ex, response.status_code().as_u16(), &shared.ctx);
             }

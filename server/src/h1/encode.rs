@@ -57,6 +57,21 @@ pub(crate) fn encode(
     head_only: bool,
     extra: &[u8],
 ) {
+    encode_with(out, resp, server, conn, head_only, |out| {
+        out.extend_from_slice(extra)
+    });
+}
+
+/// [`encode`], with the extra header lines appended by `extra` straight into `out`, after the
+/// response's own headers (the middleware chain writes there without an intermediate buffer).
+pub(crate) fn encode_with(
+    out: &mut BytesMut,
+    resp: &Response,
+    server: &[u8],
+    conn: ConnHeader,
+    head_only: bool,
+    extra: impl FnOnce(&mut BytesMut),
+) {
     let status = resp.status;
     // 1xx, 204 and 304 carry no body and, here, no Content-Length (RFC 9110 §8.6, §15.4.5).
     let bodiless = status.is_informational()
@@ -97,7 +112,7 @@ pub(crate) fn encode(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(extra);
+    extra(out);
     match conn {
         ConnHeader::None => {}
         ConnHeader::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),

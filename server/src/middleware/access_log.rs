@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use http::Method;
 
-use super::{Exchange, Middleware};
+use super::{Exchange, Hooks, Middleware};
 use crate::context::Ctx;
 
 /// One logged request.
@@ -99,6 +99,10 @@ impl AccessLog {
 impl<S: 'static> Middleware<S> for AccessLog {
     fn name(&self) -> &'static str {
         "access-log"
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks::FINISH
     }
 
     fn finish(&self, ex: &Exchange, status: u16, _ctx: &Ctx<S>) {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
 
-use super::{Before, Exchange, HeaderBlock, Middleware};
+use super::{Before, Exchange, HeaderBlock, Hooks, Middleware};
 use crate::context::Ctx;
 use crate::error::Error;
 use crate::h1::{Request, Response};
@@ -189,6 +189,10 @@ impl Cors {
 impl<S: 'static> Middleware<S> for Cors {
     fn name(&self) -> &'static str {
         "cors"
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks::AROUND
     }
 
     fn before<'a>(

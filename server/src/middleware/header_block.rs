@@ -9,15 +9,36 @@ use http::header::{HeaderName, HeaderValue};
 /// pre-rendered block (the security headers are one) costs a `memcpy`, not an allocation per
 /// header. Values come from `HeaderValue` (which cannot hold CR or LF) or from static blocks
 /// checked when they are built, so nothing here can split a response.
+///
+/// On the response path the block is the connection's write buffer itself, positioned just
+/// after the response's own headers ([`over`](Self::over)): what a middleware adds lands where
+/// it will be sent, with no second copy. Everything before that position (earlier responses of
+/// the batch, this response's head) is out of reach: [`as_bytes`](Self::as_bytes),
+/// [`clear`](Self::clear) and [`is_empty`](Self::is_empty) see only this block's lines.
 #[derive(Debug, Default)]
 pub struct HeaderBlock {
     buf: BytesMut,
+    /// Where this block's lines begin in `buf`.
+    start: usize,
 }
 
 impl HeaderBlock {
     /// An empty block (no allocation until something is added).
     pub fn new() -> HeaderBlock {
         HeaderBlock::default()
+    }
+
+    /// A block that appends to `buf` after what it already holds.
+    pub(crate) fn over(buf: BytesMut) -> HeaderBlock {
+        HeaderBlock {
+            start: buf.len(),
+            buf,
+        }
+    }
+
+    /// The buffer back, this block's lines at its end.
+    pub(crate) fn into_inner(self) -> BytesMut {
+        self.buf
     }
 
     /// Adds `name: value`.
@@ -41,21 +62,46 @@ impl HeaderBlock {
 
     /// Appends another block.
     pub fn append(&mut self, other: &HeaderBlock) {
-        self.buf.extend_from_slice(&other.buf);
+        self.buf.extend_from_slice(other.as_bytes());
     }
 
     /// The bytes, ready to be written after the response's own headers.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.buf
+        &self.buf[self.start..]
     }
 
     /// Empties the block, keeping its capacity.
     pub fn clear(&mut self) {
-        self.buf.clear();
+        self.buf.truncate(self.start);
     }
 
     /// Whether nothing was added.
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.buf.len() == self.start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_over_a_buffer_sees_only_its_own_lines() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        let mut block = HeaderBlock::over(buf);
+        assert!(block.is_empty());
+        block.push_str("x-a", b"1");
+        assert_eq!(block.as_bytes(), b"x-a: 1\r\n");
+        block.clear();
+        assert!(block.is_empty());
+        block.push_str("x-b", b"2");
+        let mut other = HeaderBlock::new();
+        other.push_str("x-c", b"3");
+        block.append(&other);
+        assert_eq!(
+            &block.into_inner()[..],
+            b"HTTP/1.1 200 OK\r\nx-b: 2\r\nx-c: 3\r\n"
+        );
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use super::{Before, Exchange, Middleware};
+use super::{Before, Exchange, Hooks, Middleware};
 use crate::context::Ctx;
 use crate::h1::{Request, Response};
 use crate::ratelimit::{
@@ -83,6 +83,10 @@ impl<St: RateStore + 'static> RateLimit<St> {
 impl<S: 'static, St: RateStore + 'static> Middleware<S> for RateLimit<St> {
     fn name(&self) -> &'static str {
         "rate-limit"
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks::BEFORE
     }
 
     fn before<'a>(

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use http::header::HeaderValue;
 
-use super::{Before, Exchange, HeaderBlock, Middleware};
+use super::{Before, Exchange, HeaderBlock, Hooks, Middleware};
 use crate::context::Ctx;
 use crate::h1::{Request, Response};
 
@@ -48,6 +48,9 @@ pub struct RequestId {
     /// incremented in place, an odometer over hex digits (rendering 32 digits per request from
     /// two integers cost ~250 instructions; the increment is a handful).
     last: Cell<[u8; 32]>,
+    /// The last peer asked about and whether it is trusted: behind nginx (or under a load
+    /// test) every request comes from the same address, and the CIDR list is not walked again.
+    last_peer: Cell<Option<(IpAddr, bool)>>,
 }
 
 impl RequestId {
@@ -64,6 +67,19 @@ impl RequestId {
         RequestId {
             trusted: Box::new(trusted),
             last: Cell::new(last),
+            last_peer: Cell::new(None),
+        }
+    }
+
+    /// Whether `ip` is a trusted proxy, remembering the last answer.
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        match self.last_peer.get() {
+            Some((last, trusted)) if last == ip => trusted,
+            _ => {
+                let trusted = (self.trusted)(ip);
+                self.last_peer.set(Some((ip, trusted)));
+                trusted
+            }
         }
     }
 
@@ -109,6 +125,10 @@ impl<S: 'static> Middleware<S> for RequestId {
         "request-id"
     }
 
+    fn hooks(&self) -> Hooks {
+        Hooks::AROUND
+    }
+
     fn before<'a>(
         &'a self,
         req: &'a mut Request,
@@ -117,7 +137,8 @@ impl<S: 'static> Middleware<S> for RequestId {
     ) -> Before<'a> {
         // The peer check first: without trusted proxies it is one comparison, and the
         // header is not looked for at all.
-        let from_proxy = (self.trusted)(req.peer_addr().ip())
+        let from_proxy = self
+            .is_trusted(req.peer_addr().ip())
             .then(|| req.header("x-request-id"))
             .flatten()
             .filter(|v| acceptable(v))
@@ -132,7 +153,18 @@ impl<S: 'static> Middleware<S> for RequestId {
     fn after(&self, ex: &Exchange, resp: &Response, out: &mut HeaderBlock, _ctx: &Ctx<S>) {
         if let Some(id) = &ex.request_id {
             if resp.headers.is_empty() || resp.header_value(&X_REQUEST_ID).is_none() {
-                out.push_str("x-request-id", id.as_bytes());
+                match id {
+                    // A fixed-size line built on the stack: one copy into the block.
+                    RequestIdValue::Generated(text) => {
+                        const NAME: &[u8] = b"x-request-id: ";
+                        let mut line = [0u8; NAME.len() + 32 + 2];
+                        line[..NAME.len()].copy_from_slice(NAME);
+                        line[NAME.len()..NAME.len() + 32].copy_from_slice(text);
+                        line[NAME.len() + 32..].copy_from_slice(b"\r\n");
+                        out.push_block(&line);
+                    }
+                    RequestIdValue::Given(_) => out.push_str("x-request-id", id.as_bytes()),
+                }
             }
         }
     }

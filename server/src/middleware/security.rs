@@ -2,7 +2,7 @@
 
 use http::header::{self, HeaderName, HeaderValue};
 
-use super::{HeaderBlock, Middleware};
+use super::{HeaderBlock, Hooks, Middleware};
 use crate::context::Ctx;
 use crate::error::Error;
 use crate::h1::Response;
@@ -126,6 +126,10 @@ impl SecurityHeaders {
 impl<S: 'static> Middleware<S> for SecurityHeaders {
     fn name(&self) -> &'static str {
         "security-headers"
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks::AFTER
     }
 
     fn after(&self, _ex: &Exchange, resp: &Response, out: &mut HeaderBlock, _ctx: &Ctx<S>) {
