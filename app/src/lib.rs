@@ -1,7 +1,7 @@
 //! # pinion-app
 //!
 //! The reference application served by the `pinion` binary: the TechEmpower endpoints
-//! (`/plaintext`, `/json`, `/db`, `/queries`, `/updates`, `/cached-queries`), health probes, a read-your-writes
+//! (`/plaintext`, `/json`, `/db`, `/queries`, `/fortunes`, `/updates`, `/cached-queries`), health probes, a read-your-writes
 //! demo (`/worlds/{id}`), `/echo` and an index page. [`router`] builds the routes for one
 //! worker thread; the binary hands it to [`pinion_server::start`].
 //!
@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .get("/queries", routes::world::queries)
         .get("/updates", routes::world::updates)
         .get("/cached-queries", routes::world::cached_queries)
+        .get("/fortunes", routes::fortunes::fortunes)
         .get("/worlds/{id}", routes::demo::show)
         .post("/worlds/{id}", routes::demo::update)
         .get("/health", routes::health::live)

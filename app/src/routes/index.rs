@@ -20,6 +20,7 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint { method: "GET", path: "/queries?q=20", about: "q random rows, one pipelined SELECT each (TechEmpower queries)" },
     Endpoint { method: "GET", path: "/updates?q=20", about: "q rows read, changed and written in one bulk UPDATE (TechEmpower updates)" },
     Endpoint { method: "GET", path: "/cached-queries?count=20", about: "count rows through the in-process cache, read-through from PostgreSQL (TechEmpower cached queries)" },
+    Endpoint { method: "GET", path: "/fortunes", about: "every fortune plus one added at request time, sorted, through a compiled askama template (TechEmpower fortunes)" },
     Endpoint { method: "GET", path: "/worlds/1", about: "one row, with the database that served it; POST ?randomNumber=N writes and redirects (read-your-writes demo)" },
     Endpoint { method: "GET", path: "/health/ready", about: "readiness: 503 while draining or while the primary is down" },
     Endpoint { method: "GET", path: "/health", about: "liveness" },

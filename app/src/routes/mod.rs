@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod echo;
+pub mod fortunes;
 pub mod health;
 pub mod index;
 pub mod json;

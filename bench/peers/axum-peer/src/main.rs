@@ -5,7 +5,9 @@
 //! each with its own `SO_REUSEPORT` listener (built with socket2) and its own tokio-postgres
 //! connection, on which the queries of all that thread's requests are pipelined; statements
 //! prepared once per connection; a `quick_cache` shared by all threads for the cached queries,
-//! loaded with the whole `world` table at start-up; mimalloc as the global allocator.
+//! loaded with the whole `world` table at start-up; mimalloc as the global allocator. `/fortunes`
+//! renders a compiled askama template, the same engine and markup as pinion's, so both servers
+//! answer the same bytes for the same rows.
 //!
 //! Connections are served by hyper's HTTP/1 connection builder with `pipeline_flush` on (as the
 //! entry's `serve_hyper` does), the axum `Router` wrapped by hyper-util's `TowerToHyperService`.
@@ -18,7 +20,8 @@
 //!
 //! Each flag falls back to an environment variable (`PEER_BIND`, `PEER_PORT`, `PEER_WORKERS`),
 //! then to its default: `127.0.0.1`, `8080`, one worker per available core. The database is
-//! `DATABASE_URL`; without it only `/plaintext` and `/json` answer, the others 503.
+//! `DATABASE_URL`; without it only `/plaintext` and `/json` answer, the others 503. It must hold
+//! the `world` and `fortune` tables (pinion's migrations create them).
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -27,10 +30,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use askama::Template;
 use axum::extract::{RawQuery, State};
 use axum::http::header::{CONTENT_TYPE, SERVER};
 use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::future::try_join_all;
@@ -48,6 +52,9 @@ const MAX_QUERIES: usize = 500;
 
 const SELECT_WORLD: &str = "SELECT id, randomnumber FROM world WHERE id = $1";
 const SELECT_ALL: &str = "SELECT id, randomnumber FROM world";
+const SELECT_FORTUNES: &str = "SELECT id, message FROM fortune";
+/// The fortune the fortunes test adds to the table's at request time.
+const EXTRA_FORTUNE: &str = "Additional fortune added at request time.";
 /// One statement for all the rows of an `/updates` request, ids sorted (no deadlocks between
 /// concurrent requests).
 const UPDATE_WORLDS: &str = "UPDATE world SET randomnumber = v.r \
@@ -68,6 +75,26 @@ struct World {
     random_number: i32,
 }
 
+/// One row of `fortune`, its message borrowed from the row it was read from.
+struct Fortune<'a> {
+    id: i32,
+    message: &'a str,
+}
+
+/// The fortunes page: the TechEmpower markup, auto-escaped by askama (`"&'<>` as `&#34;` `&#38;`
+/// `&#39;` `&#60;` `&#62;`). The same template as pinion's `templates/fortunes.html`.
+#[derive(Template)]
+#[template(
+    source = "<!DOCTYPE html><html><head><title>Fortunes</title></head><body><table>\
+              <tr><th>id</th><th>message</th></tr>\
+              {% for f in fortunes %}<tr><td>{{ f.id }}</td><td>{{ f.message }}</td></tr>{% endfor %}\
+              </table></body></html>",
+    ext = "html"
+)]
+struct FortunesPage<'a> {
+    fortunes: &'a [Fortune<'a>],
+}
+
 /// A random id (and a random new number for `/updates`): 1..=10 000.
 fn random_id() -> i32 {
     fastrand::i32(1..=ROWS)
@@ -79,6 +106,7 @@ struct Db {
     client: Client,
     world: Statement,
     update: Statement,
+    fortune: Statement,
 }
 
 impl Db {
@@ -91,10 +119,12 @@ impl Db {
         });
         let world = client.prepare(SELECT_WORLD).await?;
         let update = client.prepare(UPDATE_WORLDS).await?;
+        let fortune = client.prepare(SELECT_FORTUNES).await?;
         Ok(Db {
             client,
             world,
             update,
+            fortune,
         })
     }
 
@@ -139,6 +169,7 @@ impl AppState {
 enum AppError {
     NoDatabase,
     Db(tokio_postgres::Error),
+    Render(askama::Error),
 }
 
 impl From<tokio_postgres::Error> for AppError {
@@ -154,6 +185,9 @@ impl IntoResponse for AppError {
                 (StatusCode::SERVICE_UNAVAILABLE, "no DATABASE_URL").into_response()
             }
             AppError::Db(e) => (StatusCode::INTERNAL_SERVER_ERROR, describe(&e)).into_response(),
+            AppError::Render(e) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+            }
         }
     }
 }
@@ -246,6 +280,29 @@ async fn cached_queries(
     Ok(Json(worlds))
 }
 
+/// All rows of `fortune` and [`EXTRA_FORTUNE`] (id 0), sorted by message, as HTML; axum's `Html`
+/// sets `text/html; charset=utf-8`.
+async fn fortunes(State(state): State<AppState>) -> Result<Html<String>, AppError> {
+    let db = state.db()?;
+    let rows = db.client.query(&db.fortune, &[]).await?;
+    let mut fortunes = Vec::with_capacity(rows.len() + 1);
+    fortunes.push(Fortune {
+        id: 0,
+        message: EXTRA_FORTUNE,
+    });
+    for row in &rows {
+        fortunes.push(Fortune {
+            id: row.get(0),
+            message: row.get(1),
+        });
+    }
+    fortunes.sort_unstable_by_key(|f| f.message);
+    let page = FortunesPage {
+        fortunes: &fortunes,
+    };
+    Ok(Html(page.render().map_err(AppError::Render)?))
+}
+
 fn router(state: AppState) -> Router {
     Router::new()
         .route("/plaintext", get(plaintext))
@@ -254,6 +311,7 @@ fn router(state: AppState) -> Router {
         .route("/queries", get(queries))
         .route("/updates", get(updates))
         .route("/cached-queries", get(cached_queries))
+        .route("/fortunes", get(fortunes))
         .layer(SetResponseHeaderLayer::overriding(
             SERVER,
             HeaderValue::from_static("axum"),
