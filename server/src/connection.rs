@@ -176,7 +176,7 @@ impl<S: 'static> Connection<S> {
                 let head = match head::parse(&self.rbuf, &cfg.limits) {
                     Ok(Some(head)) => head,
                     Ok(None) => break,
-                    Err(e) => return self.reject(e).await,
+                    Err(e) => return Box::pin(self.reject(e)).await,
                 };
                 head_deadline = None;
                 fresh = false;
@@ -218,12 +218,11 @@ impl<S: 'static> Connection<S> {
                 ReadOutcome::Eof | ReadOutcome::Draining => return Ok(()),
                 ReadOutcome::TimedOut if !partial_head => return Ok(()),
                 ReadOutcome::TimedOut => {
-                    return self
-                        .reject_status(
-                            StatusCode::REQUEST_TIMEOUT,
-                            "request head not received in time",
-                        )
-                        .await;
+                    return Box::pin(self.reject_status(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request head not received in time",
+                    ))
+                    .await;
                 }
             }
         }
@@ -280,14 +279,23 @@ impl<S: 'static> Connection<S> {
         let wants_body = early.is_none() && matches!(found, Dispatch::Handler(..));
         match framing {
             BodyFraming::None => {}
-            _ if wants_body => match self.read_body(framing, expect_continue, shared).await? {
-                Ok(body) => req.set_body(body),
-                Err((status, why)) => return self.reject_status(status, why).await.map(|()| false),
-            },
+            // Body reading, draining and rejections are boxed: they are rarer than the plain
+            // GET, and inline they would add their (deep) state to every connection's task,
+            // idle ones included (see `bench/idle-memory`).
+            _ if wants_body => {
+                match Box::pin(self.read_body(framing, expect_continue, shared)).await? {
+                    Ok(body) => req.set_body(body),
+                    Err((status, why)) => {
+                        return Box::pin(self.reject_status(status, why))
+                            .await
+                            .map(|()| false)
+                    }
+                }
+            }
             _ => {
                 // Without a 100 Continue the client may still be holding the body back: do not
                 // wait for it, answer and close.
-                if expect_continue || !self.drain_body(framing, shared).await? {
+                if expect_continue || !Box::pin(self.drain_body(framing, shared)).await? {
                     keep_alive = false;
                     self.linger = true;
                 }

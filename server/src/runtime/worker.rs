@@ -177,12 +177,17 @@ fn spawn_connection<S: 'static>(
     }
     let shared = Rc::clone(shared);
     let conns = Rc::clone(conns);
-    monoio::spawn(async move {
+    let task = async move {
         connection::serve(stream, peer, Rc::clone(&shared)).await;
         conns.open.set(conns.open.get() - 1);
         conns.closed.notify_one();
         if let Some(t) = shared.router.chain().telemetry() {
             t.connection_closed();
         }
-    });
+    };
+    // Every connection, idle ones included, holds one of these: its size is most of the
+    // per-connection memory besides the read buffer (`bench/idle-memory`).
+    static LOGGED: std::sync::Once = std::sync::Once::new();
+    LOGGED.call_once(|| tracing::debug!(bytes = std::mem::size_of_val(&task), "connection task"));
+    monoio::spawn(task);
 }
