@@ -358,10 +358,17 @@ fn split_target(
     target: &[u8],
     method: &Method,
 ) -> Result<(PathRepr, Option<Span>), HeadError> {
-    // Checked on the whole target: absolute-form without a path (`http://h#x`, `http://h?q#x`)
-    // returns before the path is looked at, and used to let the fragment through.
-    if target.contains(&b'#') {
-        return Err(HeadError::BadRequest("fragment in request target"));
+    // One pass over the whole target: a fragment anywhere is refused (checked on the whole
+    // target: absolute-form without a path, `http://h#x` or `http://h?q#x`, returns before the
+    // path is looked at, and used to let the fragment through), and the first `?` is noted.
+    let mut query_at = None;
+    for (i, &b) in target.iter().enumerate() {
+        if b == b'#' {
+            return Err(HeadError::BadRequest("fragment in request target"));
+        }
+        if b == b'?' && query_at.is_none() {
+            query_at = Some(i);
+        }
     }
     if target == b"*" {
         return if method == Method::OPTIONS {
@@ -372,9 +379,16 @@ fn split_target(
             ))
         };
     }
-    let path_and_query = if target.first() == Some(&b'/') {
-        target
-    } else if let Some(rest) = strip_scheme(target) {
+    if target.first() == Some(&b'/') {
+        return Ok(match query_at {
+            Some(i) => (
+                PathRepr::Span(Span::of(buf, &target[..i])),
+                Some(Span::of(buf, &target[i + 1..])),
+            ),
+            None => (PathRepr::Span(Span::of(buf, target)), None),
+        });
+    }
+    let path_and_query = if let Some(rest) = strip_scheme(target) {
         // absolute-form: servers must accept it (RFC 9112 §3.2.2); the authority is ignored
         // in favour of Host, which was already required and validated.
         match rest.iter().position(|&b| b == b'/' || b == b'?') {
