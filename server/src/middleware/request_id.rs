@@ -47,7 +47,7 @@ pub struct RequestId {
     /// The last id given out, as text: the next one is this with its 16-digit counter half
     /// incremented in place, an odometer over hex digits (rendering 32 digits per request from
     /// two integers cost ~250 instructions; the increment is a handful).
-    last: Cell<[u8; 32]>,
+    last: std::cell::RefCell<[u8; 32]>,
     /// The last peer asked about and whether it is trusted: behind nginx (or under a load
     /// test) every request comes from the same address, and the CIDR list is not walked again.
     last_peer: Cell<Option<(IpAddr, bool)>>,
@@ -66,7 +66,7 @@ impl RequestId {
         hex(0, &mut last[16..]);
         RequestId {
             trusted: Box::new(trusted),
-            last: Cell::new(last),
+            last: std::cell::RefCell::new(last),
             last_peer: Cell::new(None),
         }
     }
@@ -84,8 +84,10 @@ impl RequestId {
     }
 
     /// The prefix and the next counter value (wrapping after 16 `f`s, like a `u64`).
-    fn generate(&self) -> RequestIdValue {
-        let mut id = self.last.get();
+    fn generate(&self) -> [u8; 32] {
+        // Incremented in place, copied out once (a `Cell` get and set of the array cost two
+        // more copies, visible in the profile).
+        let mut id = self.last.borrow_mut();
         for digit in id[16..].iter_mut().rev() {
             match *digit {
                 b'f' => *digit = b'0', // carry into the next digit
@@ -99,8 +101,7 @@ impl RequestId {
                 }
             }
         }
-        self.last.set(id);
-        RequestIdValue::Generated(id)
+        *id
     }
 }
 
@@ -142,11 +143,19 @@ impl<S: 'static> Middleware<S> for RequestId {
             .then(|| req.header("x-request-id"))
             .flatten()
             .filter(|v| acceptable(v))
-            .and_then(|v| HeaderValue::from_bytes(v).ok())
-            .map(RequestIdValue::Given);
-        let id = from_proxy.unwrap_or_else(|| self.generate());
-        req.set_request_id(id.clone());
-        ex.request_id = Some(id);
+            .and_then(|v| HeaderValue::from_bytes(v).ok());
+        match from_proxy {
+            Some(given) => {
+                req.set_request_id(RequestIdValue::Given(given.clone()));
+                ex.request_id = Some(RequestIdValue::Given(given));
+            }
+            None => {
+                // The array is `Copy`: both get it without an enum clone.
+                let id = self.generate();
+                req.set_request_id(RequestIdValue::Generated(id));
+                ex.request_id = Some(RequestIdValue::Generated(id));
+            }
+        }
         Before::Continue
     }
 
@@ -174,22 +183,26 @@ impl<S: 'static> Middleware<S> for RequestId {
 mod tests {
     use super::*;
 
-    fn counter_half(id: &RequestIdValue) -> &str {
-        &id.as_str()[16..]
+    fn counter_half(id: &[u8; 32]) -> &str {
+        std::str::from_utf8(&id[16..]).expect("hex")
+    }
+
+    fn text(id: &[u8; 32]) -> &str {
+        std::str::from_utf8(id).expect("hex")
     }
 
     #[test]
     fn ids_count_up_in_hex_after_a_fixed_prefix() {
         let r = RequestId::new(|_| false, 7);
-        let ids: Vec<RequestIdValue> = (0..300).map(|_| r.generate()).collect();
-        let prefix = &ids[0].as_str()[..16];
+        let ids: Vec<[u8; 32]> = (0..300).map(|_| r.generate()).collect();
+        let prefix = &text(&ids[0])[..16];
         for (i, id) in ids.iter().enumerate() {
-            assert_eq!(id.as_str().len(), 32);
-            assert_eq!(&id.as_str()[..16], prefix);
+            assert!(text(id).bytes().all(|b| b.is_ascii_hexdigit()));
+            assert_eq!(&text(id)[..16], prefix);
             assert_eq!(counter_half(id), format!("{:016x}", i + 1));
         }
         assert_ne!(
-            RequestId::new(|_| false, 8).generate().as_str()[..16],
+            text(&RequestId::new(|_| false, 8).generate())[..16],
             *prefix,
             "seeds give workers distinct prefixes"
         );
@@ -198,9 +211,7 @@ mod tests {
     #[test]
     fn the_counter_wraps_like_a_u64() {
         let r = RequestId::new(|_| false, 1);
-        let mut last = r.last.get();
-        last[16..].copy_from_slice(b"fffffffffffffffe");
-        r.last.set(last);
+        r.last.borrow_mut()[16..].copy_from_slice(b"fffffffffffffffe");
         assert_eq!(counter_half(&r.generate()), "ffffffffffffffff");
         assert_eq!(counter_half(&r.generate()), "0000000000000000");
         assert_eq!(counter_half(&r.generate()), "0000000000000001");
