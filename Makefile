@@ -30,7 +30,10 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## bench: side-by-side load tests against the peers (see bench/README.md)
+## bench: side-by-side load tests against the peers, with wrk and with oha (see bench/README.md).
+## bench/run builds pinion and the peers (release), installs wrk (apt) and oha (cargo install)
+## when missing, and starts the private PostgreSQL for the database workloads. Its settings pass
+## through: make bench LOADGEN=wrk WORKLOADS=plaintext,json DURATION=5
 bench:
 	bench/run
 
