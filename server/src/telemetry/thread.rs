@@ -3,7 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::BuildHasher;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::Duration;
@@ -395,53 +395,8 @@ impl fmt::Debug for ThreadTelemetry {
     }
 }
 
-/// `BuildHasher` of [`FastHasher`].
-type FastHash = BuildHasherDefault<FastHasher>;
-
-/// A multiply-rotate hasher (the FxHash recipe) for the thread-local tables.
-///
-/// Their keys are small integers and route templates or policy names from the application's
-/// own code and configuration, never request data, so SipHash's flooding resistance buys
-/// nothing there and would cost most of a request's recording time.
-#[derive(Default, Clone, Copy)]
-struct FastHasher(u64);
-
-impl FastHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for FastHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(c);
-            self.add(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, n: u8) {
-        self.add(u64::from(n));
-    }
-
-    #[inline]
-    fn write_u64(&mut self, n: u64) {
-        self.add(n);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+/// FxHash for the thread-local tables: their keys are small integers and route templates or
+/// policy names from the application's own code and configuration, never request data, so
+/// SipHash's flooding resistance buys nothing there and would cost most of a request's
+/// recording time.
+type FastHash = rustc_hash::FxBuildHasher;
