@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Config, Row};
 
+use crate::deadline::Deadlines;
 use crate::dial::ConnectOptions;
 use crate::error::Error;
 use crate::pinned::Pinned;
@@ -38,7 +39,8 @@ pub struct Database {
     role: Role,
     pinned: Rc<Pinned>,
     pool: Rc<Pool>,
-    query_timeout: Duration,
+    /// The per-statement deadline (`query_timeout`), one watchdog for all statements.
+    deadlines: Deadlines,
     /// Cleared by a connection error or a failed ping, set again by a good ping; together with
     /// a live pinned connection it decides whether reads are routed here.
     healthy: Cell<bool>,
@@ -68,7 +70,7 @@ impl Database {
             role,
             pinned,
             pool,
-            query_timeout,
+            deadlines: Deadlines::start(query_timeout),
             healthy: Cell::new(true),
             observer: std::cell::RefCell::new(None),
         }
@@ -252,12 +254,12 @@ impl Database {
         run: impl std::future::Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
         let observer = self.observer.borrow().clone();
-        let started = observer.as_ref().map(|_| std::time::Instant::now());
-        let result = match monoio::time::timeout(self.query_timeout, run).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::timeout("query")),
+        let started = std::time::Instant::now();
+        let result = match self.deadlines.limit(started, run).await {
+            Some(r) => r,
+            None => Err(Error::timeout("query")),
         };
-        if let (Some(observe), Some(started)) = (observer, started) {
+        if let Some(observe) = observer {
             observe(&self.name, started.elapsed());
         }
         result.map_err(|e| {

@@ -31,6 +31,7 @@
 
 mod cache;
 mod database;
+mod deadline;
 mod dial;
 mod error;
 mod manager;

@@ -251,3 +251,34 @@ fn connects_over_a_unix_socket() {
         assert_eq!(addr, None);
     });
 }
+
+#[test]
+fn a_statement_past_query_timeout_fails_with_a_timeout_and_the_next_one_runs() {
+    let cluster = Cluster::shared();
+    run(async {
+        let mut cfg = config(&cluster);
+        cfg.query_timeout = Duration::from_millis(300);
+        let db = Db::start(&cfg).expect("db");
+        let primary = db.using("default").expect("default");
+        primary.wait_connected().await.expect("connected");
+        let began = std::time::Instant::now();
+        let err = primary
+            .batch_execute("SELECT pg_sleep(2)")
+            .await
+            .expect_err("two seconds is past the 300 ms deadline");
+        let took = began.elapsed();
+        assert!(err.is_timeout(), "{err}");
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_millis(1500),
+            "failed after {took:?}"
+        );
+        // Quick statements keep working (once the abandoned one has finished on the server,
+        // since the pinned connection runs them in order).
+        monoio::time::sleep(Duration::from_secs(2)).await;
+        let row = primary
+            .query_one("SELECT 1::int4", &[])
+            .await
+            .expect("query");
+        assert_eq!(row.get::<_, i32>(0), 1);
+    });
+}
