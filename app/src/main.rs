@@ -20,7 +20,9 @@ use pinion_server::telemetry::ThreadTelemetry;
 /// mimalloc instead of glibc malloc: per-thread free lists suit a thread-per-core server, and
 /// glibc's `free` cost ~100 instructions per call on the request path (callgrind, plaintext).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: alloc::MiMalloc = alloc::MiMalloc;
+
+mod alloc;
 
 /// pinion: a thread-per-core HTTP/1.1 application server.
 #[derive(Parser, Debug)]
