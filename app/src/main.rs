@@ -23,6 +23,7 @@ use pinion_server::telemetry::ThreadTelemetry;
 static ALLOCATOR: alloc::MiMalloc = alloc::MiMalloc;
 
 mod alloc;
+mod logging;
 
 /// pinion: a thread-per-core HTTP/1.1 application server.
 #[derive(Parser, Debug)]
@@ -193,6 +194,8 @@ fn serve(settings: &Settings) -> ExitCode {
     let worker_settings = settings.clone();
     let factory = move |worker| {
         // Runs on the worker thread, inside its runtime: the connections are this thread's own.
+        logging::buffer_this_thread();
+        monoio::spawn(logging::flusher());
         let db = db_config.as_ref().and_then(|cfg| match Db::start(cfg) {
             Ok(db) => Some(db),
             Err(e) => {
@@ -361,8 +364,9 @@ fn migrate_command(settings: &Settings, check_only: bool) -> ExitCode {
     }
 }
 
-/// Logs to stderr (journald keeps it under systemd), as text or JSON lines; `RUST_LOG`, when
-/// set, overrides `log_level` for finer filters.
+/// Logs to stderr (journald keeps it under systemd), as text or JSON lines, buffered on the
+/// worker threads (see `logging`); `RUST_LOG`, when set, overrides `log_level` for finer
+/// filters.
 fn init_logging(settings: &Settings) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
@@ -370,7 +374,7 @@ fn init_logging(settings: &Settings) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(logging::Stderr);
     let result = match settings.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
