@@ -80,7 +80,7 @@
 //! cors_max_age = "10m"
 //! trusted_proxies = ["127.0.0.1/32", "::1/128"]  # whose X-Forwarded-For is believed
 //! request_id = true
-//! server_timing = true
+//! server_timing = false             # exposes per-request timings to every client
 //! access_log = false                # nginx usually logs access
 //! access_log_sample = 1.0           # share of requests logged, 0.0..=1.0
 //! ratelimit_ietf_headers = true     # RateLimit-Policy / RateLimit

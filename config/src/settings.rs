@@ -202,9 +202,12 @@ pub const DEFAULT_TRUSTED_PROXIES: [Cidr; 2] = [
 /// log lines and the client's report of one request together. Default is `true`.
 pub const DEFAULT_REQUEST_ID: bool = true;
 
-/// Default for [`Settings::server_timing`]: browsers' developer tools show where a request's
-/// time went; the header is a few dozen bytes. Default is `true`.
-pub const DEFAULT_SERVER_TIMING: bool = true;
+/// Default for [`Settings::server_timing`]: off. The header shows every client, in browsers'
+/// developer tools, how long the server worked on its request; the W3C Server Timing
+/// specification warns that such timings can leak what a request touched (a cache hit or a
+/// slow query, a side channel), so it is for development or trusted clients. The duration
+/// metric in `/metrics` does not depend on it. Default is `false`.
+pub const DEFAULT_SERVER_TIMING: bool = false;
 
 /// Default for [`Settings::access_log`]: off, because nginx in front usually logs every
 /// request already. Default is `false`.
@@ -744,7 +747,7 @@ mod tests {
         let proxies: Vec<String> = s.trusted_proxies.iter().map(Cidr::to_string).collect();
         assert_eq!(proxies, ["127.0.0.1/32", "::1/128"]);
         assert!(s.request_id);
-        assert!(s.server_timing);
+        assert!(!s.server_timing);
         assert!(!s.access_log);
         assert_eq!(s.access_log_sample.get(), 1.0);
         assert!(s.ratelimit_ietf_headers);
