@@ -8,22 +8,12 @@ use std::time::Duration;
 
 mod common;
 
-use common::{cluster_env, pinion, repo, request, Served};
+use common::{cluster_env, database_env, pinion, repo, request, Served};
 
 fn serve() -> Served {
-    let env = cluster_env();
-    let served = common::serve([
-        ("DATABASE_URL", env["DATABASE_URL"].as_str()),
-        (
-            "DATABASE_REPLICA_URLS",
-            env["DATABASE_REPLICA_URLS"].as_str(),
-        ),
-        (
-            "PINION_MIGRATIONS_DIR",
-            repo().join("migrations").to_str().expect("utf-8 path"),
-        ),
-        ("PINION_REPLICA_CHECK_INTERVAL", "200ms"),
-    ]);
+    let mut env = database_env();
+    env.push(("PINION_REPLICA_CHECK_INTERVAL".into(), "200ms".into()));
+    let served = common::serve(env);
     wait_until_both_databases_are_up(served.addr);
     served
 }

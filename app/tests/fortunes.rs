@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{cluster_env, repo, request, Served};
+use common::{database_env, request, Served};
 
 /// The page for the 12 standard rows plus the one added at request time: sorted by message
 /// (byte order), escaped as askama escapes (`"&'<>` as `&#34;` `&#38;` `&#39;` `&#60;` `&#62;`,
@@ -44,18 +44,7 @@ fn get(addr: SocketAddr, path: &str) -> (u16, HashMap<String, String>, String) {
 
 /// `pinion serve` against the private cluster, once its primary answers (`/health/ready`).
 fn serve() -> Served {
-    let env = cluster_env();
-    let served = common::serve([
-        ("DATABASE_URL", env["DATABASE_URL"].as_str()),
-        (
-            "DATABASE_REPLICA_URLS",
-            env["DATABASE_REPLICA_URLS"].as_str(),
-        ),
-        (
-            "PINION_MIGRATIONS_DIR",
-            repo().join("migrations").to_str().expect("utf-8 path"),
-        ),
-    ]);
+    let served = common::serve(database_env());
     let deadline = Instant::now() + Duration::from_secs(10);
     while get(served.addr, "/health/ready").0 != 200 {
         assert!(Instant::now() < deadline, "pinion never became ready");

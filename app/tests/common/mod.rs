@@ -55,6 +55,27 @@ pub fn cluster_env() -> HashMap<String, String> {
         .collect()
 }
 
+/// The environment that points `pinion serve` at the private cluster (primary and replica) and
+/// the repository's migrations.
+pub fn database_env() -> Vec<(String, String)> {
+    let env = cluster_env();
+    vec![
+        ("DATABASE_URL".into(), env["DATABASE_URL"].clone()),
+        (
+            "DATABASE_REPLICA_URLS".into(),
+            env["DATABASE_REPLICA_URLS"].clone(),
+        ),
+        (
+            "PINION_MIGRATIONS_DIR".into(),
+            repo()
+                .join("migrations")
+                .to_str()
+                .expect("utf-8 path")
+                .into(),
+        ),
+    ]
+}
+
 /// A `pinion serve` process on 127.0.0.1 with a free port; killed on drop if a test fails.
 pub struct Served {
     pub child: Child,
