@@ -5,8 +5,11 @@
 //! all resident, read in a scattered order. Peers: `quick_cache::sync::Cache<String, World>`
 //! looked up by `&str` (same key type as ours), `quick_cache::sync::Cache<i32, World>` (what
 //! the axum peer does), and `moka::sync::Cache<String, World>`. LocMemCache goes through the
-//! async `Cache` trait (polled once: it never pends), builds the real key `":1:world:N"` and
-//! checks the TTL on every hit.
+//! async `Cache` trait (polled once: it never pends) and does on every `get` what it does in
+//! the server: looks up the real key `":1:world:N"` (prefix and version applied; hashed from
+//! the cache's pre-hashed `":1:"` head and the caller's key rather than built, see
+//! `src/store.rs`), reads the clock and checks the entry's TTL (`Ttl::Default`, 300 s),
+//! counts the hit, and returns a typed clone of the `World`. `set` stores with that TTL.
 //!
 //! Two-thread figures are the time per operation on each thread while both run at once.
 //!

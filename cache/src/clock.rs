@@ -54,6 +54,19 @@ impl Clock {
     }
 }
 
+impl Clock {
+    /// The current time in nanoseconds since the Unix epoch: what
+    /// [`LocMemCache`](crate::LocMemCache) compares its stored deadlines with on every hit that
+    /// has one, without building a `SystemTime`.
+    #[inline]
+    pub(crate) fn now_nanos(&self) -> u64 {
+        match &self.kind {
+            ClockKind::System => coarse_now_nanos(),
+            ClockKind::Manual(nanos) => nanos.load(Ordering::Acquire),
+        }
+    }
+}
+
 /// The handle that moves a [`Clock::manual`] clock.
 #[derive(Debug, Clone)]
 pub struct ManualClock {
@@ -73,7 +86,8 @@ impl ManualClock {
     }
 }
 
-fn nanos_since_epoch(t: SystemTime) -> u64 {
+/// `t` in nanoseconds since the Unix epoch: 0 before it, `u64::MAX` from the year 2554.
+pub(crate) fn nanos_since_epoch(t: SystemTime) -> u64 {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -83,6 +97,13 @@ fn nanos_since_epoch(t: SystemTime) -> u64 {
 #[cfg(target_os = "linux")]
 #[inline]
 fn coarse_now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(coarse_now_nanos())
+}
+
+/// [`coarse_now`] in nanoseconds since the Unix epoch.
+#[cfg(target_os = "linux")]
+#[inline]
+fn coarse_now_nanos() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -91,17 +112,23 @@ fn coarse_now() -> SystemTime {
     // CLOCK_REALTIME_COARSE exists on every Linux since 2.6.32.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
     if rc != 0 {
-        return SystemTime::now();
+        return nanos_since_epoch(SystemTime::now());
     }
     let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
-    let nanos = u32::try_from(ts.tv_nsec).unwrap_or(0);
-    UNIX_EPOCH + Duration::new(secs, nanos)
+    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
 }
 
 #[cfg(not(target_os = "linux"))]
 #[inline]
 fn coarse_now() -> SystemTime {
     SystemTime::now()
+}
+
+#[cfg(not(target_os = "linux"))]
+#[inline]
+fn coarse_now_nanos() -> u64 {
+    nanos_since_epoch(SystemTime::now())
 }
 
 #[cfg(test)]
@@ -125,5 +152,6 @@ mod tests {
         assert_eq!(clock.now(), start + Duration::from_secs(5));
         hand.set(start);
         assert_eq!(clock.now(), start);
+        assert_eq!(clock.now_nanos(), 1_000_000_000_000);
     }
 }

@@ -49,13 +49,36 @@ impl From<Duration> for Ttl {
     }
 }
 
-/// Serializes the type-erased value back to `T` and then to JSON: monomorphised per `T` in
-/// [`Value::new`], so that remote tiers can encode a value that was stored typed.
-type EncodeFn = fn(&(dyn Any + Send + Sync)) -> Result<Vec<u8>, Error>;
+/// A stored value, type-erased: a typed `T` (any `Serialize` type) or [`Encoded`] bytes.
+///
+/// One trait object rather than an enum of `Arc<dyn Any>` plus an encode function pointer
+/// keeps [`Value`] at 16 bytes, which keeps [`LocMemCache`](crate::LocMemCache)'s entries
+/// small (`benches/locmem.rs`: the hit path is bound by cache misses).
+trait Stored: Any + Send + Sync {
+    /// The value as JSON, for a remote tier.
+    fn encode(&self) -> Result<Bytes, Error>;
+}
+
+impl<T> Stored for T
+where
+    T: Serialize + Send + Sync + 'static,
+{
+    fn encode(&self) -> Result<Bytes, Error> {
+        serde_json::to_vec(self)
+            .map(Bytes::from)
+            .map_err(Error::encode)
+    }
+}
+
+impl Stored for Encoded {
+    fn encode(&self) -> Result<Bytes, Error> {
+        Ok(self.bytes.clone())
+    }
+}
 
 /// A cached value.
 ///
-/// In-process tiers keep it **typed** (an `Arc<T>` behind `dyn Any`), so a hit is a downcast
+/// In-process tiers keep it **typed** (an `Arc<T>`, type-erased), so a hit is a downcast
 /// and a clone, never a deserialization: `/cached-queries` reads 100 entries a request.
 /// Remote tiers keep it **encoded** as JSON ([`Value::to_bytes`] / [`Value::from_bytes`]).
 /// JSON rather than a binary format because the PostgreSQL tier's atomic `incr` is one
@@ -66,16 +89,7 @@ type EncodeFn = fn(&(dyn Any + Send + Sync)) -> Result<Vec<u8>, Error>;
 /// remote tier into a local one is deserialized once, not on every hit.
 #[derive(Clone)]
 pub struct Value {
-    repr: Repr,
-}
-
-#[derive(Clone)]
-enum Repr {
-    Typed {
-        any: Arc<dyn Any + Send + Sync>,
-        encode: EncodeFn,
-    },
-    Encoded(Arc<Encoded>),
+    stored: Arc<dyn Stored>,
 }
 
 struct Encoded {
@@ -99,27 +113,30 @@ impl Value {
     where
         T: Serialize + Send + Sync + 'static,
     {
-        Value {
-            repr: Repr::Typed {
-                any: value,
-                encode: encode_erased::<T>,
-            },
-        }
+        Value { stored: value }
     }
 
     /// An encoded value: JSON bytes, as a remote tier stores them.
     pub fn from_bytes(bytes: impl Into<Bytes>) -> Self {
         Value {
-            repr: Repr::Encoded(Arc::new(Encoded {
+            stored: Arc::new(Encoded {
                 bytes: bytes.into(),
                 decoded: OnceLock::new(),
-            })),
+            }),
         }
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        &*self.stored
+    }
+
+    fn encoded(&self) -> Option<&Encoded> {
+        self.as_any().downcast_ref::<Encoded>()
     }
 
     /// Whether the value is held as bytes (it came from a remote tier).
     pub fn is_encoded(&self) -> bool {
-        matches!(self.repr, Repr::Encoded(_))
+        self.encoded().is_some()
     }
 
     /// The value as JSON bytes, for a remote tier.
@@ -128,10 +145,7 @@ impl Value {
     ///
     /// [`Error::is_encode`] if the value's `Serialize` implementation fails.
     pub fn to_bytes(&self) -> Result<Bytes, Error> {
-        match &self.repr {
-            Repr::Typed { any, encode } => encode(&**any).map(Bytes::from),
-            Repr::Encoded(e) => Ok(e.bytes.clone()),
-        }
+        self.stored.encode()
     }
 
     /// A clone of the value as a `T`.
@@ -145,12 +159,9 @@ impl Value {
     where
         T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        match &self.repr {
-            Repr::Typed { any, .. } => any
-                .downcast_ref::<T>()
-                .cloned()
-                .ok_or_else(|| Error::type_mismatch(type_name::<T>())),
-            Repr::Encoded(_) => self.get_shared::<T>().map(|t| T::clone(&t)),
+        match self.as_any().downcast_ref::<T>() {
+            Some(t) => Ok(t.clone()),
+            None => self.get_shared::<T>().map(|t| T::clone(&t)),
         }
     }
 
@@ -163,33 +174,34 @@ impl Value {
     where
         T: DeserializeOwned + Send + Sync + 'static,
     {
-        match &self.repr {
-            Repr::Typed { any, .. } => Arc::clone(any)
-                .downcast::<T>()
-                .map_err(|_| Error::type_mismatch(type_name::<T>())),
-            Repr::Encoded(e) => {
-                if let Some(t) = e
-                    .decoded
-                    .get()
-                    .and_then(|d| Arc::clone(d).downcast::<T>().ok())
-                {
-                    return Ok(t);
-                }
-                let t: Arc<T> = Arc::new(serde_json::from_slice(&e.bytes).map_err(Error::decode)?);
-                // Another thread may have decoded first (same bytes, so an equal value): fine.
-                let _ = e.decoded.set(Arc::clone(&t) as Arc<dyn Any + Send + Sync>);
-                Ok(t)
-            }
+        let any: Arc<dyn Any + Send + Sync> = Arc::clone(&self.stored) as _;
+        let any = match any.downcast::<T>() {
+            Ok(t) => return Ok(t),
+            Err(any) => any,
+        };
+        let Some(e) = any.downcast_ref::<Encoded>() else {
+            return Err(Error::type_mismatch(type_name::<T>()));
+        };
+        if let Some(t) = e
+            .decoded
+            .get()
+            .and_then(|d| Arc::clone(d).downcast::<T>().ok())
+        {
+            return Ok(t);
         }
+        let t: Arc<T> = Arc::new(serde_json::from_slice(&e.bytes).map_err(Error::decode)?);
+        // Another thread may have decoded first (same bytes, so an equal value): fine.
+        let _ = e.decoded.set(Arc::clone(&t) as Arc<dyn Any + Send + Sync>);
+        Ok(t)
     }
 
     /// The value plus `delta`, if it is an integer: the new value and the result as `i64`.
     /// A typed integer keeps its type (a `u32` stays a `u32`); an encoded one must be a JSON
     /// integer and comes back typed `i64`.
     pub(crate) fn incr(&self, delta: i64) -> Result<(Value, i64), Error> {
-        match &self.repr {
-            Repr::Typed { any, .. } => incr_typed(&**any, delta),
-            Repr::Encoded(e) => {
+        match self.encoded() {
+            None => incr_typed(self.as_any(), delta),
+            Some(e) => {
                 let current: i64 =
                     serde_json::from_slice(&e.bytes).map_err(|_| Error::not_integer())?;
                 let new = current.checked_add(delta).ok_or_else(Error::overflow)?;
@@ -197,16 +209,6 @@ impl Value {
             }
         }
     }
-}
-
-fn encode_erased<T>(any: &(dyn Any + Send + Sync)) -> Result<Vec<u8>, Error>
-where
-    T: Serialize + 'static,
-{
-    let value = any
-        .downcast_ref::<T>()
-        .ok_or_else(|| Error::type_mismatch(type_name::<T>()))?;
-    serde_json::to_vec(value).map_err(Error::encode)
 }
 
 /// `incr` on a typed value: tries each integer type in turn (a handful of `TypeId` compares).
@@ -228,9 +230,9 @@ fn incr_typed(any: &(dyn Any + Send + Sync), delta: i64) -> Result<(Value, i64),
 
 impl fmt::Debug for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.repr {
-            Repr::Typed { .. } => f.write_str("Value::Typed(..)"),
-            Repr::Encoded(e) => f
+        match self.encoded() {
+            None => f.write_str("Value::Typed(..)"),
+            Some(e) => f
                 .debug_tuple("Value::Encoded")
                 .field(&String::from_utf8_lossy(&e.bytes))
                 .finish(),
@@ -335,6 +337,7 @@ mod tests {
     fn typed_values_round_trip_without_encoding() {
         let v = Value::new(vec![1u32, 2, 3]);
         assert!(!v.is_encoded());
+        assert_eq!(std::mem::size_of::<Value>(), 16);
         assert_eq!(v.get::<Vec<u32>>().unwrap(), vec![1, 2, 3]);
         assert!(v.get::<String>().unwrap_err().is_type_mismatch());
         assert_eq!(&v.to_bytes().unwrap()[..], b"[1,2,3]");

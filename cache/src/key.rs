@@ -27,23 +27,57 @@ pub fn default_key_function(prefix: &str, version: u32, key: &str, out: &mut Str
 pub struct KeyMaker {
     prefix: Box<str>,
     version: u32,
-    function: KeyFunction,
+    layout: Layout,
+}
+
+/// How real keys are made.
+#[derive(Clone)]
+enum Layout {
+    /// [`default_key_function`], with `"{prefix}:{version}:"` rendered once: a real key is then
+    /// one copy, and [`LocMemCache`](crate::LocMemCache) can look keys up by `(head, key)`
+    /// without building them at all.
+    Default { head: Box<str> },
+    /// A replaced key function.
+    Custom(KeyFunction),
 }
 
 impl KeyMaker {
     /// A key maker with Django's default key function.
     pub fn new(prefix: &str, version: u32) -> Self {
+        let mut head = String::new();
+        default_key_function(prefix, version, "", &mut head);
         KeyMaker {
             prefix: prefix.into(),
             version,
-            function: default_key_function,
+            layout: Layout::Default { head: head.into() },
         }
     }
 
     /// Replaces the key function (Django's `KEY_FUNCTION`).
     pub fn with_function(mut self, function: KeyFunction) -> Self {
-        self.function = function;
+        self.layout = Layout::Custom(function);
         self
+    }
+
+    /// `"{prefix}:{version}:"` when the key function is the default one: every real key is this
+    /// head followed by the caller's key.
+    pub(crate) fn default_head(&self) -> Option<&str> {
+        match &self.layout {
+            Layout::Default { head } => Some(head),
+            Layout::Custom(_) => None,
+        }
+    }
+
+    /// Writes the real key for `key` into `out`.
+    fn write(&self, key: &str, out: &mut String) {
+        match &self.layout {
+            Layout::Default { head } => {
+                out.reserve(head.len() + key.len());
+                out.push_str(head);
+                out.push_str(key);
+            }
+            Layout::Custom(function) => function(&self.prefix, self.version, key, out),
+        }
     }
 
     /// The prefix.
@@ -59,7 +93,7 @@ impl KeyMaker {
     /// The real key for `key`, as an owned `String`.
     pub fn make_key(&self, key: &str) -> String {
         let mut out = String::new();
-        (self.function)(&self.prefix, self.version, key, &mut out);
+        self.write(key, &mut out);
         out
     }
 
@@ -67,7 +101,7 @@ impl KeyMaker {
     pub(crate) fn make(&self, key: &str) -> MadeKey {
         let mut buf = KEY_BUF.try_with(Cell::take).unwrap_or_default();
         buf.clear();
-        (self.function)(&self.prefix, self.version, key, &mut buf);
+        self.write(key, &mut buf);
         MadeKey { buf }
     }
 }
@@ -136,6 +170,8 @@ mod tests {
         }
         let maker = KeyMaker::new("p", 2).with_function(flat);
         assert_eq!(&*maker.make("foo"), "foo");
+        assert_eq!(maker.default_head(), None);
+        assert_eq!(KeyMaker::new("p", 2).default_head(), Some("p:2:"));
     }
 
     #[test]

@@ -26,13 +26,22 @@
 //! time Δ; an encoded value decodes once and remembers the result, so promotion into L1 costs
 //! one deserialization, not one per hit.
 //!
+//! # Expiry
+//!
+//! In-process tiers check expiry against the kernel's coarse real-time clock
+//! (`CLOCK_REALTIME_COARSE` on Linux: a few nanoseconds to read, a few milliseconds of
+//! resolution), so an entry may be served up to one clock tick past its expiry. TTLs are
+//! seconds to minutes; tests use [`Clock::manual`] and see exact expiry.
+//!
 //! # Composition
 //!
 //! A backend implements four entry-level methods (see [`Cache`]); everything else is
 //! provided, and composes:
 //!
 //! - [`LocMemCache`]: in-process, on `quick_cache` (sharded, lock-protected, O(1)), shared by
-//!   all threads through an `Arc`; hits, misses and evictions counted.
+//!   all threads through an `Arc`; a hit clones the value under the shard's read lock (small
+//!   values are held in the entry itself), without building the real key; hits, misses and
+//!   evictions counted.
 //! - [`TwoTierCache`]: L1 + L2, promotion on L2 hits, `fail_silently` degradation.
 //! - [`StampedeProtection`]: `get_or_compute` with a per-process single-flight guard and XFetch
 //!   early recomputation.
@@ -50,6 +59,8 @@
 //! - `clock`: wall-clock time for expiry (coarse system clock, or manual for tests).
 //! - `entry`: [`Ttl`], [`Value`] and [`Entry`]: what a key holds in any tier.
 //! - `cache`: the [`Cache`] trait: required entry-level methods, provided typed operations.
+//! - `store`: the sharded map behind [`LocMemCache`]: compact entries, keys hashed in two
+//!   halves.
 //! - `locmem`: [`LocMemCache`].
 //! - `two_tier`: [`TwoTierCache`].
 //! - `stampede`: [`StampedeProtection`]: single-flight and XFetch.
@@ -67,6 +78,7 @@ mod key;
 mod locmem;
 mod ring;
 mod stampede;
+mod store;
 mod two_tier;
 
 #[cfg(test)]

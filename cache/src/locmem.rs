@@ -3,28 +3,36 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use quick_cache::sync::{EntryAction, EntryResult};
-use quick_cache::{DefaultHashBuilder, Lifecycle, UnitWeighter};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::counter::Counter;
-use crate::{Cache, CacheOptions, Entry, Error, LocMemConfig};
-
-/// The store: real key → entry, expiry kept with the value. `String` keys (not `Box<str>`)
-/// because `quick_cache`'s `entry` API needs `str: ToOwned<Owned = Key>`.
-type Store = quick_cache::sync::Cache<String, Entry, UnitWeighter, DefaultHashBuilder, Evictions>;
+use crate::store::{Head, Probe, Slot, Store};
+use crate::{Cache, CacheOptions, Entry, Error, LocMemConfig, Ttl};
 
 /// An in-process cache shared by all threads (`Arc<LocMemCache>`).
 ///
-/// Built on `quick_cache::sync::Cache`: sharded, each shard behind a `parking_lot` lock, O(1)
-/// get and set, CLOCK-Pro eviction once [`LocMemConfig::max_entries`] is reached. Values stay
-/// typed ([`Value::new`](crate::Value::new)): a hit clones an `Arc` and the `T`, nothing is
-/// serialized. Each entry carries its expiry; a read past it is a miss and removes the entry.
+/// Built on `quick_cache`: sharded, each shard behind a lock, O(1) get and set, CLOCK-Pro
+/// eviction once [`LocMemConfig::max_entries`] is reached. Values stay typed
+/// ([`Value::new`](crate::Value::new)): a hit clones the `T` under the shard's read lock,
+/// nothing is serialized and no reference count is touched. Values of up to 16 bytes without
+/// drop glue (a `World`, an integer) that `set` stores are held in the entry itself, so a hit
+/// does not follow a pointer; they move into an `Arc` the first time something needs them
+/// shared (`get_shared`, `get_entry`, `incr`). Each entry carries its expiry; a read past it
+/// is a miss and removes the entry.
 ///
-/// `add`, `incr`/`decr` and `touch` are atomic: they run under the shard's write lock through
-/// `quick_cache`'s `entry` API.
+/// With Django's default key function (and a prefix without `:`), `get`, `get_shared` and
+/// `set` never build the real key `"{prefix}:{version}:{key}"`: the store hashes the head
+/// once and compares the caller's key in place. Real keys passed to the entry-level methods
+/// (by [`TwoTierCache`](crate::TwoTierCache), another key layout, …) find the same entries.
+///
+/// `add`, `incr`/`decr` and `touch` are atomic: they run under the shard's write lock.
 pub struct LocMemCache {
     store: Store,
-    counters: Arc<Counters>,
+    /// The hashed `"{prefix}:{version}:"` of `options`' key maker, when its layout is Django's
+    /// default (and its prefix has no `:`).
+    head: Option<Head>,
+    counters: Counters,
     options: CacheOptions,
 }
 
@@ -32,7 +40,6 @@ pub struct LocMemCache {
 struct Counters {
     hits: Counter,
     misses: Counter,
-    evictions: Counter,
     expired: Counter,
 }
 
@@ -51,26 +58,6 @@ pub struct LocMemStats {
     pub len: u64,
 }
 
-/// `quick_cache` lifecycle hook: counts evictions and holds evicted entries until the shard
-/// lock is released, so dropping a large value never happens under the lock.
-#[derive(Clone)]
-struct Evictions(Arc<Counters>);
-
-impl Lifecycle<String, Entry> for Evictions {
-    type RequestState = [Option<(String, Entry)>; 2];
-
-    fn begin_request(&self) -> Self::RequestState {
-        [None, None]
-    }
-
-    fn on_evict(&self, state: &mut Self::RequestState, key: String, val: Entry) {
-        self.0.evictions.incr();
-        if let Some(slot) = state.iter_mut().find(|s| s.is_none()) {
-            *slot = Some((key, val));
-        }
-    }
-}
-
 impl LocMemCache {
     /// A cache with `config`, on the system clock.
     pub fn new(config: &LocMemConfig) -> Self {
@@ -79,18 +66,12 @@ impl LocMemCache {
 
     /// A cache of `max_entries` with explicit options (a manual clock, a key function).
     pub fn with_options(max_entries: usize, options: CacheOptions) -> Self {
-        let counters = Arc::new(Counters::default());
-        let capacity = max_entries.max(1);
-        let store = Store::with(
-            capacity,
-            capacity as u64,
-            UnitWeighter,
-            DefaultHashBuilder::default(),
-            Evictions(Arc::clone(&counters)),
-        );
+        let store = Store::new(max_entries);
+        let head = options.keys().default_head().and_then(|h| store.head(h));
         LocMemCache {
             store,
-            counters,
+            head,
+            counters: Counters::default(),
             options,
         }
     }
@@ -100,40 +81,47 @@ impl LocMemCache {
         LocMemStats {
             hits: self.counters.hits.get(),
             misses: self.counters.misses.get(),
-            evictions: self.counters.evictions.get(),
+            evictions: self.store.evictions(),
             expired: self.counters.expired.get(),
             len: self.store.len() as u64,
         }
     }
 
-    fn now(&self) -> SystemTime {
-        self.options.clock().now()
+    fn now_nanos(&self) -> u64 {
+        self.options.clock().now_nanos()
     }
 
-    /// Whether `entry` is live, reading the clock only when it has a deadline (every hit of a
-    /// `Ttl::Forever` entry saves the clock read).
+    /// Runs `f` on the probe for the caller's `key`: built from the hashed head when the key
+    /// layout is the default one, from the real key otherwise.
     #[inline]
-    fn is_live(&self, entry: &Entry) -> bool {
-        match entry.deadline() {
-            Some(deadline) => self.now() < deadline,
-            None => true,
+    fn with_probe<R>(&self, key: &str, f: impl FnOnce(&Probe<'_>) -> R) -> R {
+        match &self.head {
+            Some(head) => f(&self.store.probe_in(head, key)),
+            None => {
+                let real = self.options.keys().make(key);
+                f(&self.store.probe(&real))
+            }
         }
     }
 
-    /// The lookup behind `get_entry`, synchronous.
+    /// `read` of the live slot under `probe`, counting the hit or miss; an expired slot is
+    /// removed. `read` runs under the shard's read lock.
     #[inline]
-    fn lookup(&self, key: &str) -> Option<Entry> {
-        match self.store.get(key) {
-            Some(entry) if self.is_live(&entry) => {
+    fn lookup<R>(&self, probe: &Probe<'_>, read: impl FnOnce(&Slot) -> R) -> Option<R> {
+        // The clock is read before the shard's lock is taken, not under it: at two threads a
+        // longer critical section is more often overlapped by the other core's, and the lock's
+        // cache line travels more (`benches/locmem.rs`, `get/2t/locmem`).
+        let now = self.now_nanos();
+        match self
+            .store
+            .get(probe, |slot| slot.is_live_at(now).then(|| read(slot)))
+        {
+            Some(Some(found)) => {
                 self.counters.hits.incr();
-                Some(entry)
+                Some(found)
             }
-            Some(_) => {
-                // Only remove it if it is still expired: a concurrent set may have replaced it.
-                let now = self.now();
-                if self.store.remove_if(key, |e| !e.is_live(now)).is_some() {
-                    self.counters.expired.incr();
-                }
+            Some(None) => {
+                self.remove_expired(probe);
                 self.counters.misses.incr();
                 None
             }
@@ -141,6 +129,35 @@ impl LocMemCache {
                 self.counters.misses.incr();
                 None
             }
+        }
+    }
+
+    /// `read` of the live slot under `probe` once its value is shared ([`Slot::share`]),
+    /// under the shard's write lock: for the reads that hand the value out while it is held
+    /// in place. `None` if the slot expired or went in the meantime.
+    #[cold]
+    fn share<R>(&self, probe: &Probe<'_>, read: impl FnOnce(&Slot) -> R) -> Option<R> {
+        let now = self.now_nanos();
+        self.store.write(probe, |map| {
+            let mut slot = map.peek_mut(probe)?;
+            if !slot.is_live_at(now) {
+                return None;
+            }
+            slot.share();
+            Some(read(&slot))
+        })
+    }
+
+    #[cold]
+    fn remove_expired(&self, probe: &Probe<'_>) {
+        // Only remove it if it is still expired: a concurrent set may have replaced it.
+        let now = self.now_nanos();
+        if self
+            .store
+            .remove_if(probe, |slot| !slot.is_live_at(now))
+            .is_some()
+        {
+            self.counters.expired.incr();
         }
     }
 }
@@ -159,33 +176,68 @@ impl Cache for LocMemCache {
         &self.options
     }
 
-    #[inline]
     async fn get_entry(&self, key: &str) -> Result<Option<Entry>, Error> {
-        Ok(self.lookup(key))
+        let probe = self.store.probe(key);
+        Ok(match self.lookup(&probe, Slot::to_entry) {
+            Some(Some(entry)) => Some(entry),
+            Some(None) => self.share(&probe, |slot| slot.to_entry()).flatten(),
+            None => None,
+        })
     }
 
-    /// Overrides the provided `get` only to skip a layer of futures on the hot path
-    /// (`benches/locmem.rs`, `get/1t/locmem`); same behaviour.
+    /// Overrides the provided `get` to look the key up without building it and to clone the
+    /// `T` under the shard's read lock (`benches/locmem.rs`, `get/*/locmem`); same behaviour.
     #[inline]
     async fn get<T>(&self, key: &str) -> Result<Option<T>, Error>
     where
-        T: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        let key = self.options.keys().make(key);
-        match self.lookup(&key) {
-            Some(entry) => entry.value().get::<T>().map(Some),
-            None => Ok(None),
+        self.with_probe(key, |probe| self.lookup(probe, Slot::get::<T>))
+            .transpose()
+    }
+
+    /// Overrides the provided `get_shared` to look the key up without building it; same
+    /// behaviour.
+    async fn get_shared<T>(&self, key: &str) -> Result<Option<Arc<T>>, Error>
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+    {
+        self.with_probe(key, |probe| {
+            match self.lookup(probe, Slot::get_shared::<T>) {
+                Some(Some(found)) => Some(found),
+                Some(None) => self.share(probe, |slot| slot.get_shared::<T>()).flatten(),
+                None => None,
+            }
+        })
+        .transpose()
+    }
+
+    /// Overrides the provided `set` to store under the key without building it twice
+    /// (`benches/locmem.rs`, `set/*/locmem`); same behaviour.
+    async fn set<T>(&self, key: &str, value: T, ttl: impl Into<Ttl>) -> Result<(), Error>
+    where
+        T: Serialize + Send + Sync + 'static,
+    {
+        let ttl = ttl.into();
+        if ttl.is_zero() {
+            drop(self.with_probe(key, |probe| self.store.remove(probe)));
+            return Ok(());
         }
+        let slot = Slot::typed(value, self.options.expires_at(ttl));
+        self.with_probe(key, |probe| self.store.insert(probe, slot));
+        Ok(())
     }
 
     async fn set_entry(&self, key: &str, entry: Entry) -> Result<(), Error> {
-        self.store.insert(key.to_owned(), entry);
+        self.store
+            .insert(&self.store.probe(key), Slot::from_entry(entry));
         Ok(())
     }
 
     async fn delete_entry(&self, key: &str) -> Result<bool, Error> {
-        let now = self.now();
-        Ok(self.store.remove(key).is_some_and(|(_, e)| e.is_live(now)))
+        let now = self.now_nanos();
+        let removed = self.store.remove(&self.store.probe(key));
+        Ok(removed.is_some_and(|slot| slot.is_live_at(now)))
     }
 
     async fn clear(&self) -> Result<(), Error> {
@@ -194,63 +246,58 @@ impl Cache for LocMemCache {
     }
 
     async fn add_entry(&self, key: &str, entry: Entry) -> Result<bool, Error> {
-        let now = self.now();
-        let found = self.store.entry(key, None, |_, e| {
-            if e.is_live(now) {
-                EntryAction::Retain(())
-            } else {
-                EntryAction::ReplaceWithGuard
+        let now = self.now_nanos();
+        let probe = self.store.probe(key);
+        let evicted = self.store.write(&probe, |map| {
+            if map.peek(&probe).is_some_and(|slot| slot.is_live_at(now)) {
+                return None;
             }
+            Some(map.insert_with_lifecycle(probe.to_key(), Slot::from_entry(entry)))
         });
-        Ok(match found {
-            EntryResult::Vacant(guard) | EntryResult::Replaced(guard, _) => {
-                guard.insert(entry).is_ok()
-            }
-            EntryResult::Retained(()) | EntryResult::Removed(..) | EntryResult::Timeout => false,
-        })
+        Ok(evicted.is_some())
     }
 
     async fn touch_entry(&self, key: &str, expires_at: Option<SystemTime>) -> Result<bool, Error> {
-        let now = self.now();
-        let found = self.store.entry(key, None, |_, e| {
-            if e.is_live(now) {
-                *e = e.clone().with_expires_at(expires_at);
-                EntryAction::Retain(())
-            } else {
-                EntryAction::Remove
+        let now = self.now_nanos();
+        let probe = self.store.probe(key);
+        let (touched, removed) = self.store.write(&probe, |map| {
+            if let Some(mut slot) = map.peek_mut(&probe) {
+                if slot.is_live_at(now) {
+                    slot.set_expires_at(expires_at);
+                    return (true, None);
+                }
             }
+            (false, map.remove(&probe))
         });
-        // A vacant guard dropped without a value just removes its placeholder.
-        Ok(matches!(found, EntryResult::Retained(())))
+        drop(removed);
+        Ok(touched)
     }
 
     async fn has_entry(&self, key: &str) -> Result<bool, Error> {
-        Ok(self.store.peek(key).is_some_and(|e| self.is_live(&e)))
+        let now = self.now_nanos();
+        Ok(self
+            .store
+            .peek(&self.store.probe(key), |slot| slot.is_live_at(now))
+            .unwrap_or(false))
     }
 
     async fn incr_entry(&self, key: &str, delta: i64) -> Result<i64, Error> {
-        let now = self.now();
-        let found = self.store.entry(key, None, |_, e| {
-            if !e.is_live(now) {
-                return EntryAction::Remove;
-            }
-            match e.value().incr(delta) {
-                Ok((value, n)) => {
-                    *e = Entry::new(value, e.expires_at())
-                        .with_delta(e.delta())
-                        .with_keep_until(e.keep_until());
-                    EntryAction::Retain(Ok(n))
+        let now = self.now_nanos();
+        let probe = self.store.probe(key);
+        let (result, removed) = self.store.write(&probe, |map| {
+            if let Some(mut slot) = map.get_mut(&probe) {
+                if slot.is_live_at(now) {
+                    let result = slot.share().incr(delta).map(|(value, n)| {
+                        slot.set_value(value);
+                        n
+                    });
+                    return (result, None);
                 }
-                Err(err) => EntryAction::Retain(Err(err)),
             }
+            (Err(Error::missing_key()), map.remove(&probe))
         });
-        match found {
-            EntryResult::Retained(result) => result,
-            EntryResult::Removed(..) | EntryResult::Vacant(_) | EntryResult::Timeout => {
-                Err(Error::missing_key())
-            }
-            EntryResult::Replaced(..) => Err(Error::missing_key()),
-        }
+        drop(removed);
+        result
     }
 }
 
@@ -449,6 +496,49 @@ mod tests {
                 store.get_entry("site:1:k").await.unwrap().is_some(),
                 "real key layout"
             );
+        });
+    }
+
+    #[test]
+    fn small_values_are_shared_on_demand() {
+        block_on(async {
+            let (c, hand) = cache_with_clock(100);
+            c.set("w", (1i32, 2i32), secs(10)).await.unwrap();
+            let entry = c.get_entry(":1:w").await.unwrap().unwrap();
+            assert_eq!(entry.value().get::<(i32, i32)>().unwrap(), (1, 2));
+            let a = c.get_shared::<(i32, i32)>("w").await.unwrap().unwrap();
+            let b = c.get_shared::<(i32, i32)>("w").await.unwrap().unwrap();
+            assert!(Arc::ptr_eq(&a, &b));
+            assert_eq!(c.get::<(i32, i32)>("w").await.unwrap(), Some((1, 2)));
+            assert!(c.get::<u64>("w").await.unwrap_err().is_type_mismatch());
+            hand.advance(secs(10));
+            assert_eq!(c.get_shared::<(i32, i32)>("w").await.unwrap(), None);
+            assert_eq!(c.stats().expired, 1);
+        });
+    }
+
+    #[test]
+    fn custom_key_functions_and_colon_prefixes_take_the_slow_path() {
+        fn flat(_: &str, _: u32, key: &str, out: &mut String) {
+            out.push_str("flat/");
+            out.push_str(key);
+        }
+        block_on(async {
+            let options = CacheOptions::new(&CacheConfig::default())
+                .with_keys(crate::KeyMaker::new("", 1).with_function(flat));
+            let c = LocMemCache::with_options(100, options);
+            c.set("k", 7u8, Ttl::Default).await.unwrap();
+            assert_eq!(c.get::<u8>("k").await.unwrap(), Some(7));
+            assert!(c.get_entry("flat/k").await.unwrap().is_some());
+
+            let colon = CacheOptions::new(&CacheConfig {
+                key_prefix: "a:b".to_owned(),
+                ..CacheConfig::default()
+            });
+            let c = LocMemCache::with_options(100, colon);
+            c.set("k", 8u8, Ttl::Default).await.unwrap();
+            assert_eq!(c.get::<u8>("k").await.unwrap(), Some(8));
+            assert!(c.get_entry("a:b:1:k").await.unwrap().is_some());
         });
     }
 
