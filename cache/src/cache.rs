@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::{CacheConfig, Clock, Entry, Error, KeyMaker, Ttl, Value};
+use crate::{CacheConfig, Clock, Entry, Error, KeyMaker, Stamp, Ttl, Value};
 
 /// What every cache needs besides its storage: key layout, default TTL and clock.
 ///
@@ -247,6 +247,24 @@ pub trait Cache {
         let key = self.options().keys().make(key);
         match self.get_entry(&key).await? {
             Some(entry) => entry.value().get::<T>().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The value under `key` as a `T`, with its [`Stamp`] (expiry and recompute time): what a
+    /// read-through with XFetch ([`StampedeProtection`](crate::StampedeProtection)) needs on a
+    /// hit, in one lookup. A backend may override it to skip building the [`Entry`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Cache::get`].
+    async fn get_stamped<T>(&self, key: &str) -> Result<Option<(T, Stamp)>, Error>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        let key = self.options().keys().make(key);
+        match self.get_entry(&key).await? {
+            Some(entry) => Ok(Some((entry.value().get::<T>()?, Stamp::of(&entry)))),
             None => Ok(None),
         }
     }

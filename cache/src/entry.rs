@@ -240,6 +240,27 @@ impl fmt::Debug for Value {
     }
 }
 
+/// What XFetch needs to know about a stored value besides the value: its expiry and how long
+/// it took to compute ([`Cache::get_stamped`](crate::Cache::get_stamped)). Plain data, so a
+/// read-through hit does not have to clone the whole [`Entry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// When the value expires (`None`: never).
+    pub expires_at: Option<SystemTime>,
+    /// How long computing it took (zero when unknown).
+    pub delta: Duration,
+}
+
+impl Stamp {
+    /// The stamp of `entry`.
+    pub fn of(entry: &Entry) -> Stamp {
+        Stamp {
+            expires_at: entry.expires_at(),
+            delta: entry.delta(),
+        }
+    }
+}
+
 /// A value with its expiry and recompute time, as every tier stores it.
 ///
 /// `expires_at` is the value's own expiry, the one XFetch compares with and a remote tier

@@ -90,7 +90,7 @@ pub use config::{
     CacheConfig, LocMemConfig, TwoTierConfig, XFetchConfig, DEFAULT_CACHE_TTL, DEFAULT_KEY_PREFIX,
     DEFAULT_L1_TTL, DEFAULT_MAX_ENTRIES, DEFAULT_VERSION, DEFAULT_XFETCH_BETA,
 };
-pub use entry::{Entry, Ttl, Value};
+pub use entry::{Entry, Stamp, Ttl, Value};
 pub use error::Error;
 pub use key::{default_key_function, KeyFunction, KeyMaker};
 pub use locmem::{LocMemCache, LocMemStats};

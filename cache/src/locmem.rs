@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::counter::Counter;
 use crate::store::{Head, Probe, Slot, Store};
-use crate::{Cache, CacheOptions, Entry, Error, LocMemConfig, Ttl};
+use crate::{Cache, CacheOptions, Entry, Error, LocMemConfig, Stamp, Ttl};
 
 /// An in-process cache shared by all threads (`Arc<LocMemCache>`).
 ///
@@ -196,6 +196,19 @@ impl Cache for LocMemCache {
             .transpose()
     }
 
+    /// Overrides the provided `get_stamped` as `get` is: no key built, the `T` cloned under
+    /// the read lock, the stamp read from the slot; same behaviour.
+    #[inline]
+    async fn get_stamped<T>(&self, key: &str) -> Result<Option<(T, Stamp)>, Error>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        self.with_probe(key, |probe| {
+            self.lookup(probe, |slot| slot.get::<T>().map(|v| (v, slot.stamp())))
+        })
+        .transpose()
+    }
+
     /// Overrides the provided `get_shared` to look the key up without building it; same
     /// behaviour.
     async fn get_shared<T>(&self, key: &str) -> Result<Option<Arc<T>>, Error>
@@ -331,6 +344,35 @@ mod tests {
             assert!(!c.has("k").await.unwrap());
             let stats = c.stats();
             assert_eq!((stats.hits, stats.misses), (1, 1));
+        });
+    }
+
+    #[test]
+    fn get_stamped_gives_the_value_with_the_entry_s_expiry_and_delta() {
+        block_on(async {
+            let (c, hand) = cache_with_clock(100);
+            assert_eq!(c.get_stamped::<u32>("s").await.unwrap(), None);
+            c.set("s", 7u32, secs(60)).await.unwrap();
+            let real = c.options().keys().make("s");
+            let entry = c.get_entry(&real).await.unwrap().unwrap();
+            let (v, stamp) = c.get_stamped::<u32>("s").await.unwrap().unwrap();
+            assert_eq!(v, 7);
+            assert_eq!(stamp, Stamp::of(&entry));
+            let now = c.options().clock().now();
+            assert_eq!(stamp.expires_at, Some(now + secs(60)));
+            // A recompute time stored with the entry comes back too.
+            let with_delta = Entry::new(crate::Value::new(8u32), Some(now + secs(5)))
+                .with_delta(Duration::from_millis(40));
+            c.set_entry(&real, with_delta).await.unwrap();
+            let (v, stamp) = c.get_stamped::<u32>("s").await.unwrap().unwrap();
+            assert_eq!((v, stamp.delta), (8, Duration::from_millis(40)));
+            assert!(c
+                .get_stamped::<String>("s")
+                .await
+                .unwrap_err()
+                .is_type_mismatch());
+            hand.advance(secs(6));
+            assert_eq!(c.get_stamped::<u32>("s").await.unwrap(), None, "expired");
         });
     }
 

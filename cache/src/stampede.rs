@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use crate::counter::Counter;
-use crate::{Cache, CacheOptions, Entry, Error, Ttl, Value, XFetchConfig};
+use crate::{Cache, CacheOptions, Entry, Error, Stamp, Ttl, Value, XFetchConfig};
 
 /// A source of random numbers in `(0, 1]` for XFetch. Injectable so tests are deterministic.
 pub type RandomSource = Arc<dyn Fn() -> f64 + Send + Sync>;
@@ -120,11 +120,15 @@ impl<C: Cache> StampedeProtection<C> {
         Fut: Future<Output = Result<T, E>>,
     {
         let ttl = ttl.into();
+        // A hit needs neither the real key nor the entry: the value and its stamp, in one
+        // lookup (`get_stamped`; LocMemCache clones the `T` under its read lock).
+        let hit = match self.read_stamped::<T>(key).await {
+            Some((value, stamp)) if !self.refresh_early(&stamp) => return Ok(value),
+            other => other,
+        };
+        // A miss or an early refresh: the single-flight table is keyed by the real key.
         let key = self.inner.options().keys().make_key(key);
-        if let Some((value, entry)) = self.read::<T>(&key).await {
-            if !self.refresh_early(&entry) {
-                return Ok(value);
-            }
+        if let Some((value, _)) = hit {
             return match self.flights.try_lead(&key) {
                 Some(leader) => {
                     self.counters.early_refreshes.incr();
@@ -154,6 +158,21 @@ impl<C: Cache> StampedeProtection<C> {
         self.compute(leader, &key, ttl, compute).await
     }
 
+    /// Reads the caller's `key` as a `T` with its stamp; failures and mismatched types are
+    /// logged and read as a miss.
+    async fn read_stamped<T>(&self, key: &str) -> Option<(T, Stamp)>
+    where
+        T: DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        match self.inner.get_stamped::<T>(key).await {
+            Ok(found) => found,
+            Err(err) => {
+                self.cache_failed("get", &err);
+                None
+            }
+        }
+    }
+
     /// Reads `key` as a `T`; failures and mismatched types are logged and read as a miss.
     async fn read<T>(&self, key: &str) -> Option<(T, Entry)>
     where
@@ -181,11 +200,11 @@ impl<C: Cache> StampedeProtection<C> {
     }
 
     /// XFetch: whether a read at the clock's now recomputes `entry` early.
-    fn refresh_early(&self, entry: &Entry) -> bool {
-        let Some(expiry) = entry.expires_at() else {
+    fn refresh_early(&self, stamp: &Stamp) -> bool {
+        let Some(expiry) = stamp.expires_at else {
             return false;
         };
-        let delta = entry.delta();
+        let delta = stamp.delta;
         if delta.is_zero() || self.beta <= 0.0 {
             return false;
         }

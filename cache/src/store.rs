@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::clock::nanos_since_epoch;
-use crate::{Entry, Error, Value};
+use crate::{Entry, Error, Stamp, Value};
 
 /// A stored time meaning "never".
 const NEVER: u64 = u64::MAX;
@@ -89,6 +89,15 @@ impl Slot {
                 .with_delta(Duration::from_nanos(self.delta))
                 .with_keep_until(to_time(self.keep)),
         )
+    }
+
+    /// The slot's expiry and recompute time.
+    #[inline]
+    pub(crate) fn stamp(&self) -> Stamp {
+        Stamp {
+            expires_at: to_time(self.expires),
+            delta: Duration::from_nanos(self.delta),
+        }
     }
 
     /// A clone of the value as a `T`, as [`Value::get`].
