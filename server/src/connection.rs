@@ -15,6 +15,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 use crate::context::Ctx;
+use crate::deadline::{Deadline, Sweeper};
 use crate::error::error_response;
 use crate::h1::chunked::{ChunkedDecoder, ChunkedError};
 use crate::h1::encode::{self, ConnHeader, CONTINUE};
@@ -61,6 +62,8 @@ pub(crate) struct Shared<S> {
     pub(crate) ctx: Ctx<S>,
     pub(crate) cfg: ConnConfig,
     pub(crate) shutdown: Rc<LocalShutdown>,
+    /// Expires the connections' read deadlines.
+    pub(crate) sweeper: Rc<Sweeper>,
     /// Write buffers lent to connections for one batch each (see [`WBUF_POOL`]). A `RefCell`:
     /// only this worker's tasks touch it, and never across an `.await`.
     pub(crate) wbufs: std::cell::RefCell<Vec<BytesMut>>,
@@ -116,6 +119,8 @@ struct Connection<S: 'static> {
     /// When the last read of request heads completed: the start of every request it brought
     /// (one clock read per batch, not per pipelined request).
     arrived: Instant,
+    /// This connection's read deadline, swept by the worker ([`crate::deadline`]).
+    deadline: Rc<Deadline>,
     /// Sampled requests of the current batch, logged once the batch is written (their write
     /// phase ends then). Empty, and unallocated, for almost every batch.
     traces: Vec<PendingTrace>,
@@ -153,6 +158,7 @@ const LINGER_MAX: usize = 1024 * 1024;
 
 /// Serves `stream` until the peer leaves, an error closes it, or shutdown drains it.
 pub(crate) async fn serve<S: 'static>(stream: TcpStream, peer: SocketAddr, shared: Rc<Shared<S>>) {
+    let deadline = shared.sweeper.register();
     let mut conn = Connection {
         stream,
         peer,
@@ -161,6 +167,7 @@ pub(crate) async fn serve<S: 'static>(stream: TcpStream, peer: SocketAddr, share
         shared,
         linger: false,
         arrived: Instant::now(),
+        deadline,
         traces: Vec::new(),
     };
     if let Err(why) = conn.run().await {
@@ -617,16 +624,16 @@ impl<S: 'static> Connection<S> {
     /// Appends what the peer sends next to the read buffer, waiting at most until `deadline`;
     /// an `idle` connection also stops waiting when shutdown begins.
     async fn read_more(&mut self, deadline: Instant, idle: bool) -> Result<ReadOutcome, Closed> {
-        let limit = deadline.saturating_duration_since(Instant::now());
         self.rbuf.reserve(READ_CHUNK);
         let buf = std::mem::take(&mut self.rbuf);
         let len = buf.len();
         let cap = buf.capacity();
         // A monoio read into a `BytesMut` writes at offset 0: read into the spare capacity.
         let read = self.stream.read(buf.slice_mut(len..cap));
-        // Pinned where it is built: moving the read and its timer into `select!` cost a
-        // memcpy of both per read (callgrind, json).
-        let timed = std::pin::pin!(monoio::time::timeout(limit, read));
+        // The worker's sweeper enforces the deadline (no timer per read, see `deadline`).
+        // Pinned where it is built: moving the read into `select!` cost a memcpy per read.
+        let limit = Rc::clone(&self.deadline);
+        let timed = std::pin::pin!(limit.limit(deadline, read));
         let result = if idle {
             let shutdown = Rc::clone(&self.shared.shutdown);
             let notified = std::pin::pin!(shutdown.notified());
@@ -644,7 +651,7 @@ impl<S: 'static> Connection<S> {
         };
         // On a timeout or drain the buffer went with the cancelled read: the connection closes
         // next, so nothing is lost that anyone will read.
-        let Ok((res, slice)) = result else {
+        let Some((res, slice)) = result else {
             return Ok(ReadOutcome::TimedOut);
         };
         self.rbuf = slice.into_inner();

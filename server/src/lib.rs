@@ -40,6 +40,7 @@
 
 mod connection;
 mod context;
+mod deadline;
 mod error;
 mod h1;
 pub mod middleware;

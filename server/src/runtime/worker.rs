@@ -16,6 +16,7 @@ use super::listener::accept_queued;
 use super::shutdown::{triggered, LocalShutdown};
 use crate::connection::{self, ConnConfig, Shared};
 use crate::context::Ctx;
+use crate::deadline::Sweeper;
 use crate::h1::date;
 use crate::router::Router;
 
@@ -97,11 +98,18 @@ where
     };
     let (router, state) = factory(index);
     let local = Rc::new(LocalShutdown::default());
+    let shortest = cfg
+        .header_read_timeout
+        .min(cfg.body_read_timeout)
+        .min(cfg.keepalive_timeout);
+    let sweeper = Sweeper::new(Sweeper::tick_for(shortest));
+    monoio::spawn(Rc::clone(&sweeper).run());
     let shared = Rc::new(Shared {
         router,
         ctx: Ctx::new(state, index, local.flag()),
         cfg,
         shutdown: Rc::clone(&local),
+        sweeper,
         wbufs: std::cell::RefCell::new(Vec::new()),
     });
     monoio::spawn(date::tick());
