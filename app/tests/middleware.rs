@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cluster_env, repo, request, serve, Served};
+use common::{cluster_env, database_env, repo, request, serve, Served};
 
 fn get(addr: SocketAddr, path: &str, extra: &str) -> (u16, HashMap<String, String>, String) {
     request(
@@ -286,16 +286,10 @@ fn micros(line: &serde_json::Value, name: &str) -> u64 {
 
 #[test]
 fn sampled_requests_log_their_phases_with_database_and_render_time() {
-    let env = cluster_env();
-    let s = serve([
-        ("DATABASE_URL", env["DATABASE_URL"].as_str()),
-        (
-            "PINION_MIGRATIONS_DIR",
-            repo().join("migrations").to_str().expect("path"),
-        ),
-        ("PINION_TELEMETRY_SAMPLE_RATIO", "1"),
-        ("PINION_LOG_FORMAT", "json"),
-    ]);
+    let mut env = database_env();
+    env.push(("PINION_TELEMETRY_SAMPLE_RATIO".into(), "1".into()));
+    env.push(("PINION_LOG_FORMAT".into(), "json".into()));
+    let s = serve(env);
     // A database request: its trace carries the id echoed on the response.
     let (status, h, _) = get(s.addr, "/queries?q=5", "");
     assert_eq!(status, 200);

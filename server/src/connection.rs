@@ -632,8 +632,7 @@ impl<S: 'static> Connection<S> {
         let read = self.stream.read(buf.slice_mut(len..cap));
         // The worker's sweeper enforces the deadline (no timer per read, see `deadline`).
         // Pinned where it is built: moving the read into `select!` cost a memcpy per read.
-        let limit = Rc::clone(&self.deadline);
-        let timed = std::pin::pin!(limit.limit(deadline, read));
+        let timed = std::pin::pin!(self.deadline.limit(deadline, read));
         let result = if idle {
             let shutdown = Rc::clone(&self.shared.shutdown);
             let notified = std::pin::pin!(shutdown.notified());
