@@ -23,6 +23,7 @@ use pinion_server::telemetry::ThreadTelemetry;
 static ALLOCATOR: alloc::MiMalloc = alloc::MiMalloc;
 
 mod alloc;
+mod log_fields;
 mod logging;
 
 /// pinion: a thread-per-core HTTP/1.1 application server.
@@ -377,7 +378,7 @@ fn init_logging(settings: &Settings) {
         .with_writer(logging::Stderr);
     let result = match settings.log_format {
         LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.fmt_fields(log_fields::TextFields).try_init(),
     };
     if let Err(e) = result {
         eprintln!("pinion: logging not initialised: {e}");

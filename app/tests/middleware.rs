@@ -347,3 +347,31 @@ fn a_zero_sample_ratio_logs_no_traces() {
         "{logs:?}"
     );
 }
+
+#[test]
+fn the_access_log_records_the_path_and_route_of_each_request() {
+    let s = serve([
+        ("PINION_ACCESS_LOG", "true"),
+        ("PINION_ACCESS_LOG_SAMPLE", "1"),
+        ("PINION_TELEMETRY_SAMPLE_RATIO", "0"),
+        ("PINION_LOG_FORMAT", "json"),
+    ]);
+    let (status, h, _) = get(s.addr, "/json?ignored=1", "");
+    assert_eq!(status, 200);
+    let id = h.get("x-request-id").expect("a request id").clone();
+    let lines: Vec<serde_json::Value> = s
+        .wait_for_logs(&["pinion::access", &id], 1)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    assert_eq!(
+        log_field(line, "path"),
+        "/json",
+        "the path without the query"
+    );
+    assert_eq!(log_field(line, "route"), "/json");
+    assert_eq!(log_field(line, "method"), "GET");
+    assert_eq!(log_field(line, "status"), 200);
+}

@@ -272,11 +272,11 @@ impl<S: 'static> Connection<S> {
         );
         let head_only = head.method == Method::HEAD;
         let mut ex = run_chain.then(|| {
-            let path = match head.path {
+            let path = chain.needs_path().then(|| match head.path {
                 PathRepr::Span(span) => head_bytes.slice(span.start as usize..span.end as usize),
                 PathRepr::Root => Bytes::from_static(b"/"),
                 PathRepr::Asterisk => Bytes::from_static(b"*"),
-            };
+            });
             Exchange::new(start, head.method.clone(), path, route, self.peer)
         });
         let mut req = Request::new(head, head_bytes, Bytes::new(), self.peer);
@@ -363,11 +363,7 @@ impl<S: 'static> Connection<S> {
                     &shared.cfg.server_line,
                     conn,
                     head_only,
-                    |out| {
-                        let mut block = HeaderBlock::over(std::mem::take(out));
-                        chain.after(ex, &response, &mut block, &shared.ctx);
-                        *out = block.into_inner();
-                    },
+                    |out| chain.after(ex, &response, &mut HeaderBlock::over(out), &shared.ctx),
                 );
                 chain.finish(ex, response.status_code().as_u16(), &shared.ctx);
             }
@@ -380,7 +376,11 @@ impl<S: 'static> Connection<S> {
                 &[],
             ),
         }
-        if let (Some(rec), Some(ex), Some(encode_start)) = (recorder, ex, encode_start) {
+        // The recorder first: a tuple of all three would move the exchange on every request.
+        if let Some(rec) = recorder {
+            let (Some(ex), Some(encode_start)) = (ex, encode_start) else {
+                return Ok(keep_alive);
+            };
             // An early answer ran no handler: everything before encoding was reading.
             let read_end = handler_span.map_or(encode_start, |(began, _)| began);
             let handler = handler_span.map_or(std::time::Duration::ZERO, |(b, e)| e - b);

@@ -118,7 +118,7 @@ impl<S: 'static> Middleware<S> for AccessLog {
             request_id: ex.request_id.clone(),
             method: ex.method().clone(),
             path: ex.path().into(),
-            route: ex.route.clone(),
+            route: ex.route.map(|r| Rc::clone(&r.template)),
             status,
             micros: ex.elapsed().as_micros() as u64,
             peer: ex.peer(),

@@ -195,6 +195,10 @@ impl<S: 'static> Middleware<S> for Cors {
         Hooks::AROUND
     }
 
+    fn needs_path(&self) -> bool {
+        false
+    }
+
     fn before<'a>(
         &'a self,
         req: &'a mut Request,

@@ -1,6 +1,6 @@
 //! Response headers as raw bytes, appended to the encoded response.
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use http::header::{HeaderName, HeaderValue};
 
 /// Header lines (`Name: value\r\n`) a middleware adds to a response.
@@ -10,35 +10,26 @@ use http::header::{HeaderName, HeaderValue};
 /// header. Values come from `HeaderValue` (which cannot hold CR or LF) or from static blocks
 /// checked when they are built, so nothing here can split a response.
 ///
-/// On the response path the block is the connection's write buffer itself, positioned just
-/// after the response's own headers ([`over`](Self::over)): what a middleware adds lands where
-/// it will be sent, with no second copy. Everything before that position (earlier responses of
-/// the batch, this response's head) is out of reach: [`as_bytes`](Self::as_bytes),
-/// [`clear`](Self::clear) and [`is_empty`](Self::is_empty) see only this block's lines.
-#[derive(Debug, Default)]
-pub struct HeaderBlock {
-    buf: BytesMut,
+/// The block is a view of the connection's write buffer, positioned just after the response's
+/// own headers ([`over`](Self::over)): what a middleware adds lands where it will be sent,
+/// with no second copy and no buffer moved in or out. Everything before that position (earlier
+/// responses of the batch, this response's head) is out of reach:
+/// [`as_bytes`](Self::as_bytes), [`clear`](Self::clear) and [`is_empty`](Self::is_empty) see
+/// only this block's lines.
+#[derive(Debug)]
+pub struct HeaderBlock<'b> {
+    buf: &'b mut BytesMut,
     /// Where this block's lines begin in `buf`.
     start: usize,
 }
 
-impl HeaderBlock {
-    /// An empty block (no allocation until something is added).
-    pub fn new() -> HeaderBlock {
-        HeaderBlock::default()
-    }
-
+impl<'b> HeaderBlock<'b> {
     /// A block that appends to `buf` after what it already holds.
-    pub(crate) fn over(buf: BytesMut) -> HeaderBlock {
+    pub fn over(buf: &'b mut BytesMut) -> HeaderBlock<'b> {
         HeaderBlock {
             start: buf.len(),
             buf,
         }
-    }
-
-    /// The buffer back, this block's lines at its end.
-    pub(crate) fn into_inner(self) -> BytesMut {
-        self.buf
     }
 
     /// Adds `name: value`.
@@ -49,10 +40,7 @@ impl HeaderBlock {
     /// Adds `name: value` for a name known to be valid (a `&'static str` constant).
     pub fn push_str(&mut self, name: &str, value: &[u8]) {
         self.buf.reserve(name.len() + value.len() + 4);
-        self.buf.extend_from_slice(name.as_bytes());
-        self.buf.extend_from_slice(b": ");
-        self.buf.extend_from_slice(value);
-        self.buf.extend_from_slice(b"\r\n");
+        push_line(self.buf, name, value);
     }
 
     /// Adds pre-rendered header lines (each ending in CRLF), validated when they were built.
@@ -60,17 +48,12 @@ impl HeaderBlock {
         self.buf.extend_from_slice(block);
     }
 
-    /// Appends another block.
-    pub fn append(&mut self, other: &HeaderBlock) {
-        self.buf.extend_from_slice(other.as_bytes());
-    }
-
     /// The bytes, ready to be written after the response's own headers.
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[self.start..]
     }
 
-    /// Empties the block, keeping its capacity.
+    /// Empties the block.
     pub fn clear(&mut self) {
         self.buf.truncate(self.start);
     }
@@ -81,6 +64,14 @@ impl HeaderBlock {
     }
 }
 
+/// Appends `name: value\r\n` to `buf`.
+pub(crate) fn push_line(buf: &mut impl BufMut, name: &str, value: &[u8]) {
+    buf.put_slice(name.as_bytes());
+    buf.put_slice(b": ");
+    buf.put_slice(value);
+    buf.put_slice(b"\r\n");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,19 +80,14 @@ mod tests {
     fn a_block_over_a_buffer_sees_only_its_own_lines() {
         let mut buf = BytesMut::new();
         buf.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-        let mut block = HeaderBlock::over(buf);
+        let mut block = HeaderBlock::over(&mut buf);
         assert!(block.is_empty());
         block.push_str("x-a", b"1");
         assert_eq!(block.as_bytes(), b"x-a: 1\r\n");
         block.clear();
         assert!(block.is_empty());
         block.push_str("x-b", b"2");
-        let mut other = HeaderBlock::new();
-        other.push_str("x-c", b"3");
-        block.append(&other);
-        assert_eq!(
-            &block.into_inner()[..],
-            b"HTTP/1.1 200 OK\r\nx-b: 2\r\nx-c: 3\r\n"
-        );
+        block.push_block(b"x-c: 3\r\n");
+        assert_eq!(&buf[..], b"HTTP/1.1 200 OK\r\nx-b: 2\r\nx-c: 3\r\n");
     }
 }

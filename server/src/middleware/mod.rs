@@ -34,7 +34,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::HeaderValue;
+use http::header::{HeaderName, HeaderValue};
 use http::Method;
 
 pub use access_log::AccessLog;
@@ -56,43 +56,47 @@ use crate::telemetry::ThreadTelemetry;
 /// What a request carries through the chain besides the request itself, which the handler
 /// consumes: when it started, where it came from, where it went, and what the `before` steps
 /// want the `after` steps to know.
+///
+/// It borrows the matched route from the router (`'r`) rather than holding counted
+/// references: the chain runs for every request, and two `Rc` clones and drops were visible in
+/// the plaintext profile.
 #[derive(Debug)]
-pub struct Exchange {
+pub struct Exchange<'r> {
     start: Instant,
     elapsed: std::time::Duration,
     method: Method,
-    path: Bytes,
-    route: Option<Rc<str>>,
+    /// The path, kept only when a step asks for it ([`Middleware::needs_path`]).
+    path: Option<Bytes>,
+    route: Option<&'r RouteInfo>,
     peer: SocketAddr,
-    rate_policy: Option<Rc<str>>,
     /// The request id, once the request-id middleware has set it.
     pub request_id: Option<RequestIdValue>,
     /// The `Origin` of a CORS request, kept for the response headers.
     pub origin: Option<HeaderValue>,
-    /// Response headers a `before` step wants on the response (e.g. rate-limit headers),
-    /// appended after the handler.
-    pub headers: HeaderBlock,
+    /// Header lines a `before` step wants on the response (rate-limit headers), appended
+    /// after the handler; see [`push_header`](Self::push_header). A `Vec` costs nothing until
+    /// used, which is most requests.
+    headers: Vec<u8>,
 }
 
-impl Exchange {
+impl<'r> Exchange<'r> {
     pub(crate) fn new(
         start: Instant,
         method: Method,
-        path: Bytes,
-        route: Option<&RouteInfo>,
+        path: Option<Bytes>,
+        route: Option<&'r RouteInfo>,
         peer: SocketAddr,
-    ) -> Exchange {
+    ) -> Exchange<'r> {
         Exchange {
             start,
             elapsed: std::time::Duration::ZERO,
             method,
             path,
-            route: route.map(|r| Rc::clone(&r.template)),
-            rate_policy: route.and_then(|r| r.options.rate_limit.clone()),
+            route,
             peer,
             request_id: None,
             origin: None,
-            headers: HeaderBlock::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -113,15 +117,20 @@ impl Exchange {
         &self.method
     }
 
-    /// The request path as sent (percent-encoded, without the query), for logs.
+    /// The request path as sent (percent-encoded, without the query), for logs. Empty unless
+    /// a step of the chain declares that it needs it ([`Middleware::needs_path`], true by
+    /// default).
     pub fn path(&self) -> &str {
-        std::str::from_utf8(&self.path).unwrap_or("")
+        self.path
+            .as_deref()
+            .and_then(|p| std::str::from_utf8(p).ok())
+            .unwrap_or("")
     }
 
     /// The matched route template (`/users/{id}`), `None` when no route matched. Metrics use
     /// it as a label, so unknown paths cannot multiply series.
-    pub fn route(&self) -> Option<&str> {
-        self.route.as_deref()
+    pub fn route(&self) -> Option<&'r str> {
+        self.route.map(|r| &*r.template)
     }
 
     /// The TCP peer (nginx, behind a proxy).
@@ -130,14 +139,24 @@ impl Exchange {
     }
 
     /// The rate-limit policy named for this route, if any (see [`RouteOptions`]).
-    pub fn rate_policy(&self) -> Option<&str> {
-        self.rate_policy.as_deref()
+    pub fn rate_policy(&self) -> Option<&'r str> {
+        self.route.and_then(|r| r.options.rate_limit.as_deref())
+    }
+
+    /// Queues `name: value` for the response, from a `before` step (an `after` step writes to
+    /// its [`HeaderBlock`] directly). Queued lines follow the `after` steps' own.
+    pub fn push_header(&mut self, name: &HeaderName, value: &HeaderValue) {
+        header_block::push_line(&mut self.headers, name.as_str(), value.as_bytes());
     }
 
     /// What a sampled trace logs once the response is written: the id, the method and the
-    /// route, moved out without copying.
+    /// route (a counted reference: the trace outlives this exchange).
     pub(crate) fn into_trace_parts(self) -> (Option<RequestIdValue>, Method, Option<Rc<str>>) {
-        (self.request_id, self.method, self.route)
+        (
+            self.request_id,
+            self.method,
+            self.route.map(|r| Rc::clone(&r.template)),
+        )
     }
 }
 
@@ -225,10 +244,24 @@ pub trait Middleware<S>: 'static {
 
     /// Runs after the handler (or after an early answer), in reverse order. The default adds
     /// nothing.
-    fn after(&self, _ex: &Exchange, _resp: &Response, _headers: &mut HeaderBlock, _ctx: &Ctx<S>) {}
+    fn after(
+        &self,
+        _ex: &Exchange,
+        _resp: &Response,
+        _headers: &mut HeaderBlock<'_>,
+        _ctx: &Ctx<S>,
+    ) {
+    }
 
     /// Runs once the response is encoded, with its final status: telemetry, access logs.
     fn finish(&self, _ex: &Exchange, _status: u16, _ctx: &Ctx<S>) {}
+
+    /// Whether this step reads [`Exchange::path`]. The path is kept for the chain only when
+    /// some step needs it (a reference count per request otherwise). Default: true, which is
+    /// always correct; the built-in steps that never look at it say false.
+    fn needs_path(&self) -> bool {
+        true
+    }
 }
 
 /// Per-route choices, set with [`Router::configure`](crate::Router::configure).
@@ -385,6 +418,7 @@ impl<S: 'static> Stack<S> {
         let finish = with(|h| h.finish);
         Chain {
             empty: steps.is_empty(),
+            needs_path: steps.iter().any(|m| m.needs_path()),
             before,
             after,
             finish,
@@ -405,6 +439,10 @@ impl<S: 'static> Middleware<S> for Observe {
         Hooks::FINISH
     }
 
+    fn needs_path(&self) -> bool {
+        false
+    }
+
     fn finish(&self, ex: &Exchange, status: u16, _ctx: &Ctx<S>) {
         self.0
             .record_request(ex.method(), ex.route(), status, ex.elapsed());
@@ -415,6 +453,7 @@ impl<S: 'static> Middleware<S> for Observe {
 /// that step runs (`after` is reversed).
 pub(crate) struct Chain<S> {
     empty: bool,
+    needs_path: bool,
     before: Box<[Rc<dyn Middleware<S>>]>,
     after: Box<[Rc<dyn Middleware<S>>]>,
     finish: Box<[Rc<dyn Middleware<S>>]>,
@@ -425,6 +464,7 @@ impl<S: 'static> Chain<S> {
     pub(crate) fn empty() -> Chain<S> {
         Chain {
             empty: true,
+            needs_path: false,
             before: Box::new([]),
             after: Box::new([]),
             finish: Box::new([]),
@@ -437,6 +477,11 @@ impl<S: 'static> Chain<S> {
         self.telemetry.as_ref()
     }
 
+    /// Whether a step reads [`Exchange::path`].
+    pub(crate) fn needs_path(&self) -> bool {
+        self.needs_path
+    }
+
     /// Whether the chain has nothing to do (the benchmark's "middleware off").
     pub(crate) fn is_empty(&self) -> bool {
         self.empty
@@ -446,7 +491,7 @@ impl<S: 'static> Chain<S> {
     pub(crate) async fn before(
         &self,
         req: &mut Request,
-        ex: &mut Exchange,
+        ex: &mut Exchange<'_>,
         ctx: &Ctx<S>,
     ) -> Option<Response> {
         for step in &self.before {
@@ -469,14 +514,16 @@ impl<S: 'static> Chain<S> {
         &self,
         ex: &mut Exchange,
         resp: &Response,
-        out: &mut HeaderBlock,
+        out: &mut HeaderBlock<'_>,
         ctx: &Ctx<S>,
     ) {
         ex.elapsed = ex.start.elapsed();
         for step in &self.after {
             step.after(ex, resp, out, ctx);
         }
-        out.append(&ex.headers);
+        if !ex.headers.is_empty() {
+            out.push_block(&ex.headers);
+        }
     }
 
     /// Runs the `finish` steps.

@@ -66,9 +66,8 @@ impl<St: RateStore + 'static> RateLimit<St> {
     fn decided(&self, policy: &Policy, decision: Decision, ex: &mut Exchange) -> Option<Response> {
         if decision.allowed {
             if self.mode == HeaderMode::Ietf {
-                ex.headers.push(&RATELIMIT_POLICY, policy.policy_header());
-                ex.headers
-                    .push(&RATELIMIT, &rate_limit_value(policy, &decision));
+                ex.push_header(&RATELIMIT_POLICY, policy.policy_header());
+                ex.push_header(&RATELIMIT, &rate_limit_value(policy, &decision));
             }
             None
         } else {
@@ -87,6 +86,10 @@ impl<S: 'static, St: RateStore + 'static> Middleware<S> for RateLimit<St> {
 
     fn hooks(&self) -> Hooks {
         Hooks::BEFORE
+    }
+
+    fn needs_path(&self) -> bool {
+        false
     }
 
     fn before<'a>(

@@ -130,6 +130,10 @@ impl<S: 'static> Middleware<S> for RequestId {
         Hooks::AROUND
     }
 
+    fn needs_path(&self) -> bool {
+        false
+    }
+
     fn before<'a>(
         &'a self,
         req: &'a mut Request,

@@ -103,7 +103,8 @@ impl SecurityHeaders {
                 )?,
             ));
         }
-        let mut block = HeaderBlock::new();
+        let mut rendered = bytes::BytesMut::new();
+        let mut block = HeaderBlock::over(&mut rendered);
         for (n, v) in &headers {
             block.push(n, v);
         }
@@ -116,7 +117,7 @@ impl SecurityHeaders {
             )?)
         };
         Ok(SecurityHeaders {
-            block: block.as_bytes().into(),
+            block: rendered[..].into(),
             names: headers.into_iter().map(|(n, _)| n).collect(),
             csp,
         })
@@ -130,6 +131,10 @@ impl<S: 'static> Middleware<S> for SecurityHeaders {
 
     fn hooks(&self) -> Hooks {
         Hooks::AFTER
+    }
+
+    fn needs_path(&self) -> bool {
+        false
     }
 
     fn after(&self, _ex: &Exchange, resp: &Response, out: &mut HeaderBlock, _ctx: &Ctx<S>) {

@@ -18,6 +18,10 @@ impl<S: 'static> Middleware<S> for ServerTiming {
         Hooks::AFTER
     }
 
+    fn needs_path(&self) -> bool {
+        false
+    }
+
     fn after(&self, ex: &Exchange, _resp: &Response, out: &mut HeaderBlock, _ctx: &Ctx<S>) {
         // itoa into one stack-built line rather than `write!` and four appends: formatting
         // machinery and per-piece copies showed up in the plaintext profile

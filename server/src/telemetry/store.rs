@@ -13,6 +13,26 @@ use super::{Shared, DURATION_BUCKETS};
 /// Buckets of a [`Hist`]: one per bound in [`DURATION_BUCKETS`], plus `+Inf`.
 const BUCKETS: usize = DURATION_BUCKETS.len() + 1;
 
+/// [`DURATION_BUCKETS`] in nanoseconds (a test checks that they agree).
+const DURATION_BOUNDS_NS: [u64; DURATION_BUCKETS.len()] = [
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+];
+
 /// A duration histogram in plain integers: per-bucket (not cumulative) counts, so that merging
 /// two is adding arrays.
 #[derive(Debug, Clone, Default)]
@@ -23,11 +43,18 @@ pub(super) struct Hist {
 }
 
 impl Hist {
-    /// Counts one observation of `secs` seconds.
+    /// Counts one observation.
     #[inline]
-    pub(super) fn observe(&mut self, secs: f64) {
-        // `le` buckets: the first bound at or above the value.
-        let i = DURATION_BUCKETS.partition_point(|&bound| bound < secs);
+    pub(super) fn observe(&mut self, elapsed: std::time::Duration) {
+        // `le` buckets: the first bound at or above the value. In integer nanoseconds, and
+        // scanned from the smallest bound: most requests fall in the first buckets, so this is
+        // one or two comparisons where a binary search over floats took five.
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        let i = DURATION_BOUNDS_NS
+            .iter()
+            .position(|&bound| nanos <= bound)
+            .unwrap_or(DURATION_BOUNDS_NS.len());
+        let secs = elapsed.as_secs_f64();
         self.buckets[i] += 1;
         self.count += 1;
         self.sum += secs;
@@ -429,4 +456,35 @@ pub(super) fn family(def: &Def, ty: MetricType, metrics: Vec<proto::Metric>) -> 
     f.set_field_type(ty);
     f.set_metric(metrics);
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_nanosecond_bounds_are_the_published_buckets() {
+        for (ns, secs) in DURATION_BOUNDS_NS.iter().zip(DURATION_BUCKETS.iter()) {
+            assert_eq!(*ns, Duration::from_secs_f64(*secs).as_nanos() as u64);
+        }
+    }
+
+    #[test]
+    fn an_observation_falls_in_the_first_bucket_at_or_above_it() {
+        let mut h = Hist::default();
+        h.observe(Duration::from_micros(100)); // exactly the first bound: `le`
+        h.observe(Duration::from_nanos(100_001)); // just above it
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(11)); // past the last bound: +Inf
+        let mut expected = [0u64; BUCKETS];
+        expected[0] = 1;
+        expected[1] = 1;
+        expected[5] = 1;
+        expected[BUCKETS - 1] = 1;
+        assert_eq!(h.buckets, expected);
+        assert_eq!(h.count, 4);
+        assert!((h.sum - (0.0001 + 0.000100001 + 0.003 + 11.0)).abs() < 1e-9);
+    }
 }

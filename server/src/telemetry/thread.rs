@@ -78,9 +78,14 @@ struct Local {
     routes: Vec<Arc<str>>,
     /// Whether [`MAX_ROUTES`] was reached (and said so in the log).
     routes_full: bool,
-    /// Requests by [`request_key`]. Entries are zeroed, not removed, by a fold: the steady state
-    /// allocates nothing.
-    requests: HashMap<u64, Hist, FastHash>,
+    /// Requests by [`request_key`], each with its histogram. Entries are zeroed, not removed,
+    /// by a fold: the steady state allocates nothing.
+    requests: Vec<(u64, Hist)>,
+    /// [`request_key`] → index into `requests`.
+    request_slots: HashMap<u64, u32, FastHash>,
+    /// The last key recorded and its index: a run of one endpoint's 200s (a busy route; every
+    /// benchmark) skips the hash lookup. The key `u64::MAX` is never made by [`request_key`].
+    last_request: (u64, u32),
     /// Connections opened minus closed.
     connections: i64,
     rate_limited: HashMap<Box<str>, u64, FastHash>,
@@ -91,8 +96,24 @@ impl Local {
     fn new() -> Local {
         Local {
             routes: vec![Arc::from(UNMATCHED)],
+            last_request: (u64::MAX, 0),
             ..Local::default()
         }
+    }
+
+    /// The index in `requests` of `key`'s histogram, made on first use.
+    #[inline]
+    fn request_slot(&mut self, key: u64) -> usize {
+        if self.last_request.0 == key {
+            return self.last_request.1 as usize;
+        }
+        let next = self.requests.len() as u32;
+        let slot = *self.request_slots.entry(key).or_insert(next);
+        if slot == next {
+            self.requests.push((key, Hist::default()));
+        }
+        self.last_request = (key, slot);
+        slot as usize
     }
 
     #[inline]
@@ -190,11 +211,8 @@ impl ThreadTelemetry {
             None => UNMATCHED_ID,
         };
         let key = request_key(route, method_index(method), status);
-        local
-            .requests
-            .entry(key)
-            .or_default()
-            .observe(elapsed.as_secs_f64());
+        let slot = local.request_slot(key);
+        local.requests[slot].1.observe(elapsed);
     }
 
     /// Records a connection accepted (`pinion_http_connections_open` goes up at the next fold).
@@ -238,13 +256,12 @@ impl ThreadTelemetry {
         if !self.enabled {
             return;
         }
-        let secs = elapsed.as_secs_f64();
         let mut local = self.local.borrow_mut();
         match local.queries.get_mut(database) {
-            Some(h) => h.observe(secs),
+            Some(h) => h.observe(elapsed),
             None => {
                 let mut h = Hist::default();
-                h.observe(secs);
+                h.observe(elapsed);
                 local.queries.insert(Box::from(database), h);
             }
         }
@@ -280,7 +297,8 @@ impl ThreadTelemetry {
         let mut local = self.local.borrow_mut();
         let local = &mut *local;
         let mut store = self.telemetry.shared().store();
-        for (&key, hist) in local.requests.iter_mut() {
+        for (key, hist) in local.requests.iter_mut() {
+            let key = *key;
             if hist.count == 0 {
                 continue;
             }
