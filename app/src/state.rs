@@ -62,7 +62,9 @@ impl AppState {
 
     /// A random `world` id or number, 1..=10000.
     pub fn random_world_value(&self) -> i32 {
-        self.rng.borrow_mut().random_range(1..=10_000)
+        self.rng
+            .borrow_mut()
+            .random_range(1..=crate::routes::world::WORLD_ROWS)
     }
 
     /// The databases, or a 503 when none is configured.
