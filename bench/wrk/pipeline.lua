@@ -3,7 +3,10 @@
 --
 --   wrk -t1 -c256 -d10s --latency -s bench/wrk/pipeline.lua http://127.0.0.1:PORT/plaintext -- 16
 --
--- depth is the first script argument (after `--`); default 16, TechEmpower's.
+-- depth is the first script argument (after `--`); default 16, TechEmpower's. An optional second
+-- argument paces the load: each connection waits that many milliseconds after a batch's last
+-- response before sending the next batch, so that two servers compared get the same request
+-- rate instead of whatever the generator manages against each (bench/run's *-paced rows).
 
 local DEFAULT_DEPTH = 16
 
@@ -20,6 +23,16 @@ init = function(args)
     r[i] = one
   end
   pipelined = table.concat(r)
+  local pace = tonumber(args[2] or 0)
+  if pace == nil or pace < 0 then
+    error("pace must be a number of milliseconds, not " .. tostring(args[2]))
+  end
+  if pace > 0 then
+    -- wrk calls delay() after each request() batch is answered (wrk.c, response_complete)
+    delay = function()
+      return pace
+    end
+  end
 end
 
 request = function()
