@@ -39,6 +39,7 @@ pub mod migrate;
 mod pinned;
 mod pool;
 mod ratelimit;
+mod rent_io;
 
 pub use cache::{DatabaseCache, CACHE_TABLE};
 pub use database::{Database, QueryObserver, Role};
