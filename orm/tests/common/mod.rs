@@ -142,16 +142,7 @@ impl Cluster {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );
-        run(async {
-            let admin =
-                pinion_orm::Db::start(&pinion_orm::DbConfig::new(self.primary.clone(), vec![]))
-                    .expect("db");
-            admin
-                .primary()
-                .batch_execute(&format!("CREATE DATABASE {db}"))
-                .await
-                .expect("create database");
-        });
+        self.admin_execute(&format!("CREATE DATABASE {db}"));
         let base = self
             .primary
             .rsplit_once('/')
@@ -163,15 +154,20 @@ impl Cluster {
     /// Drops a database made by [`Cluster::fresh_database`].
     pub fn drop_database(&self, url: &str) {
         let name = url.rsplit_once('/').expect("db").1.to_string();
+        self.admin_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    }
+
+    /// Runs `sql` on the cluster's own database (CREATE and DROP DATABASE).
+    fn admin_execute(&self, sql: &str) {
         run(async {
             let admin =
                 pinion_orm::Db::start(&pinion_orm::DbConfig::new(self.primary.clone(), vec![]))
                     .expect("db");
             admin
                 .primary()
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .batch_execute(sql)
                 .await
-                .expect("drop database");
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
         });
     }
 }
