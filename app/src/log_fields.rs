@@ -112,32 +112,8 @@ impl Visit for TextVisitor<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use tracing_subscriber::fmt::MakeWriter;
-
     use super::*;
-
-    /// Collects what a subscriber writes.
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("capture").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Capture {
-        type Writer = Capture;
-        fn make_writer(&'a self) -> Capture {
-            self.clone()
-        }
-    }
+    use crate::log_capture::Capture;
 
     /// The event's line after the timestamp, formatted with `fields` or with the default.
     fn line(fast: bool, event: impl FnOnce()) -> String {
@@ -151,8 +127,7 @@ mod tests {
         } else {
             tracing::subscriber::with_default(builder.finish(), event);
         }
-        let bytes = out.0.lock().expect("capture").clone();
-        String::from_utf8(bytes).expect("utf-8")
+        out.text()
     }
 
     #[test]

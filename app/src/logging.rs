@@ -96,6 +96,13 @@ pub(crate) async fn flusher() {
     }
 }
 
+/// Writes one complete INFO line (ending in a newline) as the formatter's lines are written:
+/// into this thread's buffer on a worker, straight to stderr elsewhere. For lines formatted
+/// without `tracing` (the sampled traces, `trace_line`).
+pub(crate) fn write_info(line: &[u8]) {
+    let _ = Line { urgent: false }.write(line);
+}
+
 /// The `tracing-subscriber` writer: stderr, buffered as the module doc says.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Stderr;

@@ -23,8 +23,11 @@ use pinion_server::telemetry::ThreadTelemetry;
 static ALLOCATOR: alloc::MiMalloc = alloc::MiMalloc;
 
 mod alloc;
+#[cfg(test)]
+mod log_capture;
 mod log_fields;
 mod logging;
+mod trace_line;
 
 /// pinion: a thread-per-core HTTP/1.1 application server.
 #[derive(Parser, Debug)]
@@ -184,7 +187,10 @@ fn serve(settings: &Settings) -> ExitCode {
             }
         }
     }
-    let telemetry = pinion_app::middleware::telemetry(settings);
+    // Without a terminal (colours), sampled traces skip `tracing`'s formatter.
+    let traces = (!std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .then(|| trace_line::writer(settings.log_format));
+    let telemetry = pinion_app::middleware::telemetry(settings, traces);
     if let Some(t) = &telemetry {
         let cache = Arc::clone(&worlds);
         t.add_source(move |sink| {

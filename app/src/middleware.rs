@@ -15,6 +15,7 @@ use pinion_server::middleware::{
 use pinion_server::ratelimit::{
     ClientKey, Decision, HeaderMode, IpNet, KeyExtractor, LocalStore, Policy, RateStore,
 };
+use pinion_server::telemetry::trace::TraceWriter;
 use pinion_server::telemetry::{Telemetry, TelemetryConfig, ThreadTelemetry};
 use pinion_server::{Error, Stack};
 
@@ -23,14 +24,19 @@ use crate::AppState;
 /// How often a worker writes its buffered access-log records.
 const ACCESS_LOG_FLUSH: Duration = Duration::from_millis(100);
 
-/// The process-wide telemetry, when enabled.
-pub fn telemetry(settings: &Settings) -> Option<Arc<Telemetry>> {
+/// The process-wide telemetry, when enabled; sampled traces go to `traces` when given (the
+/// binary's own log writer), to `tracing` otherwise.
+pub fn telemetry(settings: &Settings, traces: Option<TraceWriter>) -> Option<Arc<Telemetry>> {
     settings.telemetry_enabled.then(|| {
-        Arc::new(Telemetry::new(TelemetryConfig {
+        let t = Telemetry::new(TelemetryConfig {
             enabled: true,
             drain_interval: settings.telemetry_drain_interval,
             sample_ratio: settings.telemetry_sample_ratio.get(),
-        }))
+        });
+        Arc::new(match traces {
+            Some(w) => t.with_trace_writer(w),
+            None => t,
+        })
     })
 }
 

@@ -349,6 +349,50 @@ fn a_zero_sample_ratio_logs_no_traces() {
 }
 
 #[test]
+fn text_traces_name_the_request_and_the_log_filter_can_drop_them() {
+    let s = serve([
+        ("PINION_TELEMETRY_SAMPLE_RATIO", "1"),
+        ("PINION_LOG_FORMAT", "text"),
+    ]);
+    let (status, h, _) = get(s.addr, "/plaintext", "");
+    assert_eq!(status, 200);
+    let id = &h["x-request-id"];
+    let lines = s.wait_for_logs(&["pinion::trace", id], 1);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let expected = format!(
+        " INFO pinion::trace: sampled request request_id={id} method=\"GET\" \
+         route=\"/plaintext\" status=200 total_us="
+    );
+    assert!(lines[0].contains(&expected), "{}", lines[0]);
+    for field in [
+        "read_us=",
+        "handler_us=",
+        "database_us=0",
+        "render_us=0",
+        "write_us=",
+    ] {
+        assert!(lines[0].contains(field), "{field} in {}", lines[0]);
+    }
+    drop(s);
+
+    // `RUST_LOG` turns the trace target off while the access log stays on.
+    let s = serve([
+        ("PINION_TELEMETRY_SAMPLE_RATIO", "1"),
+        ("PINION_ACCESS_LOG", "true"),
+        ("PINION_ACCESS_LOG_SAMPLE", "1"),
+        ("RUST_LOG", "info,pinion::trace=off"),
+    ]);
+    let (_, h, _) = get(s.addr, "/plaintext", "");
+    let id = &h["x-request-id"];
+    assert_eq!(s.wait_for_logs(&["pinion::access", id], 1).len(), 1);
+    let logs = s.logs.lock().expect("logs");
+    assert!(
+        !logs.iter().any(|l| l.contains("pinion::trace")),
+        "{logs:?}"
+    );
+}
+
+#[test]
 fn the_access_log_records_the_path_and_route_of_each_request() {
     let s = serve([
         ("PINION_ACCESS_LOG", "true"),

@@ -289,7 +289,10 @@ impl<S: 'static> Connection<S> {
 
         // The chain may answer before the body is read (a 429, a preflight).
         let early = match &mut ex {
-            Some(ex) => chain.before(&mut req, ex, &shared.ctx).await,
+            Some(ex) => match chain.before_now(&mut req, ex) {
+                None if chain.waits() => chain.before(&mut req, ex, &shared.ctx).await,
+                now => now,
+            },
             None => None,
         };
 
@@ -322,7 +325,7 @@ impl<S: 'static> Connection<S> {
         }
 
         let response = match (early, found) {
-            (Some(resp), _) => resp,
+            (Some(resp), _) => *resp,
             (None, Dispatch::Handler(handler, _, params)) => {
                 req.set_params(params);
                 let result = match &recorder {

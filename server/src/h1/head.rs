@@ -86,6 +86,9 @@ pub(crate) struct Head {
     /// Whether the client allows the connection to stay open after this exchange.
     pub(crate) keep_alive: bool,
     pub(crate) expect_continue: bool,
+    /// Whether an `X-Request-Id` line came: the request-id middleware looks for a proxy's id
+    /// only then, rather than scanning every request's headers for it.
+    pub(crate) has_request_id: bool,
 }
 
 /// Why a head was rejected; each maps to one status, and all of them close the connection.
@@ -198,6 +201,7 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HeadErr
     let mut close = false;
     let mut keep_alive_asked = false;
     let mut expect_continue = false;
+    let mut has_request_id = false;
     for h in headers.iter() {
         let name = h.name.as_bytes();
         spans.push((Span::of(buf, name), Span::of(buf, h.value)));
@@ -220,6 +224,8 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HeadErr
             } else {
                 return Err(HeadError::ExpectationFailed);
             }
+        } else if name.eq_ignore_ascii_case(b"x-request-id") {
+            has_request_id = true;
         }
     }
     // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400. A "Connection: close"
@@ -256,6 +262,7 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HeadErr
         framing,
         keep_alive,
         expect_continue,
+        has_request_id,
     }))
 }
 

@@ -26,6 +26,7 @@ pub struct Request {
     body: Bytes,
     peer: SocketAddr,
     request_id: Option<crate::middleware::RequestIdValue>,
+    has_request_id_header: bool,
 }
 
 impl Request {
@@ -41,7 +42,13 @@ impl Request {
             body,
             peer,
             request_id: None,
+            has_request_id_header: head.has_request_id,
         }
+    }
+
+    /// Whether the head had an `X-Request-Id` line (found while parsing it).
+    pub(crate) fn has_request_id_header(&self) -> bool {
+        self.has_request_id_header
     }
 
     pub(crate) fn set_body(&mut self, body: Bytes) {

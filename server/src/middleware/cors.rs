@@ -186,6 +186,23 @@ impl Cors {
     }
 }
 
+impl Cors {
+    /// The `before` step, which never waits: answers a preflight (`OPTIONS` with
+    /// `Access-Control-Request-Method`) and otherwise keeps the `Origin` for the response
+    /// headers. The chain calls it directly.
+    pub(crate) fn check(&self, req: &Request, ex: &mut Exchange) -> Option<Response> {
+        let origin = req
+            .header("origin")
+            .and_then(|o| HeaderValue::from_bytes(o).ok())?;
+        if req.method() == Method::OPTIONS && req.header("access-control-request-method").is_some()
+        {
+            return Some(self.preflight(req, &origin));
+        }
+        ex.origin = Some(origin);
+        None
+    }
+}
+
 impl<S: 'static> Middleware<S> for Cors {
     fn name(&self) -> &'static str {
         "cors"
@@ -205,19 +222,10 @@ impl<S: 'static> Middleware<S> for Cors {
         ex: &'a mut Exchange,
         _ctx: &'a Ctx<S>,
     ) -> Before<'a> {
-        let Some(origin) = req
-            .header("origin")
-            .and_then(|o| HeaderValue::from_bytes(o).ok())
-        else {
-            return Before::Continue;
-        };
-        if req.method() == Method::OPTIONS && req.header("access-control-request-method").is_some()
-        {
-            let resp = self.preflight(req, &origin);
-            return Before::Respond(resp);
+        match self.check(req, ex) {
+            Some(resp) => Before::Respond(resp),
+            None => Before::Continue,
         }
-        ex.origin = Some(origin);
-        Before::Continue
     }
 
     fn after(&self, ex: &Exchange, resp: &Response, out: &mut HeaderBlock, _ctx: &Ctx<S>) {

@@ -121,6 +121,32 @@ fn acceptable(v: &[u8]) -> bool {
     !v.is_empty() && v.len() <= MAX_LEN && v.iter().all(|b| b.is_ascii_graphic())
 }
 
+impl RequestId {
+    /// The `before` step, which never waits or answers: sets the id on the request and the
+    /// exchange. The chain calls it directly.
+    pub(crate) fn assign(&self, req: &mut Request, ex: &mut Exchange) {
+        // The header is looked for only when the parser saw one and the peer is a trusted
+        // proxy (one comparison behind a single proxy or a load generator).
+        let from_proxy = (req.has_request_id_header() && self.is_trusted(req.peer_addr().ip()))
+            .then(|| req.header("x-request-id"))
+            .flatten()
+            .filter(|v| acceptable(v))
+            .and_then(|v| HeaderValue::from_bytes(v).ok());
+        match from_proxy {
+            Some(given) => {
+                req.set_request_id(RequestIdValue::Given(given.clone()));
+                ex.request_id = Some(RequestIdValue::Given(given));
+            }
+            None => {
+                // The array is `Copy`: both get it without an enum clone.
+                let id = self.generate();
+                req.set_request_id(RequestIdValue::Generated(id));
+                ex.request_id = Some(RequestIdValue::Generated(id));
+            }
+        }
+    }
+}
+
 impl<S: 'static> Middleware<S> for RequestId {
     fn name(&self) -> &'static str {
         "request-id"
@@ -140,26 +166,7 @@ impl<S: 'static> Middleware<S> for RequestId {
         ex: &'a mut Exchange,
         _ctx: &'a Ctx<S>,
     ) -> Before<'a> {
-        // The peer check first: without trusted proxies it is one comparison, and the
-        // header is not looked for at all.
-        let from_proxy = self
-            .is_trusted(req.peer_addr().ip())
-            .then(|| req.header("x-request-id"))
-            .flatten()
-            .filter(|v| acceptable(v))
-            .and_then(|v| HeaderValue::from_bytes(v).ok());
-        match from_proxy {
-            Some(given) => {
-                req.set_request_id(RequestIdValue::Given(given.clone()));
-                ex.request_id = Some(RequestIdValue::Given(given));
-            }
-            None => {
-                // The array is `Copy`: both get it without an enum clone.
-                let id = self.generate();
-                req.set_request_id(RequestIdValue::Generated(id));
-                ex.request_id = Some(RequestIdValue::Generated(id));
-            }
-        }
+        self.assign(req, ex);
         Before::Continue
     }
 

@@ -121,6 +121,7 @@ pub struct Telemetry {
     config: TelemetryConfig,
     registry: Registry,
     shared: Arc<Shared>,
+    trace_writer: Option<trace::TraceWriter>,
 }
 
 /// What the registry's collector and the threads share.
@@ -162,7 +163,20 @@ impl Telemetry {
             config,
             registry,
             shared,
+            trace_writer: None,
         }
+    }
+
+    /// Sampled traces go to `writer` instead of a `tracing` event (see
+    /// [`TraceWriter`](trace::TraceWriter)).
+    pub fn with_trace_writer(mut self, writer: trace::TraceWriter) -> Telemetry {
+        self.trace_writer = Some(writer);
+        self
+    }
+
+    /// Where sampled traces go, if not to `tracing`.
+    pub(crate) fn trace_writer(&self) -> Option<&trace::TraceWriter> {
+        self.trace_writer.as_ref()
     }
 
     /// The configuration this telemetry was created with.

@@ -340,17 +340,67 @@ fn sampling_follows_the_ratio() {
 }
 
 #[test]
-fn a_trace_logs_without_panicking() {
+fn a_trace_logs_through_tracing_without_a_writer() {
     let tt = ThreadTelemetry::new(telemetry());
+    tt.log_trace("req-1", &Method::GET, Some("/db"), 200, &Phases::default());
+}
+
+#[test]
+fn a_trace_goes_to_the_writer_with_each_phase_in_microseconds() {
+    type Owned = (String, &'static str, String, u16, [u64; 6]);
+    let seen: Arc<std::sync::Mutex<Vec<Owned>>> = Arc::default();
+    let sink = Arc::clone(&seen);
+    let t = Telemetry::new(TelemetryConfig::default()).with_trace_writer(Arc::new(
+        move |r: &trace::TraceRecord<'_>| {
+            let phases = [
+                r.total_us,
+                r.read_us,
+                r.handler_us,
+                r.database_us,
+                r.render_us,
+                r.write_us,
+            ];
+            let row = (
+                r.request_id.to_owned(),
+                r.method,
+                r.route.to_owned(),
+                r.status,
+                phases,
+            );
+            sink.lock().expect("sink").push(row);
+        },
+    ));
+    let tt = ThreadTelemetry::new(Arc::new(t));
     let phases = Phases {
         read: Duration::from_micros(12),
         handler: Duration::from_micros(300),
         database: Duration::from_micros(250),
         render: Duration::from_micros(20),
-        write: Duration::from_micros(8),
+        write: Duration::from_nanos(8_999),
     };
     tt.log_trace("req-1", &Method::GET, Some("/db"), 200, &phases);
-    tt.log_trace(42, &Method::PATCH, None, 404, &Phases::default());
+    let custom = Method::from_bytes(b"PURGE").expect("method");
+    tt.log_trace("42", &custom, None, 404, &Phases::default());
+    let seen = seen.lock().expect("sink");
+    assert_eq!(
+        *seen,
+        vec![
+            (
+                "req-1".to_owned(),
+                "GET",
+                "/db".to_owned(),
+                200,
+                [320, 12, 300, 250, 20, 8]
+            ),
+            (
+                "42".to_owned(),
+                "OTHER",
+                "unmatched".to_owned(),
+                404,
+                [0; 6]
+            ),
+        ]
+    );
 }
 
 #[test]

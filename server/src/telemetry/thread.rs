@@ -12,6 +12,7 @@ use http::Method;
 
 use super::source::SourceSink;
 use super::store::{method_index, Hist, METHODS, UNMATCHED};
+use super::trace::TraceRecord;
 use super::Telemetry;
 
 /// Most distinct route templates one thread labels. A router has a few dozen; this only guards
@@ -361,34 +362,36 @@ impl ThreadTelemetry {
         (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) < self.sample_threshold
     }
 
-    /// Logs one sampled request as a structured `tracing` event (target `pinion::trace`, level
+    /// Logs one sampled request: to the telemetry's [`TraceWriter`](super::trace::TraceWriter)
+    /// if it has one, otherwise as a structured `tracing` event (target `pinion::trace`, level
     /// INFO): its id, method, route template, status and each phase in microseconds.
     ///
     /// Call it only when [`should_sample`](Self::should_sample) said yes.
     pub fn log_trace(
         &self,
-        request_id: impl fmt::Display,
+        request_id: &str,
         method: &Method,
         route: Option<&str>,
         status: u16,
         phases: &Phases,
     ) {
         let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let total = phases.read + phases.handler + phases.write;
-        tracing::info!(
-            target: "pinion::trace",
-            request_id = %request_id,
-            method = METHODS[usize::from(method_index(method))],
-            route = route.unwrap_or(UNMATCHED),
+        let record = TraceRecord {
+            request_id,
+            method: METHODS[usize::from(method_index(method))],
+            route: route.unwrap_or(UNMATCHED),
             status,
-            total_us = micros(total),
-            read_us = micros(phases.read),
-            handler_us = micros(phases.handler),
-            database_us = micros(phases.database),
-            render_us = micros(phases.render),
-            write_us = micros(phases.write),
-            "sampled request"
-        );
+            total_us: micros(phases.read + phases.handler + phases.write),
+            read_us: micros(phases.read),
+            handler_us: micros(phases.handler),
+            database_us: micros(phases.database),
+            render_us: micros(phases.render),
+            write_us: micros(phases.write),
+        };
+        match self.telemetry.trace_writer() {
+            Some(write) => write(&record),
+            None => record.log(),
+        }
     }
 }
 
