@@ -74,43 +74,43 @@ fn write_line(out: &mut Vec<u8>, format: LogFormat, now: SystemTime, r: &TraceRe
         ("render_us", r.render_us),
         ("write_us", r.write_us),
     ];
-    match format {
-        LogFormat::Text => {
-            timestamp(out, now);
-            out.extend_from_slice(b"  INFO pinion::trace: sampled request request_id=");
-            out.extend_from_slice(r.request_id.as_bytes());
-            out.extend_from_slice(b" method=\"");
-            out.extend_from_slice(r.method.as_bytes());
-            out.extend_from_slice(b"\" route=\"");
-            out.extend_from_slice(r.route.as_bytes());
+    // The fields follow the same order in both formats; only their punctuation differs.
+    let json = format == LogFormat::Json;
+    let (before, between): (&[u8], &[u8]) = if json { (b",\"", b"\":") } else { (b" ", b"=") };
+    if json {
+        out.extend_from_slice(b"{\"timestamp\":\"");
+        timestamp(out, now);
+        out.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"message\":\"sampled request\"");
+    } else {
+        timestamp(out, now);
+        out.extend_from_slice(b"  INFO pinion::trace: sampled request");
+    }
+    // The id is logged with `%` (as text): quoted only in JSON.
+    let texts = [
+        ("request_id", r.request_id, json),
+        ("method", r.method, true),
+        ("route", r.route, true),
+    ];
+    for (name, value, quoted) in texts {
+        out.extend_from_slice(before);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(between);
+        if quoted {
             out.push(b'"');
-            for (name, value) in numbers {
-                out.push(b' ');
-                out.extend_from_slice(name.as_bytes());
-                out.push(b'=');
-                out.extend_from_slice(n.format(value).as_bytes());
-            }
         }
-        LogFormat::Json => {
-            out.extend_from_slice(b"{\"timestamp\":\"");
-            timestamp(out, now);
-            out.extend_from_slice(
-                b"\",\"level\":\"INFO\",\"fields\":{\"message\":\"sampled request\",\"request_id\":\"",
-            );
-            out.extend_from_slice(r.request_id.as_bytes());
-            out.extend_from_slice(b"\",\"method\":\"");
-            out.extend_from_slice(r.method.as_bytes());
-            out.extend_from_slice(b"\",\"route\":\"");
-            out.extend_from_slice(r.route.as_bytes());
+        out.extend_from_slice(value.as_bytes());
+        if quoted {
             out.push(b'"');
-            for (name, value) in numbers {
-                out.extend_from_slice(b",\"");
-                out.extend_from_slice(name.as_bytes());
-                out.extend_from_slice(b"\":");
-                out.extend_from_slice(n.format(value).as_bytes());
-            }
-            out.extend_from_slice(b"},\"target\":\"pinion::trace\"}");
         }
+    }
+    for (name, value) in numbers {
+        out.extend_from_slice(before);
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(between);
+        out.extend_from_slice(n.format(value).as_bytes());
+    }
+    if json {
+        out.extend_from_slice(b"},\"target\":\"pinion::trace\"}");
     }
     out.push(b'\n');
     true

@@ -184,9 +184,7 @@ impl Cors {
         }
         resp
     }
-}
 
-impl Cors {
     /// The `before` step, which never waits: answers a preflight (`OPTIONS` with
     /// `Access-Control-Request-Method`) and otherwise keeps the `Origin` for the response
     /// headers. The chain calls it directly.
