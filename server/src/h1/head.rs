@@ -10,6 +10,7 @@ use std::mem::MaybeUninit;
 use http::Method;
 
 use super::framing::{body_framing, BodyFraming, FramingError};
+use super::spans::HeaderSpans;
 
 /// Upper bound of [`Limits::max_headers`]: the parser keeps its header slots on the stack, so the
 /// array needs a size known at compile time (1024 × 32 bytes = 32 KiB, only during the call).
@@ -79,7 +80,7 @@ pub(crate) struct Head {
     pub(crate) version: Version,
     pub(crate) path: PathRepr,
     pub(crate) query: Option<Span>,
-    pub(crate) headers: Vec<(Span, Span)>,
+    pub(crate) headers: HeaderSpans,
     /// Bytes the head occupies at the front of the buffer.
     pub(crate) len: usize,
     pub(crate) framing: BodyFraming,
@@ -196,7 +197,7 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HeadErr
     let (path, query) = split_target(buf, target.as_bytes(), &method)?;
 
     let headers = req.headers;
-    let mut spans = Vec::with_capacity(headers.len());
+    let mut spans = HeaderSpans::new();
     let mut hosts = 0usize;
     let mut close = false;
     let mut keep_alive_asked = false;
@@ -204,7 +205,7 @@ pub(crate) fn parse(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HeadErr
     let mut has_request_id = false;
     for h in headers.iter() {
         let name = h.name.as_bytes();
-        spans.push((Span::of(buf, name), Span::of(buf, h.value)));
+        spans.push(Span::of(buf, name), Span::of(buf, h.value));
         if name.eq_ignore_ascii_case(b"host") {
             hosts += 1;
             if !valid_host(trim_ows(h.value)) {

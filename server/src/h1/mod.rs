@@ -7,6 +7,7 @@ pub(crate) mod framing;
 pub(crate) mod head;
 pub(crate) mod request;
 pub(crate) mod response;
+pub(crate) mod spans;
 pub(crate) mod token;
 
 pub use request::Request;

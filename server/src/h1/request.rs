@@ -8,6 +8,7 @@ use http::Method;
 use percent_encoding::percent_decode;
 
 use super::head::{Head, PathRepr, Span, Version};
+use super::spans::HeaderSpans;
 
 /// An HTTP request: method, target, headers, the whole body, path parameters and peer address.
 ///
@@ -21,7 +22,7 @@ pub struct Request {
     head: Bytes,
     path: PathRepr,
     query: Option<Span>,
-    headers: Vec<(Span, Span)>,
+    headers: HeaderSpans,
     params: Vec<(Box<str>, Box<str>)>,
     body: Bytes,
     peer: SocketAddr,
