@@ -14,6 +14,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
+use crate::clock;
 use crate::context::Ctx;
 use crate::deadline::{Deadline, Sweeper};
 use crate::error::error_response;
@@ -118,7 +119,7 @@ struct Connection<S: 'static> {
     linger: bool,
     /// When the last read of request heads completed: the start of every request it brought
     /// (one clock read per batch, not per pipelined request).
-    arrived: Instant,
+    arrived: clock::Instant,
     /// This connection's read deadline, swept by the worker ([`crate::deadline`]).
     deadline: Rc<Deadline>,
     /// Sampled requests of the current batch, logged once the batch is written (their write
@@ -135,7 +136,7 @@ struct PendingTrace {
     /// Every phase but `write`, which ends when the batch is flushed.
     phases: Phases,
     /// When encoding began: the start of the write phase.
-    encode_start: Instant,
+    encode_start: clock::Instant,
 }
 
 /// The path as text for routing: ASCII (nearly every path; percent-encoding keeps them so) is
@@ -166,7 +167,7 @@ pub(crate) async fn serve<S: 'static>(stream: TcpStream, peer: SocketAddr, share
         wbuf: BytesMut::new(),
         shared,
         linger: false,
-        arrived: Instant::now(),
+        arrived: clock::now(),
         deadline,
         traces: Vec::new(),
     };
@@ -231,7 +232,7 @@ impl<S: 'static> Connection<S> {
             match self.read_more(deadline, idle).await? {
                 ReadOutcome::Data => {
                     if !shared.router.chain().is_empty() {
-                        self.arrived = Instant::now();
+                        self.arrived = clock::now();
                     }
                 }
                 ReadOutcome::Eof | ReadOutcome::Draining => return Ok(()),
@@ -285,7 +286,7 @@ impl<S: 'static> Connection<S> {
             (Some(_), Some(t)) if t.should_sample() => Some(Rc::new(Recorder::default())),
             _ => None,
         };
-        let mut handler_span: Option<(Instant, Instant)> = None;
+        let mut handler_span: Option<(clock::Instant, clock::Instant)> = None;
 
         // The chain may answer before the body is read (a 429, a preflight).
         let early = match &mut ex {
@@ -330,10 +331,10 @@ impl<S: 'static> Connection<S> {
                 req.set_params(params);
                 let result = match &recorder {
                     Some(rec) => {
-                        let began = Instant::now();
+                        let began = clock::now();
                         let result =
                             Traced::new(handler.call(req, &shared.ctx), Rc::clone(rec)).await;
-                        handler_span = Some((began, Instant::now()));
+                        handler_span = Some((began, clock::now()));
                         result
                     }
                     None => handler.call(req, &shared.ctx).await,
@@ -357,7 +358,7 @@ impl<S: 'static> Connection<S> {
             (true, Version::Http11) => ConnHeader::None,
         };
         self.ensure_wbuf();
-        let encode_start = recorder.as_ref().map(|_| Instant::now());
+        let encode_start = recorder.as_ref().map(|_| clock::now());
         match &mut ex {
             Some(ex) => {
                 encode::encode_with(
@@ -412,7 +413,7 @@ impl<S: 'static> Connection<S> {
             self.traces.clear();
             return;
         };
-        let now = Instant::now();
+        let now = clock::now();
         for t in self.traces.drain(..) {
             let phases = Phases {
                 write: now.saturating_duration_since(t.encode_start),

@@ -38,6 +38,7 @@
 //! Release builds use `panic = "abort"`: a panicking handler takes the process down, and the
 //! supervisor (systemd) restarts it. Handlers return [`Error`] instead.
 
+mod clock;
 mod connection;
 mod context;
 mod deadline;

@@ -49,6 +49,7 @@ pub use security::{
 };
 pub use timing::ServerTiming;
 
+use crate::clock;
 use crate::context::Ctx;
 use crate::h1::{Request, Response};
 use crate::telemetry::ThreadTelemetry;
@@ -62,7 +63,7 @@ use crate::telemetry::ThreadTelemetry;
 /// the plaintext profile.
 #[derive(Debug)]
 pub struct Exchange<'r> {
-    start: Instant,
+    start: clock::Instant,
     elapsed: std::time::Duration,
     method: Method,
     /// The path, kept only when a step asks for it ([`Middleware::needs_path`]).
@@ -81,7 +82,7 @@ pub struct Exchange<'r> {
 
 impl<'r> Exchange<'r> {
     pub(crate) fn new(
-        start: Instant,
+        start: clock::Instant,
         method: Method,
         path: Option<Bytes>,
         route: Option<&'r RouteInfo>,
@@ -102,8 +103,12 @@ impl<'r> Exchange<'r> {
 
     /// When the bytes of the request arrived (the read that completed its head; requests
     /// pipelined in one read share it).
+    ///
+    /// Durations are measured on the TSC (see `elapsed`); this converts the start to the OS
+    /// clock, exact to tens of nanoseconds, so call it when you need a `std` instant rather
+    /// than to time things.
     pub fn start(&self) -> Instant {
-        self.start
+        clock::to_std(self.start)
     }
 
     /// How long the request took, from [`start`](Self::start) to its response being ready;
@@ -576,7 +581,7 @@ impl<S: 'static> Chain<S> {
         out: &mut HeaderBlock<'_>,
         ctx: &Ctx<S>,
     ) {
-        ex.elapsed = ex.start.elapsed();
+        ex.elapsed = clock::now().saturating_duration_since(ex.start);
         for step in &self.tail_after {
             step.after(ex, resp, out, ctx);
         }

@@ -104,6 +104,7 @@ where
             "more worker threads than usable cores"
         );
     }
+    crate::clock::calibrate();
     let cfg = conn_config(settings);
     let (trigger, rx) = ShutdownTrigger::new();
     let (ready_tx, ready_rx) = mpsc::channel();
