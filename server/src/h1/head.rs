@@ -74,7 +74,7 @@ pub(crate) enum PathRepr {
 }
 
 /// A parsed request head: spans into the buffer it was parsed from.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Head {
     pub(crate) method: Method,
     pub(crate) version: Version,

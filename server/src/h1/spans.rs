@@ -53,25 +53,11 @@ impl HeaderSpans {
     }
 }
 
-impl Default for HeaderSpans {
-    fn default() -> Self {
-        HeaderSpans::new()
-    }
-}
-
 impl Deref for HeaderSpans {
     type Target = [(Span, Span)];
 
     fn deref(&self) -> &[(Span, Span)] {
         &self.0
-    }
-}
-
-impl Clone for HeaderSpans {
-    fn clone(&self) -> Self {
-        let mut copy = HeaderSpans::new();
-        copy.0.extend_from_slice(&self.0);
-        copy
     }
 }
 
@@ -143,15 +129,5 @@ mod tests {
         let lists: Vec<HeaderSpans> = (0..MAX_POOLED + 10).map(|_| HeaderSpans::new()).collect();
         drop(lists);
         assert_eq!(pooled(), MAX_POOLED);
-    }
-
-    #[test]
-    fn a_clone_has_the_same_lines_in_its_own_storage() {
-        let mut a = HeaderSpans::new();
-        a.push(span(0, 4), span(6, 9));
-        a.push(span(11, 15), span(17, 20));
-        let b = a.clone();
-        assert_eq!(&a[..], &b[..]);
-        assert_ne!(a.0.as_ptr(), b.0.as_ptr());
     }
 }
