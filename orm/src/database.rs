@@ -12,6 +12,7 @@ use crate::deadline::Deadlines;
 use crate::dial::ConnectOptions;
 use crate::error::Error;
 use crate::pinned::Pinned;
+use crate::pipeline::{Pipeline, PipelineRow, PipelineStatement};
 use crate::pool::{Pool, PooledClient};
 
 /// What a database is for.
@@ -47,6 +48,11 @@ pub struct Database {
     /// Told the duration of every statement (for `pinion_db_query_duration_seconds`); the ORM
     /// does not depend on the server's telemetry, so the app plugs it in.
     observer: std::cell::RefCell<Option<QueryObserver>>,
+    /// Where the pipeline connection dials, when first used.
+    config: Config,
+    opts: ConnectOptions,
+    /// The connection for [`query_pipelined`](Self::query_pipelined), opened on first use.
+    pipeline: std::cell::OnceCell<Rc<Pipeline>>,
 }
 
 /// A callback told `(database name, duration)` after each statement run through a
@@ -64,7 +70,13 @@ impl Database {
     ) -> Database {
         let name: Rc<str> = name.into();
         let pinned = Pinned::start(Rc::clone(&name), config.clone(), opts);
-        let pool = Pool::new(Rc::clone(&name), config, opts, pool_size, query_timeout);
+        let pool = Pool::new(
+            Rc::clone(&name),
+            config.clone(),
+            opts,
+            pool_size,
+            query_timeout,
+        );
         Database {
             name,
             role,
@@ -73,6 +85,9 @@ impl Database {
             deadlines: Deadlines::start(query_timeout),
             healthy: Cell::new(true),
             observer: std::cell::RefCell::new(None),
+            config,
+            opts,
+            pipeline: std::cell::OnceCell::new(),
         }
     }
 
@@ -209,6 +224,46 @@ impl Database {
             let live = self.pinned.get().await?;
             live.client.batch_execute(sql).await.map_err(Error::from_pg)
         });
+        self.deadline(run).await
+    }
+
+    /// Runs `stmt` once per parameter set of `sets`, all in one batch ended by one `Sync`, and
+    /// returns each run's rows, in order.
+    ///
+    /// PostgreSQL flushes its answers at every `Sync`: where twenty concurrent
+    /// [`query`](Self::query) calls come back in up to twenty sends (and as many wake-ups of
+    /// this thread), a batch of twenty comes back in one. The batch runs on a connection of
+    /// its own (per database and thread, opened on first use, re-established when lost), as
+    /// one implicit transaction: the first error ends the batch, which fails as a whole.
+    /// Meant for reads.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: &pinion_orm::Database) -> Result<(), pinion_orm::Error> {
+    /// use pinion_orm::tokio_postgres::types::{ToSql, Type};
+    /// use pinion_orm::PipelineStatement;
+    /// let select = PipelineStatement::new("SELECT randomnumber FROM world WHERE id = $1", &[Type::INT4]);
+    /// let ids = [3, 14, 15];
+    /// let rows = db.query_pipelined(&select, ids.iter().map(|id| [id as &(dyn ToSql + Sync)])).await?;
+    /// let first: i32 = rows[0][0].get(0)?;
+    /// # let _ = first; Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// The first error PostgreSQL reported; a query error when a parameter does not fit its
+    /// declared type; connection lost; unavailable while reconnecting; timeout.
+    pub async fn query_pipelined<'p, I>(
+        &self,
+        stmt: &PipelineStatement,
+        sets: I,
+    ) -> Result<Vec<Vec<PipelineRow>>, Error>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[&'p (dyn ToSql + Sync)]>,
+    {
+        let pipeline = self
+            .pipeline
+            .get_or_init(|| Pipeline::start(Rc::clone(&self.name), self.config.clone(), self.opts));
+        let run = std::pin::pin!(pipeline.query(stmt, sets));
         self.deadline(run).await
     }
 

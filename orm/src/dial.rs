@@ -52,7 +52,7 @@ impl Closed {
         self.closed.get()
     }
 
-    fn set(&self) {
+    pub(crate) fn set(&self) {
         self.closed.set(true);
         self.notify.notify_waiters();
     }
@@ -85,15 +85,9 @@ pub(crate) async fn connect(config: &Config, opts: &ConnectOptions) -> Result<Di
 }
 
 async fn connect_any(config: &Config, opts: &ConnectOptions) -> Result<Dialed, Error> {
-    let hosts = config.get_hosts();
-    let ports = config.get_ports();
-    if hosts.is_empty() {
-        return Err(Error::config("the database URL names no host"));
-    }
     let mut last = None;
-    for (i, host) in hosts.iter().enumerate() {
-        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-        match connect_host(config, host, port, opts).await {
+    for (host, port) in targets(config)? {
+        match connect_host(config, &host, port, opts).await {
             Ok(d) => return Ok(d),
             Err(e) => last = Some(e),
         }
@@ -107,6 +101,44 @@ async fn connect_host(
     port: u16,
     opts: &ConnectOptions,
 ) -> Result<Dialed, Error> {
+    match open_host(host, port, opts).await? {
+        Stream::Tcp(stream) => finish(config, RentIo::new(stream)).await,
+        Stream::Unix(stream) => finish(config, RentIo::new(stream)).await,
+    }
+}
+
+/// A socket to PostgreSQL, connected and tuned, before any protocol.
+pub(crate) enum Stream {
+    /// TCP, with `TCP_NODELAY`, keep-alives and `TCP_USER_TIMEOUT` set.
+    Tcp(monoio::net::TcpStream),
+    /// A Unix socket (`host=/run/postgresql`).
+    Unix(monoio::net::UnixStream),
+}
+
+/// The hosts and ports of `config`, paired as libpq pairs them (one port for all hosts, or
+/// one each).
+pub(crate) fn targets(config: &Config) -> Result<Vec<(Host, u16)>, Error> {
+    let hosts = config.get_hosts();
+    let ports = config.get_ports();
+    if hosts.is_empty() {
+        return Err(Error::config("the database URL names no host"));
+    }
+    Ok(hosts
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            (host.clone(), port)
+        })
+        .collect())
+}
+
+/// Opens a socket to `host:port` (or the Unix socket in directory `host`).
+pub(crate) async fn open_host(
+    host: &Host,
+    port: u16,
+    opts: &ConnectOptions,
+) -> Result<Stream, Error> {
     match host {
         Host::Tcp(name) => {
             // Resolution is blocking; hosts are IP literals or local names in practice, and this
@@ -122,14 +154,14 @@ async fn connect_host(
                 .set_nodelay(true)
                 .map_err(|e| Error::connect(format!("{addr}: {e}")))?;
             tune_tcp(&stream, opts).map_err(|e| Error::connect(format!("{addr}: {e}")))?;
-            finish(config, RentIo::new(stream)).await
+            Ok(Stream::Tcp(stream))
         }
         Host::Unix(dir) => {
             let path: PathBuf = dir.join(format!(".s.PGSQL.{port}"));
             let stream = monoio::net::UnixStream::connect(&path)
                 .await
                 .map_err(|e| Error::connect(format!("{}: {e}", path.display())))?;
-            finish(config, RentIo::new(stream)).await
+            Ok(Stream::Unix(stream))
         }
     }
 }

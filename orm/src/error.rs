@@ -22,6 +22,16 @@ enum Kind {
     Unavailable(&'static str),
     /// PostgreSQL (or the protocol layer) reported an error for this query.
     Query(tokio_postgres::Error),
+    /// PostgreSQL reported an error for a statement run through a [`Pipeline`](crate::Pipeline).
+    Server {
+        /// The SQLSTATE code (`22012`).
+        code: Box<str>,
+        /// The primary message.
+        message: Box<str>,
+    },
+    /// A statement's parameters or result columns do not fit the Rust types given (a
+    /// [`Pipeline`](crate::Pipeline) statement declared `INT4` and given an `i64`, say).
+    Types(String),
     /// A migration could not be applied or verified.
     Migration(String),
     /// The configuration cannot work (a bad URL, say).
@@ -43,6 +53,17 @@ impl Error {
 
     pub(crate) fn unavailable(what: &'static str) -> Error {
         Error::new(Kind::Unavailable(what))
+    }
+
+    pub(crate) fn server(code: &str, message: &str) -> Error {
+        Error::new(Kind::Server {
+            code: code.into(),
+            message: message.into(),
+        })
+    }
+
+    pub(crate) fn types(msg: impl Into<String>) -> Error {
+        Error::new(Kind::Types(msg.into()))
     }
 
     pub(crate) fn migration(msg: impl Into<String>) -> Error {
@@ -99,9 +120,23 @@ impl Error {
         matches!(self.kind, Kind::Unavailable(_) | Kind::Connect(_))
     }
 
-    /// Whether PostgreSQL reported an error for the statement itself.
+    /// Whether PostgreSQL reported an error for the statement itself (or its parameters did
+    /// not fit its declared types).
     pub fn is_query(&self) -> bool {
-        matches!(self.kind, Kind::Query(_))
+        matches!(
+            self.kind,
+            Kind::Query(_) | Kind::Server { .. } | Kind::Types(_)
+        )
+    }
+
+    /// The SQLSTATE code PostgreSQL sent (`23505` for a unique violation), whichever client
+    /// ran the statement.
+    pub fn code(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Query(e) => e.as_db_error().map(|db| db.code().code()),
+            Kind::Server { code, .. } => Some(code),
+            _ => None,
+        }
     }
 
     /// Whether a migration failed or an applied one changed.
@@ -138,6 +173,8 @@ impl fmt::Display for Error {
                 Some(db) => write!(f, "query failed: {} ({})", db.message(), db.code().code()),
                 None => write!(f, "query failed: {e}"),
             },
+            Kind::Server { code, message } => write!(f, "query failed: {message} ({code})"),
+            Kind::Types(m) => write!(f, "query failed: {m}"),
             Kind::Migration(m) => write!(f, "migration: {m}"),
             Kind::Config(m) => write!(f, "configuration: {m}"),
         }

@@ -9,7 +9,9 @@
 //!   thread — concurrent queries are pipelined on it; statements are prepared once per
 //!   connection and cached; when it is lost, in-flight queries fail as "connection lost" and a
 //!   supervisor re-dials with backoff;
-//! - a small **pool** for transactions, with a fair waiter queue.
+//! - a small **pool** for transactions, with a fair waiter queue;
+//! - on first use, a **pipeline connection** for batches of reads that end in one `Sync`, so
+//!   that PostgreSQL answers a batch in one send.
 //!
 //! The [`Db`] (connection manager) routes: writes and transactions to the primary
 //! (`default`), reads to a healthy replica round robin, falling back to the primary while none
@@ -22,6 +24,9 @@
 //! # Layout
 //! - `dial`: sockets, timeouts, keep-alives, `connect_raw`;
 //! - `pinned`: the self-healing shared connection and its statement cache;
+//! - `pipeline`: batches of one statement with one `Sync` each
+//!   ([`Database::query_pipelined`]), on a connection of its own that speaks the protocol
+//!   directly;
 //! - `pool`: connections for transactions;
 //! - [`Database`]: one database on one thread — queries, health;
 //! - [`Db`], [`Session`]: routing;
@@ -37,6 +42,7 @@ mod error;
 mod manager;
 pub mod migrate;
 mod pinned;
+mod pipeline;
 mod pool;
 mod ratelimit;
 mod rent_io;
@@ -46,6 +52,7 @@ pub use database::{Database, QueryObserver, Role};
 pub use dial::ConnectOptions;
 pub use error::Error;
 pub use manager::{Db, DbConfig, Session, DEFAULT_PRIMARY_ONLY_TABLES, PRIMARY};
+pub use pipeline::{PipelineRow, PipelineStatement};
 pub use pool::PooledClient;
 pub use ratelimit::{GcraState, PgRateStore, RATE_LIMIT_TABLE};
 /// Re-exported: rows, parameter types and errors come from tokio-postgres.

@@ -1,0 +1,243 @@
+//! Batches of one prepared statement with one `Sync` per batch, on a connection of this
+//! client's own.
+//!
+//! tokio-postgres ends every statement with a `Sync`, and PostgreSQL flushes its output at
+//! every `Sync`: twenty pipelined reads come back in up to twenty sends, and the worker wakes
+//! for most of them (12 wake-ups per `/queries?q=20` request, `perf stat` on the io_uring
+//! tracepoints, bench/ANALYSIS.md). A batch here is twenty `Bind`/`Execute` pairs and one
+//! `Sync`: one send each way. tokio-postgres has no way to leave the `Sync`s out, so this
+//! speaks the protocol itself, with the messages and SCRAM of `postgres-protocol` (the crate
+//! under tokio-postgres), on a connection of its own per database and thread, opened on
+//! first use.
+//!
+//! A batch is one implicit transaction, as every pipeline with one `Sync` is: an error in
+//! one statement skips the rest of that batch (never another caller's), and the whole batch
+//! fails with it. Meant for reads; a write in a batch commits with the batch.
+
+mod conn;
+mod row;
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::Config;
+
+use crate::dial::{self, ConnectOptions, Stream};
+use crate::error::Error;
+use conn::{Conn, Prepared};
+pub use row::PipelineRow;
+
+/// First wait before re-dialing a lost connection; doubled per failure up to [`BACKOFF_MAX`].
+const BACKOFF_START: Duration = Duration::from_millis(50);
+/// Longest wait between two dials.
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Ids of [`PipelineStatement`]s, process-wide: a connection keeps its prepared statements in
+/// a table indexed by them.
+static NEXT_STATEMENT: AtomicUsize = AtomicUsize::new(0);
+
+/// A statement to run in batches with
+/// [`Database::query_pipelined`](crate::Database::query_pipelined): its SQL and the types of
+/// its parameters, declared (the pipeline encodes parameters before PostgreSQL has seen the
+/// statement). Make it once, at start-up, and share it: each connection prepares it on first
+/// use.
+///
+/// ```
+/// use pinion_orm::PipelineStatement;
+/// use pinion_orm::tokio_postgres::types::Type;
+/// let select = PipelineStatement::new("SELECT id, randomnumber FROM world WHERE id = $1", &[Type::INT4]);
+/// assert_eq!(select.sql(), "SELECT id, randomnumber FROM world WHERE id = $1");
+/// ```
+#[derive(Clone, Debug)]
+pub struct PipelineStatement {
+    id: usize,
+    sql: Arc<str>,
+    types: Arc<[Type]>,
+}
+
+impl PipelineStatement {
+    /// A statement with parameters of `types` (`$1` is `types[0]`).
+    pub fn new(sql: &str, types: &[Type]) -> PipelineStatement {
+        PipelineStatement {
+            id: NEXT_STATEMENT.fetch_add(1, Ordering::Relaxed),
+            sql: sql.into(),
+            types: types.into(),
+        }
+    }
+
+    /// The SQL text.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+}
+
+enum State {
+    Live(Rc<Conn>),
+    Connecting,
+}
+
+/// The pipeline connection of one database on one thread; it re-establishes itself.
+pub(crate) struct Pipeline {
+    name: Rc<str>,
+    config: Config,
+    opts: ConnectOptions,
+    state: RefCell<State>,
+    /// Woken when a connection becomes live.
+    up: Notify,
+    /// Why the last dial failed, for callers that waited in vain (a wrong password says so).
+    last_error: RefCell<Option<String>>,
+}
+
+impl Pipeline {
+    /// Starts the supervisor, which dials right away.
+    pub(crate) fn start(name: Rc<str>, config: Config, opts: ConnectOptions) -> Rc<Pipeline> {
+        let pipeline = Rc::new(Pipeline {
+            name,
+            config,
+            opts,
+            state: RefCell::new(State::Connecting),
+            up: Notify::new(),
+            last_error: RefCell::new(None),
+        });
+        monoio::spawn(Pipeline::supervise(Rc::downgrade(&pipeline)));
+        pipeline
+    }
+
+    /// Runs `stmt` once per parameter set of `sets`, all in one batch with one `Sync`, and
+    /// returns each run's rows in order.
+    ///
+    /// # Errors
+    /// The first error PostgreSQL reported (the batch stopped there); a query error when a
+    /// parameter does not fit its declared type; connection lost; unavailable while
+    /// reconnecting.
+    pub(crate) async fn query<'p, I>(
+        &self,
+        stmt: &PipelineStatement,
+        sets: I,
+    ) -> Result<Vec<Vec<PipelineRow>>, Error>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[&'p (dyn ToSql + Sync)]>,
+    {
+        let conn = self.get().await?;
+        let prepared = match conn.prepared(stmt.id) {
+            Some(p) => p,
+            None => {
+                let (name, rx) = conn.prepare(&stmt.sql, &stmt.types)?;
+                let outcome = rx.await.map_err(|_| Error::connection_lost(None))?;
+                if let Some(e) = outcome.error {
+                    return Err(e);
+                }
+                let prepared = Prepared {
+                    name,
+                    columns: outcome.described.unwrap_or_else(|| Arc::from([])),
+                };
+                conn.remember(stmt.id, prepared.clone());
+                prepared
+            }
+        };
+        let rx = conn.query(&prepared, &stmt.types, sets)?;
+        let outcome = rx.await.map_err(|_| Error::connection_lost(None))?;
+        match outcome.error {
+            Some(e) => Err(e),
+            None => Ok(outcome.results),
+        }
+    }
+
+    /// The live connection, waiting up to the connect timeout while one is being dialed.
+    async fn get(&self) -> Result<Rc<Conn>, Error> {
+        let live = || match &*self.state.borrow() {
+            State::Live(conn) if conn.is_open() => Some(Rc::clone(conn)),
+            _ => None,
+        };
+        if let Some(conn) = live() {
+            return Ok(conn);
+        }
+        let wait = async {
+            loop {
+                let notified = self.up.notified();
+                if let Some(conn) = live() {
+                    return conn;
+                }
+                notified.await;
+            }
+        };
+        monoio::time::timeout(self.opts.connect_timeout, wait)
+            .await
+            .map_err(|_| match &*self.last_error.borrow() {
+                Some(why) => Error::connect(format!("the last attempt failed: {why}")),
+                None => Error::unavailable("reconnecting"),
+            })
+    }
+
+    /// Dials the first host that answers and runs the handshake, within the connect timeout.
+    async fn connect(&self) -> Result<Rc<Conn>, Error> {
+        let dial = async {
+            let mut last = None;
+            for (host, port) in dial::targets(&self.config)? {
+                let opened = match dial::open_host(&host, port, &self.opts).await {
+                    Ok(Stream::Tcp(s)) => Conn::open(s, &self.config).await,
+                    Ok(Stream::Unix(s)) => Conn::open(s, &self.config).await,
+                    Err(e) => Err(e),
+                };
+                match opened {
+                    Ok(conn) => return Ok(conn),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| Error::unavailable("no host answered")))
+        };
+        match monoio::time::timeout(self.opts.connect_timeout, dial).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::timeout("connect")),
+        }
+    }
+
+    /// Dials, waits for the connection to end, re-dials with backoff: until the `Pipeline` is
+    /// dropped (it holds only a weak reference while it waits). Then it closes the connection.
+    async fn supervise(weak: Weak<Pipeline>) {
+        let mut backoff = BACKOFF_START;
+        let mut was_up = false;
+        loop {
+            let Some(this) = weak.upgrade() else { return };
+            match this.connect().await {
+                Ok(conn) => {
+                    backoff = BACKOFF_START;
+                    *this.last_error.borrow_mut() = None;
+                    if was_up {
+                        tracing::info!(database = %this.name, "database pipeline connection re-established");
+                    }
+                    was_up = true;
+                    *this.state.borrow_mut() = State::Live(Rc::clone(&conn));
+                    this.up.notify_waiters();
+                    drop(this);
+                    // Dropping the pipeline closes the connection, so this also ends then.
+                    conn.wait_closed().await;
+                    let Some(this) = weak.upgrade() else { return };
+                    *this.state.borrow_mut() = State::Connecting;
+                    tracing::warn!(database = %this.name, "database pipeline connection lost, reconnecting");
+                }
+                Err(e) => {
+                    tracing::warn!(database = %this.name, error = %e, retry_in = ?backoff, "cannot open the database pipeline connection");
+                    *this.last_error.borrow_mut() = Some(e.to_string());
+                    drop(this);
+                    monoio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if let State::Live(conn) = &*self.state.borrow() {
+            conn.close();
+        }
+    }
+}
