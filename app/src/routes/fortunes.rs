@@ -2,9 +2,12 @@
 //! time, sorted by message and rendered through a compiled, auto-escaped askama template.
 
 use std::cell::RefCell;
+use std::sync::OnceLock;
 
 use askama::Template;
-use pinion_orm::tokio_postgres::Row;
+use pinion_orm::tokio_postgres::types::ToSql;
+use pinion_orm::PipelineRow;
+use pinion_orm::PipelineStatement;
 use pinion_server::{Bytes, Ctx, Error, Request, Response};
 
 use crate::state::db_error;
@@ -35,10 +38,10 @@ impl<'a> Fortune<'a> {
     ///
     /// # Errors
     /// An internal error when the columns do not have the expected types.
-    pub fn from_row(row: &'a Row) -> Result<Fortune<'a>, Error> {
+    pub fn from_row(row: &'a PipelineRow) -> Result<Fortune<'a>, Error> {
         Ok(Fortune {
-            id: row.try_get(0).map_err(Error::internal)?,
-            message: row.try_get(1).map_err(Error::internal)?,
+            id: row.get(0).map_err(Error::internal)?,
+            message: row.get(1).map_err(Error::internal)?,
         })
     }
 }
@@ -80,12 +83,17 @@ pub fn render(fortunes: &mut [Fortune<'_>]) -> Result<Bytes, Error> {
 /// `GET /fortunes`: all rows of `fortune` plus [`EXTRA_FORTUNE`], sorted by message, as
 /// `text/html; charset=utf-8`. The read may go to a replica, as `/db`'s does.
 pub async fn fortunes(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> {
+    static STATEMENT: OnceLock<PipelineStatement> = OnceLock::new();
+    let select = STATEMENT.get_or_init(|| PipelineStatement::new(SELECT_FORTUNES, &[]));
     let session = ctx.state().session(&req)?;
-    let rows = session
+    // A batch of one (see `world::read_worlds`): the rows come back through the pipeline
+    // connection, decoded without tokio-postgres's per-row bookkeeping.
+    let mut results = session
         .read_tables(&["fortune"])
-        .query(SELECT_FORTUNES, &[])
+        .query_pipelined(select, [[] as [&(dyn ToSql + Sync); 0]])
         .await
         .map_err(db_error)?;
+    let rows = results.pop().unwrap_or_default();
     let mut fortunes = Vec::with_capacity(rows.len() + 1);
     fortunes.push(Fortune {
         id: 0,

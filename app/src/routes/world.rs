@@ -145,17 +145,16 @@ async fn read_worlds(db: &pinion_orm::Database, ids: &[i32]) -> Result<Vec<World
         .collect()
 }
 
-/// `GET /db`: one random row.
+/// `GET /db`: one random row (a batch of one: see [`read_worlds`]).
 pub async fn db(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> {
     let state = ctx.state();
     let session = state.session(&req)?;
     let id = state.random_world_value();
-    let row = session
-        .read()
-        .query_one(SELECT_WORLD, &[&id])
-        .await
-        .map_err(db_error)?;
-    Ok(World::from_row(&row)?.response())
+    let worlds = read_worlds(session.read(), &[id]).await?;
+    match worlds.first() {
+        Some(world) => Ok(world.response()),
+        None => Err(Error::internal(format!("world row {id} is missing"))),
+    }
 }
 
 /// `GET /queries?q=N`: N random rows, one SELECT each, pipelined.

@@ -27,8 +27,13 @@ use super::row::PipelineRow;
 use crate::dial::Closed;
 use crate::error::Error;
 
-/// Bytes asked of the kernel per read.
+/// Room made for reads when less than [`READ_MIN`] is left: rows keep the bytes they were
+/// read into, so a full buffer is not reused but replaced, and this many reads' worth of small
+/// answers share one allocation.
 const READ_SIZE: usize = 16 * 1024;
+
+/// The least room a read is given; below it, [`READ_SIZE`] more is reserved.
+const READ_MIN: usize = 4 * 1024;
 
 /// What the reader collected for one job.
 #[derive(Default)]
@@ -419,7 +424,9 @@ async fn read_more<R: AsyncReadRent>(
     reader: &mut R,
     mut buf: BytesMut,
 ) -> (std::io::Result<usize>, BytesMut) {
-    buf.reserve(READ_SIZE);
+    if buf.capacity() - buf.len() < READ_MIN {
+        buf.reserve(READ_SIZE);
+    }
     let (len, cap) = (buf.len(), buf.capacity());
     let (result, slice) = reader.read(buf.slice_mut(len..cap)).await;
     (result, slice.into_inner())
