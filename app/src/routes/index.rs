@@ -17,7 +17,7 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint { method: "GET", path: "/plaintext", about: "Hello, World! as text/plain (TechEmpower plaintext)" },
     Endpoint { method: "GET", path: "/json", about: "{\"message\":\"Hello, World!\"} serialized per request (TechEmpower json)" },
     Endpoint { method: "GET", path: "/db", about: "one random world row (TechEmpower db)" },
-    Endpoint { method: "GET", path: "/queries?q=20", about: "q random rows, one pipelined SELECT each (TechEmpower queries)" },
+    Endpoint { method: "GET", path: "/queries?q=20", about: "q random rows, one SELECT each, in one batch ending in one Sync (TechEmpower queries)" },
     Endpoint { method: "GET", path: "/updates?q=20", about: "q rows read, changed and written in one bulk UPDATE (TechEmpower updates)" },
     Endpoint { method: "GET", path: "/cached-queries?count=20", about: "count rows through the in-process cache, read-through from PostgreSQL (TechEmpower cached queries)" },
     Endpoint { method: "GET", path: "/fortunes", about: "every fortune plus one added at request time, sorted, through a compiled askama template (TechEmpower fortunes)" },

@@ -12,7 +12,9 @@
 //!
 //! A batch is one implicit transaction, as every pipeline with one `Sync` is: an error in
 //! one statement skips the rest of that batch (never another caller's), and the whole batch
-//! fails with it. Meant for reads; a write in a batch commits with the batch.
+//! fails with it. Meant for reads; a write in a batch commits with the batch. `COPY` has no
+//! place in a batch: a statement that starts one ends the connection (its batches fail as
+//! "connection lost") — use [`Database::pooled`](crate::Database::pooled) for it.
 
 mod conn;
 mod row;
