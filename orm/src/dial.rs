@@ -78,32 +78,47 @@ pub(crate) struct Dialed {
 /// # Errors
 /// A connect error naming the last host tried, or a timeout.
 pub(crate) async fn connect(config: &Config, opts: &ConnectOptions) -> Result<Dialed, Error> {
-    match monoio::time::timeout(opts.connect_timeout, connect_any(config, opts)).await {
+    connect_with(config, opts, |stream| async move {
+        match stream {
+            Stream::Tcp(stream) => finish(config, RentIo::new(stream)).await,
+            Stream::Unix(stream) => finish(config, RentIo::new(stream)).await,
+        }
+    })
+    .await
+}
+
+/// Opens a socket to each host of `config` in turn and runs `handshake` on it, until one
+/// succeeds; all within `opts.connect_timeout`. tokio-postgres's connections and the
+/// pipeline's own share it: only the protocol spoken on the socket differs.
+///
+/// # Errors
+/// The last host's error, or a timeout.
+pub(crate) async fn connect_with<T, F, Fut>(
+    config: &Config,
+    opts: &ConnectOptions,
+    mut handshake: F,
+) -> Result<T, Error>
+where
+    F: FnMut(Stream) -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let any = async {
+        let mut last = None;
+        for (host, port) in targets(config)? {
+            let result = match open_host(&host, port, opts).await {
+                Ok(stream) => handshake(stream).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(done) => return Ok(done),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::unavailable("no host answered")))
+    };
+    match monoio::time::timeout(opts.connect_timeout, any).await {
         Ok(result) => result,
         Err(_) => Err(Error::timeout("connect")),
-    }
-}
-
-async fn connect_any(config: &Config, opts: &ConnectOptions) -> Result<Dialed, Error> {
-    let mut last = None;
-    for (host, port) in targets(config)? {
-        match connect_host(config, &host, port, opts).await {
-            Ok(d) => return Ok(d),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| Error::unavailable("no host answered")))
-}
-
-async fn connect_host(
-    config: &Config,
-    host: &Host,
-    port: u16,
-    opts: &ConnectOptions,
-) -> Result<Dialed, Error> {
-    match open_host(host, port, opts).await? {
-        Stream::Tcp(stream) => finish(config, RentIo::new(stream)).await,
-        Stream::Unix(stream) => finish(config, RentIo::new(stream)).await,
     }
 }
 
@@ -117,7 +132,7 @@ pub(crate) enum Stream {
 
 /// The hosts and ports of `config`, paired as libpq pairs them (one port for all hosts, or
 /// one each).
-pub(crate) fn targets(config: &Config) -> Result<Vec<(Host, u16)>, Error> {
+fn targets(config: &Config) -> Result<Vec<(Host, u16)>, Error> {
     let hosts = config.get_hosts();
     let ports = config.get_ports();
     if hosts.is_empty() {
@@ -134,11 +149,7 @@ pub(crate) fn targets(config: &Config) -> Result<Vec<(Host, u16)>, Error> {
 }
 
 /// Opens a socket to `host:port` (or the Unix socket in directory `host`).
-pub(crate) async fn open_host(
-    host: &Host,
-    port: u16,
-    opts: &ConnectOptions,
-) -> Result<Stream, Error> {
+async fn open_host(host: &Host, port: u16, opts: &ConnectOptions) -> Result<Stream, Error> {
     match host {
         Host::Tcp(name) => {
             // Resolution is blocking; hosts are IP literals or local names in practice, and this

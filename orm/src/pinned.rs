@@ -17,9 +17,9 @@ use crate::dial::{self, Closed, ConnectOptions, Dialed};
 use crate::error::Error;
 
 /// First wait before re-dialing a lost connection; doubled per failure up to [`BACKOFF_MAX`].
-const BACKOFF_START: Duration = Duration::from_millis(50);
+pub(crate) const BACKOFF_START: Duration = Duration::from_millis(50);
 /// Longest wait between two dials.
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// A live connection with its prepared statements.
 pub(crate) struct Live {
@@ -57,6 +57,30 @@ impl Live {
             .insert(sql.into(), stmt.clone());
         Ok(stmt)
     }
+}
+
+/// What `live` returns: at once if it has it, otherwise once `up` is notified and it has it
+/// then; `None` after `limit`. The pinned connection and the pipeline wait for their
+/// supervisor's next connection this way.
+pub(crate) async fn wait_live<T>(
+    up: &Notify,
+    limit: Duration,
+    live: impl Fn() -> Option<T>,
+) -> Option<T> {
+    if let Some(found) = live() {
+        return Some(found);
+    }
+    let wait = async {
+        loop {
+            // Registered before the check, so a notification in between is not missed.
+            let notified = up.notified();
+            if let Some(found) = live() {
+                return found;
+            }
+            notified.await;
+        }
+    };
+    monoio::time::timeout(limit, wait).await.ok()
 }
 
 enum State {
@@ -99,25 +123,13 @@ impl Pinned {
     /// # Errors
     /// Unavailable when none came up in time.
     pub(crate) async fn get(&self) -> Result<Rc<Live>, Error> {
-        if let State::Live(live) = &*self.state.borrow() {
-            if live.is_open() {
-                return Ok(Rc::clone(live));
-            }
-        }
-        let wait = async {
-            loop {
-                let notified = self.up.notified();
-                if let State::Live(live) = &*self.state.borrow() {
-                    if live.is_open() {
-                        return Rc::clone(live);
-                    }
-                }
-                notified.await;
-            }
+        let live = || match &*self.state.borrow() {
+            State::Live(live) if live.is_open() => Some(Rc::clone(live)),
+            _ => None,
         };
-        monoio::time::timeout(self.opts.connect_timeout, wait)
+        wait_live(&self.up, self.opts.connect_timeout, live)
             .await
-            .map_err(|_| Error::unavailable("reconnecting").on(&self.name))
+            .ok_or_else(|| Error::unavailable("reconnecting").on(&self.name))
     }
 
     /// Dials, waits for the connection to end, re-dials: until the `Pinned` is dropped. It

@@ -23,7 +23,6 @@ use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_postgres::types::{ToSql, Type};
@@ -31,13 +30,9 @@ use tokio_postgres::Config;
 
 use crate::dial::{self, ConnectOptions, Stream};
 use crate::error::Error;
+use crate::pinned::{wait_live, BACKOFF_MAX, BACKOFF_START};
 use conn::{Conn, Prepared};
 pub use row::PipelineRow;
-
-/// First wait before re-dialing a lost connection; doubled per failure up to [`BACKOFF_MAX`].
-const BACKOFF_START: Duration = Duration::from_millis(50);
-/// Longest wait between two dials.
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// Ids of [`PipelineStatement`]s, process-wide: a connection keeps its prepared statements in
 /// a table indexed by them.
@@ -157,21 +152,9 @@ impl Pipeline {
             State::Live(conn) if conn.is_open() => Some(Rc::clone(conn)),
             _ => None,
         };
-        if let Some(conn) = live() {
-            return Ok(conn);
-        }
-        let wait = async {
-            loop {
-                let notified = self.up.notified();
-                if let Some(conn) = live() {
-                    return conn;
-                }
-                notified.await;
-            }
-        };
-        monoio::time::timeout(self.opts.connect_timeout, wait)
+        wait_live(&self.up, self.opts.connect_timeout, live)
             .await
-            .map_err(|_| match &*self.last_error.borrow() {
+            .ok_or_else(|| match &*self.last_error.borrow() {
                 Some(why) => Error::connect(format!("the last attempt failed: {why}")),
                 None => Error::unavailable("reconnecting"),
             })
@@ -179,25 +162,13 @@ impl Pipeline {
 
     /// Dials the first host that answers and runs the handshake, within the connect timeout.
     async fn connect(&self) -> Result<Rc<Conn>, Error> {
-        let dial = async {
-            let mut last = None;
-            for (host, port) in dial::targets(&self.config)? {
-                let opened = match dial::open_host(&host, port, &self.opts).await {
-                    Ok(Stream::Tcp(s)) => Conn::open(s, &self.config).await,
-                    Ok(Stream::Unix(s)) => Conn::open(s, &self.config).await,
-                    Err(e) => Err(e),
-                };
-                match opened {
-                    Ok(conn) => return Ok(conn),
-                    Err(e) => last = Some(e),
-                }
+        dial::connect_with(&self.config, &self.opts, |stream| async move {
+            match stream {
+                Stream::Tcp(s) => Conn::open(s, &self.config).await,
+                Stream::Unix(s) => Conn::open(s, &self.config).await,
             }
-            Err(last.unwrap_or_else(|| Error::unavailable("no host answered")))
-        };
-        match monoio::time::timeout(self.opts.connect_timeout, dial).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::timeout("connect")),
-        }
+        })
+        .await
     }
 
     /// Dials, waits for the connection to end, re-dials with backoff: until the `Pipeline` is
