@@ -121,6 +121,14 @@ fn select_world_batch() -> &'static PipelineStatement {
     STATEMENT.get_or_init(|| PipelineStatement::new(SELECT_WORLD, &[Type::INT4]))
 }
 
+/// [`UPDATE_WORLDS`] for the pipeline: its parameters are two `INT4[]`.
+fn update_worlds_batch() -> &'static PipelineStatement {
+    static STATEMENT: OnceLock<PipelineStatement> = OnceLock::new();
+    STATEMENT.get_or_init(|| {
+        PipelineStatement::new(UPDATE_WORLDS, &[Type::INT4_ARRAY, Type::INT4_ARRAY])
+    })
+}
+
 /// Reads `ids` in one batch ended by one `Sync` (`Database::query_pipelined`): PostgreSQL
 /// answers all of them in one send. Twenty reads pipelined through tokio-postgres came back
 /// in up to twenty sends, and the worker woke for most of them: 153 µs of server CPU per
@@ -191,8 +199,14 @@ pub async fn updates(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Erro
     }
     changes.sort_unstable_by_key(|&(id, _)| id);
     let (ids, numbers): (Vec<i32>, Vec<i32>) = changes.into_iter().unzip();
+    // On the pipeline connection too, which the reads above just used: concurrent requests'
+    // reads and writes share its sends and reads, where the pinned connection was a second
+    // socket to wake up for.
     primary
-        .execute(UPDATE_WORLDS, &[&ids, &numbers])
+        .query_pipelined(
+            update_worlds_batch(),
+            [[&ids as &(dyn ToSql + Sync), &numbers]],
+        )
         .await
         .map_err(db_error)?;
     Ok(World::array_response(&worlds))
