@@ -27,7 +27,7 @@ use crate::middleware::{Exchange, HeaderBlock};
 use crate::router::{fallback_response, Dispatch, Router};
 use crate::runtime::shutdown::LocalShutdown;
 use crate::telemetry::trace::{Recorder, Traced};
-use crate::telemetry::Phases;
+use crate::telemetry::{Phases, RequestSlot};
 
 /// Initial size of a connection's read buffer; it grows (up to the head and body limits) only
 /// for requests that need it. Small, because every idle keep-alive connection holds one (an
@@ -125,6 +125,18 @@ struct Connection<S: 'static> {
     /// Sampled requests of the current batch, logged once the batch is written (their write
     /// phase ends then). Empty, and unallocated, for almost every batch.
     traces: Vec<PendingTrace>,
+    /// Requests answered but not yet timed, when the chain times them at
+    /// the flush (see `Chain::times_at_flush` in `middleware`).
+    untimed: Option<Untimed>,
+}
+
+/// A run of answered requests in one telemetry series that arrived together (one read):
+/// timed with one clock read when the write that carries their responses is issued.
+#[derive(Clone, Copy)]
+struct Untimed {
+    slot: RequestSlot,
+    start: clock::Instant,
+    count: u32,
 }
 
 /// A sampled request whose response is encoded but not yet written.
@@ -170,10 +182,13 @@ pub(crate) async fn serve<S: 'static>(stream: TcpStream, peer: SocketAddr, share
         arrived: clock::now(),
         deadline,
         traces: Vec::new(),
+        untimed: None,
     };
     if let Err(why) = conn.run().await {
         tracing::trace!(peer = %conn.peer, ?why, "connection closed");
     }
+    // A write that failed still answered its requests.
+    conn.time_untimed();
     if conn.linger {
         conn.linger_close().await;
     }
@@ -369,7 +384,9 @@ impl<S: 'static> Connection<S> {
                     head_only,
                     |out| chain.after(ex, &response, &mut HeaderBlock::over(out), &shared.ctx),
                 );
-                chain.finish(ex, response.status_code().as_u16(), &shared.ctx);
+                if let Some(slot) = chain.finish(ex, response.status_code().as_u16(), &shared.ctx) {
+                    self.add_untimed(slot, start);
+                }
             }
             None => encode::encode(
                 &mut self.wbuf,
@@ -610,8 +627,38 @@ impl<S: 'static> Connection<S> {
         }
     }
 
-    /// Writes everything buffered for the peer.
+    /// Counts a request to time at the next flush: one more in the current run when it is of
+    /// the same series and read, otherwise the run is timed now and a new one begins.
+    #[inline]
+    fn add_untimed(&mut self, slot: RequestSlot, start: clock::Instant) {
+        match &mut self.untimed {
+            Some(run) if run.slot == slot && run.start == start && run.count < u32::MAX => {
+                run.count += 1;
+            }
+            _ => {
+                self.time_untimed();
+                self.untimed = Some(Untimed {
+                    slot,
+                    start,
+                    count: 1,
+                });
+            }
+        }
+    }
+
+    /// Times the requests not yet timed: their responses are ready to be sent.
+    fn time_untimed(&mut self) {
+        if let Some(run) = self.untimed.take() {
+            if let Some(telemetry) = self.shared.router.chain().telemetry() {
+                let elapsed = clock::now().saturating_duration_since(run.start);
+                telemetry.observe_requests(run.slot, run.count, elapsed);
+            }
+        }
+    }
+
+    /// Writes everything buffered for the peer, timing first the requests it answers.
     async fn flush(&mut self) -> Result<(), Closed> {
+        self.time_untimed();
         if self.wbuf.is_empty() {
             return Ok(());
         }

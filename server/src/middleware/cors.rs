@@ -196,7 +196,7 @@ impl Cors {
         {
             return Some(self.preflight(req, &origin));
         }
-        ex.origin = Some(origin);
+        ex.set_origin(origin);
         None
     }
 }
@@ -237,7 +237,7 @@ impl<S: 'static> Middleware<S> for Cors {
         if self.varies() && resp.header_value(&header::VARY).is_none() {
             out.push(&header::VARY, &HeaderValue::from_static("Origin"));
         }
-        let Some(origin) = &ex.origin else { return };
+        let Some(origin) = ex.origin() else { return };
         if !self.allows(origin.as_bytes()) {
             return;
         }

@@ -127,23 +127,21 @@ impl RequestId {
     pub(crate) fn assign(&self, req: &mut Request, ex: &mut Exchange) {
         // The header is looked for only when the parser saw one and the peer is a trusted
         // proxy (one comparison behind a single proxy or a load generator).
-        let from_proxy = (req.has_request_id_header() && self.is_trusted(req.peer_addr().ip()))
-            .then(|| req.header("x-request-id"))
-            .flatten()
-            .filter(|v| acceptable(v))
-            .and_then(|v| HeaderValue::from_bytes(v).ok());
-        match from_proxy {
-            Some(given) => {
+        if req.has_request_id_header() && self.is_trusted(req.peer_addr().ip()) {
+            let given = req
+                .header("x-request-id")
+                .filter(|v| acceptable(v))
+                .and_then(|v| HeaderValue::from_bytes(v).ok());
+            if let Some(given) = given {
                 req.set_request_id(RequestIdValue::Given(given.clone()));
                 ex.request_id = Some(RequestIdValue::Given(given));
-            }
-            None => {
-                // The array is `Copy`: both get it without an enum clone.
-                let id = self.generate();
-                req.set_request_id(RequestIdValue::Generated(id));
-                ex.request_id = Some(RequestIdValue::Generated(id));
+                return;
             }
         }
+        // The array is `Copy`: both get it without an enum clone.
+        let id = self.generate();
+        req.set_request_id(RequestIdValue::Generated(id));
+        ex.request_id = Some(RequestIdValue::Generated(id));
     }
 }
 

@@ -57,7 +57,7 @@ use http::HeaderValue;
 use prometheus::{Encoder, Registry, TextEncoder};
 
 pub use source::SourceSink;
-pub use thread::{Phases, ThreadTelemetry};
+pub use thread::{Phases, RequestSlot, ThreadTelemetry};
 
 use source::ProcessSource;
 use store::{Store, StoreCollector};

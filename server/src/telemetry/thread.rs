@@ -59,9 +59,12 @@ pub struct ThreadTelemetry {
     /// This thread's id for its source values in the shared store.
     reporter: u64,
     enabled: bool,
-    /// [`TelemetryConfig::sample_ratio`](super::TelemetryConfig::sample_ratio) scaled to 53
-    /// bits: a request is sampled when 53 random bits fall below it.
-    sample_threshold: u64,
+    /// ln(1 − [`sample_ratio`](super::TelemetryConfig::sample_ratio)), for drawing the gap to
+    /// the next sampled request; `None` never samples (a ratio not above 0, or telemetry off).
+    /// A ratio of 1 or more gives −∞, and every gap is 0.
+    sample_ln_keep: Option<f64>,
+    /// Requests still to let pass before the next sampled one.
+    sample_skip: Cell<u64>,
     /// xorshift64* state; never zero.
     rng: Cell<u64>,
     local: RefCell<Local>,
@@ -155,6 +158,12 @@ fn request_key(route: u16, method: u8, status: u16) -> u64 {
     (u64::from(route) << 32) | (u64::from(method) << 16) | u64::from(status)
 }
 
+/// A request's series in this thread's tables (its route, method and status), from
+/// [`ThreadTelemetry::request_slot`]. Valid for the thread that gave it, for as long as that
+/// thread's telemetry lives: folds zero the tables, they never remove entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestSlot(u32);
+
 fn split_key(key: u64) -> (u16, u8, u16) {
     ((key >> 32) as u16, (key >> 16) as u8, key as u16)
 }
@@ -164,24 +173,43 @@ impl ThreadTelemetry {
     pub fn new(telemetry: Arc<Telemetry>) -> ThreadTelemetry {
         let reporter = telemetry.shared().store().new_reporter();
         let config = telemetry.config();
-        // `as` saturates, and turns NaN into 0: a ratio of 1 or more always samples, and
-        // anything not above 0 never does. Disabled telemetry traces nothing either.
-        let sample_threshold = if config.enabled {
-            (config.sample_ratio.clamp(0.0, 1.0) * (1u64 << 53) as f64) as u64
-        } else {
-            0
-        };
+        // A ratio not above 0 (NaN included) never samples, 1 or more always does. Disabled
+        // telemetry traces nothing either.
+        let ratio = config.sample_ratio;
+        let sample_ln_keep = (config.enabled && ratio > 0.0).then(|| (-ratio.min(1.0)).ln_1p());
         // A per-thread random seed, without a dependency: std's hasher keys are random.
         let seed = std::collections::hash_map::RandomState::new().hash_one(reporter) | 1;
-        ThreadTelemetry {
+        let telemetry = ThreadTelemetry {
             enabled: config.enabled,
             telemetry,
             reporter,
-            sample_threshold,
+            sample_ln_keep,
+            sample_skip: Cell::new(u64::MAX),
             rng: Cell::new(seed),
             local: RefCell::new(Local::new()),
             sources: RefCell::new(Vec::new()),
+        };
+        if let Some(ln_keep) = sample_ln_keep {
+            telemetry.sample_skip.set(telemetry.next_gap(ln_keep));
         }
+        telemetry
+    }
+
+    /// How many requests to let pass before the next sampled one. Each request is sampled
+    /// with probability p independently, so the gaps are geometric: ⌊ln U / ln(1 − p)⌋ for
+    /// U uniform in (0, 1] (inverse transform). Drawn once per sample, it spares every other
+    /// request a random number (a countdown is three instructions, xorshift about sixteen).
+    fn next_gap(&self, ln_keep: f64) -> u64 {
+        // xorshift64* (Vigna, 2016): a full period over non-zero states.
+        let mut x = self.rng.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.set(x);
+        let bits = x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11;
+        let u = (bits + 1) as f64 / (1u64 << 53) as f64;
+        // `as` saturates: a tiny ratio (ln_keep −0.0) gives +∞, hence u64::MAX.
+        (u.ln() / ln_keep) as u64
     }
 
     /// The process-wide telemetry this thread folds into.
@@ -203,8 +231,26 @@ impl ThreadTelemetry {
         status: u16,
         elapsed: Duration,
     ) {
+        if let Some(slot) = self.request_slot(method, route, status) {
+            self.observe_requests(slot, 1, elapsed);
+        }
+    }
+
+    /// The series of a request (labelled as [`record_request`](Self::record_request) does),
+    /// to be timed later with [`observe_requests`](Self::observe_requests); `None` when
+    /// telemetry is off.
+    ///
+    /// The split lets a connection time the requests of one pipelined batch together, with
+    /// one clock read when their write is issued, instead of one per request.
+    #[inline]
+    pub fn request_slot(
+        &self,
+        method: &Method,
+        route: Option<&str>,
+        status: u16,
+    ) -> Option<RequestSlot> {
         if !self.enabled {
-            return;
+            return None;
         }
         let mut local = self.local.borrow_mut();
         let route = match route {
@@ -212,8 +258,16 @@ impl ThreadTelemetry {
             None => UNMATCHED_ID,
         };
         let key = request_key(route, method_index(method), status);
-        let slot = local.request_slot(key);
-        local.requests[slot].1.observe(elapsed);
+        Some(RequestSlot(local.request_slot(key) as u32))
+    }
+
+    /// Records `n` requests of `slot` that each took `elapsed`.
+    #[inline]
+    pub fn observe_requests(&self, slot: RequestSlot, n: u32, elapsed: Duration) {
+        let mut local = self.local.borrow_mut();
+        if let Some((_, hist)) = local.requests.get_mut(slot.0 as usize) {
+            hist.observe_n(elapsed, n);
+        }
     }
 
     /// Records a connection accepted (`pinion_http_connections_open` goes up at the next fold).
@@ -346,20 +400,26 @@ impl ThreadTelemetry {
     }
 
     /// Whether to trace this request: true for about
-    /// [`sample_ratio`](super::TelemetryConfig::sample_ratio) of calls, decided by a
-    /// per-thread xorshift generator (a few instructions, no shared state).
+    /// [`sample_ratio`](super::TelemetryConfig::sample_ratio) of calls, each independently,
+    /// by a countdown over random geometric gaps ([`next_gap`](Self::next_gap)): no shared
+    /// state, and no random number except for the sampled requests.
     #[inline]
     pub fn should_sample(&self) -> bool {
-        if self.sample_threshold == 0 {
+        let skip = self.sample_skip.get();
+        if skip > 0 {
+            self.sample_skip.set(skip - 1);
             return false;
         }
-        // xorshift64* (Vigna, 2016): a full period over non-zero states.
-        let mut x = self.rng.get();
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng.set(x);
-        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) < self.sample_threshold
+        match self.sample_ln_keep {
+            Some(ln_keep) => {
+                self.sample_skip.set(self.next_gap(ln_keep));
+                true
+            }
+            None => {
+                self.sample_skip.set(u64::MAX);
+                false
+            }
+        }
     }
 
     /// Logs one sampled request: to the telemetry's [`TraceWriter`](super::trace::TraceWriter)
