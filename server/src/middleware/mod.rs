@@ -665,12 +665,15 @@ impl<S: 'static> Chain<S> {
             return self
                 .telemetry
                 .as_ref()
-                .and_then(|t| t.request_slot(ex.method(), ex.route(), status));
+                .and_then(|t| t.template_slot(ex.method(), ex.route.map(|r| &r.template), status));
         }
         for observer in &self.observers_finish {
             match observer {
                 Observer::Telemetry(t) => {
-                    t.record_request(ex.method(), ex.route(), status, ex.elapsed())
+                    let template = ex.route.map(|r| &r.template);
+                    if let Some(slot) = t.template_slot(ex.method(), template, status) {
+                        t.observe_requests(slot, 1, ex.elapsed());
+                    }
                 }
                 Observer::Step(step) => step.finish(ex, status, ctx),
             }

@@ -428,3 +428,71 @@ fn the_folder_task_folds_and_stops_with_its_owner() {
         }
     });
 }
+
+#[test]
+fn a_route_is_labelled_by_its_text_not_its_address() {
+    // A caller that passes a reused buffer: the same address and length, another route.
+    let t = telemetry();
+    on_thread(&t, |tt| {
+        let mut route = String::from("/a");
+        for _ in 0..3 {
+            tt.record_request(&Method::GET, Some(&route), 200, Duration::ZERO);
+        }
+        route.replace_range(.., "/b");
+        for _ in 0..2 {
+            tt.record_request(&Method::GET, Some(&route), 200, Duration::ZERO);
+        }
+    });
+    let s = samples(&t);
+    for (r, n) in [("/a", 3.0), ("/b", 2.0)] {
+        let series =
+            format!(r#"pinion_http_requests_total{{method="GET",route="{r}",status="200"}}"#);
+        assert_eq!(s.get(&series), Some(&n), "{series} in {s:?}");
+    }
+}
+
+#[test]
+fn template_slots_follow_the_template_method_and_status() {
+    let t = telemetry();
+    on_thread(&t, |tt| {
+        let users: std::rc::Rc<str> = "/users/{id}".into();
+        let again: std::rc::Rc<str> = "/users/{id}".into(); // same text, another allocation
+        let db: std::rc::Rc<str> = "/db".into();
+        let calls: [(&Method, Option<&std::rc::Rc<str>>, u16); 7] = [
+            (&Method::GET, Some(&users), 200),
+            (&Method::GET, Some(&users), 200),
+            (&Method::GET, Some(&again), 200),
+            (&Method::POST, Some(&users), 200),
+            (&Method::GET, Some(&users), 404),
+            (&Method::GET, Some(&db), 200),
+            (&Method::GET, None, 404),
+        ];
+        for (method, template, status) in calls {
+            let slot = tt.template_slot(method, template, status).expect("enabled");
+            tt.observe_requests(slot, 1, Duration::from_millis(1));
+        }
+    });
+    let s = samples(&t);
+    let total = |labels: &str| {
+        s.get(&format!("pinion_http_requests_total{{{labels}}}"))
+            .copied()
+    };
+    assert_eq!(
+        total(r#"method="GET",route="/users/{id}",status="200""#),
+        Some(3.0)
+    );
+    assert_eq!(
+        total(r#"method="POST",route="/users/{id}",status="200""#),
+        Some(1.0)
+    );
+    assert_eq!(
+        total(r#"method="GET",route="/users/{id}",status="404""#),
+        Some(1.0)
+    );
+    assert_eq!(total(r#"method="GET",route="/db",status="200""#), Some(1.0));
+    assert_eq!(
+        total(r#"method="GET",route="unmatched",status="404""#),
+        Some(1.0)
+    );
+    assert_eq!(series_of(&s, "pinion_http_requests_total").len(), 5);
+}

@@ -76,8 +76,11 @@ pub struct ThreadTelemetry {
 struct Local {
     /// Route template → id (an index into `routes`).
     route_ids: HashMap<Box<str>, u16, FastHash>,
-    /// The last route looked up, by address and length, with its id.
-    last_route: ((usize, usize), u16),
+    /// The router's template, method index and status of the last request the chain recorded,
+    /// with its slot: a run of one endpoint's requests (a busy route; every benchmark) skips
+    /// hashing and the tables. The `Rc` is held so its address cannot be reused by another
+    /// template while cached, which makes comparing addresses sound.
+    last_template: Option<(Option<Rc<str>>, u8, u16, RequestSlot)>,
     /// Route label by id; id 0 is [`UNMATCHED`].
     routes: Vec<Arc<str>>,
     /// Whether [`MAX_ROUTES`] was reached (and said so in the log).
@@ -122,15 +125,7 @@ impl Local {
 
     #[inline]
     fn route_id(&mut self, route: &str) -> u16 {
-        // Route templates are the router's own strings, so the same route comes back at the same
-        // address: a one-entry cache on (pointer, length) skips hashing the template for runs
-        // of one route (the plaintext benchmark; a busy endpoint in production).
-        let addr = (route.as_ptr() as usize, route.len());
-        if self.last_route.0 == addr {
-            return self.last_route.1;
-        }
         if let Some(&id) = self.route_ids.get(route) {
-            self.last_route = (addr, id);
             return id;
         }
         // `routes` holds the unmatched label and then one entry per template.
@@ -259,6 +254,40 @@ impl ThreadTelemetry {
         };
         let key = request_key(route, method_index(method), status);
         Some(RequestSlot(local.request_slot(key) as u32))
+    }
+
+    /// [`request_slot`](Self::request_slot) for the chain, whose routes are the router's
+    /// templates: a request of the same template (the same `Rc`), method and status as the
+    /// last one gets its slot without a lookup.
+    #[inline]
+    pub(crate) fn template_slot(
+        &self,
+        method: &Method,
+        template: Option<&Rc<str>>,
+        status: u16,
+    ) -> Option<RequestSlot> {
+        if !self.enabled {
+            return None;
+        }
+        let method = method_index(method);
+        let mut local = self.local.borrow_mut();
+        if let Some((last, m, s, slot)) = &local.last_template {
+            let same_route = match (last, template) {
+                (Some(a), Some(b)) => Rc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+            if same_route && *m == method && *s == status {
+                return Some(*slot);
+            }
+        }
+        let route = match template {
+            Some(r) => local.route_id(r),
+            None => UNMATCHED_ID,
+        };
+        let slot = RequestSlot(local.request_slot(request_key(route, method, status)) as u32);
+        local.last_template = Some((template.cloned(), method, status, slot));
+        Some(slot)
     }
 
     /// Records `n` requests of `slot` that each took `elapsed`.
