@@ -236,7 +236,10 @@ fn pipelined_requests_are_counted_each_and_timed_when_their_batch_is_sent() {
         });
         let mut c = server.connect();
         let fast_get = "GET /fast HTTP/1.1\r\nHost: t\r\n\r\n";
-        let batch = format!("{}GET /work HTTP/1.1\r\nHost: t\r\n\r\n", fast_get.repeat(4));
+        let batch = format!(
+            "{}GET /work HTTP/1.1\r\nHost: t\r\n\r\n",
+            fast_get.repeat(4)
+        );
         c.send(batch.as_bytes());
         for i in 0..5 {
             assert_eq!(c.response().status, 200, "{d:?}: response {i}");
