@@ -203,7 +203,7 @@ impl ThreadTelemetry {
         self.rng.set(x);
         let bits = x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11;
         let u = (bits + 1) as f64 / (1u64 << 53) as f64;
-        // `as` saturates: a tiny ratio (ln_keep −0.0) gives +∞, hence u64::MAX.
+        // `as` saturates: a tiny ratio (ln_keep near −0) gives gaps past u64::MAX, kept there.
         (u.ln() / ln_keep) as u64
     }
 
