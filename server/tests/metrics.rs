@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{drivers, settings, TestServer};
+use pinion_config::IoDriver;
 use pinion_server::telemetry::{render, Telemetry, TelemetryConfig, ThreadTelemetry};
 use pinion_server::{Ctx, Error, Method, Request, Response, Router, Stack};
 
@@ -163,22 +164,39 @@ async fn metrics(_req: Request, ctx: &Ctx<State>) -> Result<Response, Error> {
     Ok(Response::with_body(content_type, body.into()))
 }
 
+/// A server whose router has `/fast`, `/work` and `/metrics`, with this worker's telemetry.
+fn serve_with_telemetry(d: IoDriver) -> TestServer {
+    let t = Arc::new(Telemetry::new(TelemetryConfig::default()));
+    TestServer::start(&settings(d), move |_| {
+        let thread = Rc::new(ThreadTelemetry::new(Arc::clone(&t)));
+        let router = Router::new()
+            .get("/fast", fast)
+            .get("/work", work)
+            .get("/metrics", metrics)
+            .middleware(Stack::new().telemetry(Rc::clone(&thread)));
+        let state = State {
+            telemetry: Arc::clone(&t),
+            thread,
+        };
+        (router, state)
+    })
+}
+
+/// The count of `route`'s 2xx GETs in the duration bucket `le` of the scraped `text`.
+fn bucket(text: &str, route: &str, le: &str) -> String {
+    let prefix = format!(
+        "pinion_http_request_duration_seconds_bucket{{method=\"GET\",route=\"{route}\",status_class=\"2xx\",le=\"{le}\"}} "
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("{prefix} in\n{text}"))
+        .to_string()
+}
+
 #[test]
 fn metrics_are_served_over_a_socket() {
     for d in drivers() {
-        let t = Arc::new(Telemetry::new(TelemetryConfig::default()));
-        let server = TestServer::start(&settings(d), move |_| {
-            let thread = Rc::new(ThreadTelemetry::new(Arc::clone(&t)));
-            let router = Router::new()
-                .get("/work", work)
-                .get("/metrics", metrics)
-                .middleware(Stack::new().telemetry(Rc::clone(&thread)));
-            let state = State {
-                telemetry: Arc::clone(&t),
-                thread,
-            };
-            (router, state)
-        });
+        let server = serve_with_telemetry(d);
         let mut c = server.connect();
         for _ in 0..3 {
             assert_eq!(c.get("/work").status, 200, "{d:?}");
@@ -197,17 +215,8 @@ fn metrics_are_served_over_a_socket() {
             "{d:?}:\n{text}"
         );
         // Each took at least 30 ms: none within 25 ms, all within +Inf.
-        let bucket = |le: &str| {
-            let prefix = format!(
-                "pinion_http_request_duration_seconds_bucket{{method=\"GET\",route=\"/work\",status_class=\"2xx\",le=\"{le}\"}} "
-            );
-            text.lines()
-                .find_map(|l| l.strip_prefix(prefix.as_str()))
-                .unwrap_or_else(|| panic!("{prefix} in\n{text}"))
-                .to_string()
-        };
-        assert_eq!(bucket("0.025"), "0", "{d:?}:\n{text}");
-        assert_eq!(bucket("+Inf"), "3", "{d:?}:\n{text}");
+        assert_eq!(bucket(&text, "/work", "0.025"), "0", "{d:?}:\n{text}");
+        assert_eq!(bucket(&text, "/work", "+Inf"), "3", "{d:?}:\n{text}");
         let (ok, printed) = promtool_check(&r.body);
         assert!(ok && printed.trim().is_empty(), "{d:?}: {printed}");
         server.stop();
@@ -220,20 +229,7 @@ fn metrics_are_served_over_a_socket() {
 #[test]
 fn pipelined_requests_are_counted_each_and_timed_when_their_batch_is_sent() {
     for d in drivers() {
-        let t = Arc::new(Telemetry::new(TelemetryConfig::default()));
-        let server = TestServer::start(&settings(d), move |_| {
-            let thread = Rc::new(ThreadTelemetry::new(Arc::clone(&t)));
-            let router = Router::new()
-                .get("/fast", fast)
-                .get("/work", work)
-                .get("/metrics", metrics)
-                .middleware(Stack::new().telemetry(Rc::clone(&thread)));
-            let state = State {
-                telemetry: Arc::clone(&t),
-                thread,
-            };
-            (router, state)
-        });
+        let server = serve_with_telemetry(d);
         let mut c = server.connect();
         let fast_get = "GET /fast HTTP/1.1\r\nHost: t\r\n\r\n";
         let batch = format!(
@@ -251,17 +247,8 @@ fn pipelined_requests_are_counted_each_and_timed_when_their_batch_is_sent() {
             );
             assert!(text.contains(&count), "{d:?}: no {count:?} in\n{text}");
         }
-        let bucket = |route: &str, le: &str| {
-            let prefix = format!(
-                "pinion_http_request_duration_seconds_bucket{{method=\"GET\",route=\"{route}\",status_class=\"2xx\",le=\"{le}\"}} "
-            );
-            text.lines()
-                .find_map(|l| l.strip_prefix(prefix.as_str()))
-                .unwrap_or_else(|| panic!("{prefix} in\n{text}"))
-                .to_string()
-        };
-        assert_eq!(bucket("/fast", "0.025"), "0", "{d:?}:\n{text}");
-        assert_eq!(bucket("/fast", "+Inf"), "4", "{d:?}:\n{text}");
+        assert_eq!(bucket(&text, "/fast", "0.025"), "0", "{d:?}:\n{text}");
+        assert_eq!(bucket(&text, "/fast", "+Inf"), "4", "{d:?}:\n{text}");
         server.stop();
     }
 }
