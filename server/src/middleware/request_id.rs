@@ -124,24 +124,43 @@ fn acceptable(v: &[u8]) -> bool {
 impl RequestId {
     /// The `before` step, which never waits or answers: sets the id on the request and the
     /// exchange. The chain calls it directly.
+    ///
+    /// Inlined, with the proxy's id out of line: behind a single proxy or a load generator
+    /// the generated id is the path taken, and the call with its stack frame cost about ten
+    /// instructions per request (callgrind, pipelined plaintext).
+    #[inline]
     pub(crate) fn assign(&self, req: &mut Request, ex: &mut Exchange) {
         // The header is looked for only when the parser saw one and the peer is a trusted
         // proxy (one comparison behind a single proxy or a load generator).
-        if req.has_request_id_header() && self.is_trusted(req.peer_addr().ip()) {
-            let given = req
-                .header("x-request-id")
-                .filter(|v| acceptable(v))
-                .and_then(|v| HeaderValue::from_bytes(v).ok());
-            if let Some(given) = given {
-                req.set_request_id(RequestIdValue::Given(given.clone()));
-                ex.request_id = Some(RequestIdValue::Given(given));
-                return;
-            }
+        if req.has_request_id_header() && self.assign_given(req, ex) {
+            return;
         }
         // The array is `Copy`: both get it without an enum clone.
         let id = self.generate();
         req.set_request_id(RequestIdValue::Generated(id));
         ex.request_id = Some(RequestIdValue::Generated(id));
+    }
+
+    /// Takes the proxy's `X-Request-Id` when the peer is trusted and the value acceptable.
+    ///
+    /// # Return
+    /// Whether it did (otherwise the caller generates one).
+    #[cold]
+    #[inline(never)]
+    fn assign_given(&self, req: &mut Request, ex: &mut Exchange) -> bool {
+        if !self.is_trusted(req.peer_addr().ip()) {
+            return false;
+        }
+        let given = req
+            .header("x-request-id")
+            .filter(|v| acceptable(v))
+            .and_then(|v| HeaderValue::from_bytes(v).ok());
+        let Some(given) = given else {
+            return false;
+        };
+        req.set_request_id(RequestIdValue::Given(given.clone()));
+        ex.request_id = Some(RequestIdValue::Given(given));
+        true
     }
 }
 
@@ -172,14 +191,10 @@ impl<S: 'static> Middleware<S> for RequestId {
         if let Some(id) = &ex.request_id {
             if resp.headers.is_empty() || resp.header_value(&X_REQUEST_ID).is_none() {
                 match id {
-                    // A fixed-size line built on the stack: one copy into the block.
+                    // Fixed sizes, copied straight into the block: a line built on the stack
+                    // and then copied cost a `memcpy` call and about 40 instructions more.
                     RequestIdValue::Generated(text) => {
-                        const NAME: &[u8] = b"x-request-id: ";
-                        let mut line = [0u8; NAME.len() + 32 + 2];
-                        line[..NAME.len()].copy_from_slice(NAME);
-                        line[NAME.len()..NAME.len() + 32].copy_from_slice(text);
-                        line[NAME.len() + 32..].copy_from_slice(b"\r\n");
-                        out.push_block(&line);
+                        out.push_fixed(b"x-request-id: ", text, b"\r\n");
                     }
                     RequestIdValue::Given(_) => out.push_str("x-request-id", id.as_bytes()),
                 }
