@@ -115,7 +115,7 @@ impl<S: 'static> Middleware<S> for AccessLog {
             return;
         }
         buffer.push(Record {
-            request_id: ex.request_id.clone(),
+            request_id: ex.request_id_value(),
             method: ex.method().clone(),
             path: ex.path().into(),
             route: ex.route.map(|r| Rc::clone(&r.template)),

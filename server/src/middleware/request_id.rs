@@ -138,7 +138,7 @@ impl RequestId {
         // The array is `Copy`: both get it without an enum clone.
         let id = self.generate();
         req.set_request_id(RequestIdValue::Generated(id));
-        ex.request_id = Some(RequestIdValue::Generated(id));
+        ex.set_generated_id(id);
     }
 
     /// Takes the proxy's `X-Request-Id` when the peer is trusted and the value acceptable.
@@ -159,7 +159,7 @@ impl RequestId {
             return false;
         };
         req.set_request_id(RequestIdValue::Given(given.clone()));
-        ex.request_id = Some(RequestIdValue::Given(given));
+        ex.set_given_id(given);
         true
     }
 }
@@ -188,15 +188,16 @@ impl<S: 'static> Middleware<S> for RequestId {
     }
 
     fn after(&self, ex: &Exchange, resp: &Response, out: &mut HeaderBlock, _ctx: &Ctx<S>) {
-        if let Some(id) = &ex.request_id {
-            if resp.headers.is_empty() || resp.header_value(&X_REQUEST_ID).is_none() {
-                match id {
-                    // Fixed sizes, copied straight into the block: a line built on the stack
-                    // and then copied cost a `memcpy` call and about 40 instructions more.
-                    RequestIdValue::Generated(text) => {
-                        out.push_fixed(b"x-request-id: ", text, b"\r\n");
-                    }
-                    RequestIdValue::Given(_) => out.push_str("x-request-id", id.as_bytes()),
+        if !resp.headers.is_empty() && resp.header_value(&X_REQUEST_ID).is_some() {
+            return; // the handler set its own
+        }
+        match ex.generated_id() {
+            // Fixed sizes, copied straight into the block: a line built on the stack and then
+            // copied cost a `memcpy` call and about 40 instructions more.
+            Some(text) => out.push_fixed(b"x-request-id: ", text, b"\r\n"),
+            None => {
+                if let Some(id) = ex.request_id() {
+                    out.push_str("x-request-id", id.as_bytes());
                 }
             }
         }
