@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use super::token::is_tchar;
+use super::token::{eq_lower, is_tchar};
 
 /// How the request body is delimited on the wire.
 ///
@@ -107,9 +107,9 @@ pub(crate) fn body_framing(
     let mut has_te = false;
     let mut has_cl = false;
     for header in headers {
-        if header.name.eq_ignore_ascii_case("transfer-encoding") {
+        if eq_lower(header.name.as_bytes(), b"transfer-encoding") {
             has_te = true;
-        } else if header.name.eq_ignore_ascii_case("content-length") {
+        } else if eq_lower(header.name.as_bytes(), b"content-length") {
             has_cl = true;
         }
     }
