@@ -10,15 +10,22 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub(crate) const DATE_LEN: usize = 29;
 
+/// Length of the whole header line, `Date: ` to CRLF.
+const LINE_LEN: usize = "Date: ".len() + DATE_LEN + 2;
+
 thread_local! {
-    static CACHED: RefCell<Option<[u8; DATE_LEN]>> = const { RefCell::new(None) };
+    /// The whole line, so that a response copies it in one piece (three pieces cost ~20
+    /// instructions more, callgrind).
+    static CACHED: RefCell<Option<[u8; LINE_LEN]>> = const { RefCell::new(None) };
 }
 
-fn render(now: SystemTime) -> [u8; DATE_LEN] {
+fn render(now: SystemTime) -> [u8; LINE_LEN] {
     let text = httpdate::fmt_http_date(now);
-    let mut out = [b' '; DATE_LEN];
+    let mut out = [b' '; LINE_LEN];
+    out[..6].copy_from_slice(b"Date: ");
     let n = text.len().min(DATE_LEN);
-    out[..n].copy_from_slice(&text.as_bytes()[..n]);
+    out[6..6 + n].copy_from_slice(&text.as_bytes()[..n]);
+    out[LINE_LEN - 2..].copy_from_slice(b"\r\n");
     out
 }
 
@@ -28,9 +35,10 @@ pub(crate) fn refresh() {
     CACHED.with(|c| *c.borrow_mut() = Some(value));
 }
 
-/// Appends this thread's cached date to `out`, rendering it first if the thread has none.
+/// Appends this thread's cached `Date: …\r\n` line to `out`, rendering it first if the
+/// thread has none.
 #[inline]
-pub(crate) fn append(out: &mut bytes::BytesMut) {
+pub(crate) fn append_line(out: &mut bytes::BytesMut) {
     CACHED.with(|c| {
         let mut cached = c.borrow_mut();
         let value = cached.get_or_insert_with(|| render(SystemTime::now()));

@@ -85,9 +85,7 @@ pub(crate) fn encode_with(
         out.extend_from_slice(server);
     }
     if resp.headers.is_empty() || !own(&header::DATE) {
-        out.extend_from_slice(b"Date: ");
-        date::append(out);
-        out.extend_from_slice(b"\r\n");
+        date::append_line(out);
     }
     if let Some(ct) = &resp.content_type {
         out.extend_from_slice(b"Content-Type: ");

@@ -238,6 +238,8 @@ fn parse_with<'b>(
     let mut keep_alive_asked = false;
     let mut expect_continue = false;
     let mut has_request_id = false;
+    // Whether `body_framing` has anything to look at: most requests have no body.
+    let mut framed = false;
     for h in headers.iter() {
         let name = h.name.as_bytes();
         spans.push(Span::of(buf, name), Span::of(buf, h.value));
@@ -262,6 +264,8 @@ fn parse_with<'b>(
             }
         } else if eq_lower(name, b"x-request-id") {
             has_request_id = true;
+        } else if eq_lower(name, b"content-length") || eq_lower(name, b"transfer-encoding") {
+            framed = true;
         }
     }
     // RFC 9112 §3.2: a 1.1 request without exactly one Host is a 400. A "Connection: close"
@@ -275,7 +279,11 @@ fn parse_with<'b>(
     if hosts > 1 {
         return Err(HeadError::BadRequest("more than one host header"));
     }
-    let framing = body_framing(minor, headers)?;
+    let framing = if framed {
+        body_framing(minor, headers)?
+    } else {
+        BodyFraming::None
+    };
     if let BodyFraming::Length(n) = framing {
         if n > limits.max_body {
             return Err(HeadError::BodyTooLarge);
