@@ -11,7 +11,7 @@ use http::Method;
 
 use super::framing::{body_framing, BodyFraming, FramingError};
 use super::spans::HeaderSpans;
-use super::token::eq_lower;
+use super::token::{eq_lower, word};
 
 /// Upper bound of [`Limits::max_headers`]: a head with more than [`SMALL_HEADERS`] lines is
 /// parsed with slots on the heap, up to 1024 × 32 bytes = 32 KiB during the call.
@@ -504,21 +504,17 @@ fn scan_target(target: &[u8]) -> Result<Option<usize>, NoFragment> {
         }
         Ok(())
     };
-    let mut chunks = target.chunks_exact(8);
+    let n = target.len();
     let mut at = 0;
-    for chunk in chunks.by_ref() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        check(u64::from_le_bytes(word), at)?;
+    while at + 8 <= n {
+        check(word(target, at), at)?;
         at += 8;
     }
-    let rest = chunks.remainder().len();
+    let rest = n - at;
     if rest > 0 {
         // The last eight bytes, shifted so that only the `rest` unread ones remain (in the low
         // bytes; the zeros shifted in match neither `#` nor `?`).
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&target[target.len() - 8..]);
-        check(u64::from_le_bytes(word) >> (8 * (8 - rest)), at)?;
+        check(word(target, n - 8) >> (8 * (8 - rest)), at)?;
     }
     Ok(query_at)
 }

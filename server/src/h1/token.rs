@@ -60,9 +60,10 @@ pub(crate) fn eq_lower(a: &[u8], lower: &[u8]) -> bool {
     }
 }
 
-/// The eight bytes of `s` from `at`, little-endian.
+/// The eight bytes of `s` from `at`, little-endian: the unit of the word-at-a-time scans here
+/// and in the head parser.
 #[inline]
-fn word(s: &[u8], at: usize) -> u64 {
+pub(crate) fn word(s: &[u8], at: usize) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&s[at..at + 8]);
     u64::from_le_bytes(w)
