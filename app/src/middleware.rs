@@ -70,7 +70,8 @@ pub fn stack(
         stack = stack.telemetry(Rc::clone(t));
     }
     if !limits.policies.is_empty() {
-        let keys = KeyExtractor::new(trusted_nets(settings));
+        let keys = KeyExtractor::new(trusted_nets(settings))
+            .with_ipv6_prefix(settings.rate_limit_ipv6_prefix);
         let mode = HeaderMode::from_setting(settings.ratelimit_ietf_headers);
         let default = settings.rate_limit_default.as_deref();
         let policies = limits.policies.clone();

@@ -83,7 +83,11 @@ impl AppState {
     /// # Errors
     /// 503 without a database.
     pub fn session(&self, req: &Request) -> Result<Session<'_>, Error> {
-        Ok(self.db()?.session(is_sticky(req)))
+        Ok(self.db()?.session(is_sticky(
+            req.header_str("cookie"),
+            self.sticky_window,
+            now_ms(),
+        )))
     }
 
     /// The `Set-Cookie` value that keeps this client's reads on the primary for the sticky
@@ -106,18 +110,22 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Whether `req` carries a sticky cookie that has not expired. The cookie holds its own expiry
-/// (ms since the epoch), so a client that keeps cookies too long is not stuck on the primary.
-pub fn is_sticky(req: &Request) -> bool {
-    let Some(cookies) = req.header_str("cookie") else {
+/// Whether a request's `Cookie` header carries a sticky cookie that has not expired at `now`
+/// (ms since the epoch).
+/// The cookie holds its own expiry, so a client that keeps cookies too long is not stuck on the
+/// primary; an expiry further ahead than `window` was never set by us (we set `now + window`)
+/// and is ignored, so a client cannot pin its reads to the primary for good.
+pub fn is_sticky(cookies: Option<&str>, window: Duration, now: u64) -> bool {
+    let Some(cookies) = cookies else {
         return false;
     };
+    let latest = now.saturating_add(window.as_millis() as u64);
     cookies
         .split(';')
         .filter_map(|c| c.trim().split_once('='))
         .filter(|(name, _)| *name == STICKY_COOKIE)
         .filter_map(|(_, v)| v.parse::<u64>().ok())
-        .any(|until| until > now_ms())
+        .any(|until| until > now && until <= latest)
 }
 
 /// Maps a database error to the client's answer: 503 while the database is unreachable (the
@@ -128,5 +136,36 @@ pub fn db_error(e: pinion_orm::Error) -> Error {
         Error::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
     } else {
         Error::internal(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_cookie_within_the_window_is_sticky() {
+        let window = Duration::from_secs(5);
+        let now = 1_700_000_000_000;
+        let sticky = |value: String| {
+            let header = format!("a=1; {STICKY_COOKIE}={value}");
+            is_sticky(Some(&header), window, now)
+        };
+        assert!(sticky((now + 4_000).to_string()));
+        assert!(sticky((now + 5_000).to_string()));
+        assert!(!sticky((now - 1).to_string()), "expired");
+        assert!(
+            !sticky((now + 5_001).to_string()),
+            "further ahead than we ever set"
+        );
+        assert!(!sticky("99999999999999".to_string()), "far future");
+        assert!(!sticky("soon".to_string()));
+        assert!(!is_sticky(None, window, now));
+        let soon = format!("{STICKY_COOKIE}={}", now + 1);
+        assert!(is_sticky(Some(&soon), window, now));
+        assert!(
+            !is_sticky(Some(&soon), Duration::ZERO, now),
+            "stickiness off"
+        );
     }
 }

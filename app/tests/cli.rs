@@ -35,6 +35,45 @@ fn check_prints_the_effective_configuration() {
 }
 
 #[test]
+fn check_masks_a_percent_encoded_password_parameter() {
+    // tokio-postgres decodes `pass%77ord` to `password`: it is the password, and never shown.
+    let out = pinion()
+        .args(["check"])
+        .env(
+            "DATABASE_URL",
+            "postgres://app@127.0.0.1:1/db?pass%77ord=hunter2",
+        )
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        text.contains("database_url = \"postgres://app@127.0.0.1:1/db?pass%77ord=****\""),
+        "{text}"
+    );
+    assert!(
+        !text.contains("hunter2") && !err.contains("hunter2"),
+        "{text}{err}"
+    );
+
+    // Nor in the error for a URL that is refused.
+    let out = pinion()
+        .args(["check"])
+        .env(
+            "DATABASE_URL",
+            "postgres://app@127.0.0.1:port/db?pass%77ord=hunter2",
+        )
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("database_url"), "{err}");
+    assert!(err.contains("pass%77ord=****"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
 fn bad_config_names_the_key_and_refuses_to_start() {
     let dir = std::env::temp_dir().join(format!("pinion-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");

@@ -199,6 +199,12 @@ fn a_redirect_after_post_reads_its_write_from_the_primary() {
         "GET /worlds/77 HTTP/1.1\r\nHost: t\r\nCookie: pinion_primary=1000\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(json(&body)["servedBy"], "replica", "{body}");
+    // Nor does one whose expiry lies further ahead than the sticky window: we never set it.
+    let (_, _, body) = request(
+        s.addr,
+        "GET /worlds/77 HTTP/1.1\r\nHost: t\r\nCookie: pinion_primary=99999999999999\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(json(&body)["servedBy"], "replica", "{body}");
 }
 
 #[test]

@@ -96,6 +96,29 @@ fn x_forwarded_for_counts_only_from_trusted_proxies() {
 }
 
 #[test]
+fn ipv6_clients_in_one_prefix_share_a_limit() {
+    let xff = |ip: &str| format!("X-Forwarded-For: {ip}\r\n");
+    // The default /64: two addresses of one /64 are one client; the next /64 is another.
+    let s = serve([
+        ("PINION_RATE_LIMIT_POLICIES", "api=1/1m"),
+        ("PINION_RATE_LIMIT_DEFAULT", "api"),
+    ]);
+    assert_eq!(get(s.addr, "/json", &xff("2001:db8:1:2::a")).0, 200);
+    assert_eq!(get(s.addr, "/json", &xff("2001:db8:1:2:ffff:1:2:3")).0, 429);
+    assert_eq!(get(s.addr, "/json", &xff("2001:db8:1:3::a")).0, 200);
+    drop(s);
+    // A /128 prefix keys every address alone.
+    let s = serve([
+        ("PINION_RATE_LIMIT_POLICIES", "api=1/1m"),
+        ("PINION_RATE_LIMIT_DEFAULT", "api"),
+        ("PINION_RATE_LIMIT_IPV6_PREFIX", "128"),
+    ]);
+    assert_eq!(get(s.addr, "/json", &xff("2001:db8:1:2::a")).0, 200);
+    assert_eq!(get(s.addr, "/json", &xff("2001:db8:1:2::b")).0, 200);
+    assert_eq!(get(s.addr, "/json", &xff("2001:db8:1:2::a")).0, 429);
+}
+
+#[test]
 fn two_processes_share_one_limit_through_postgresql() {
     let env = cluster_env();
     // A policy name of this test's own, so earlier runs' state (same table) cannot interfere.
@@ -421,4 +444,27 @@ fn the_access_log_records_the_path_and_route_of_each_request() {
     assert_eq!(log_field(line, "route"), "/json");
     assert_eq!(log_field(line, "method"), "GET");
     assert_eq!(log_field(line, "status"), 200);
+}
+
+#[test]
+fn the_access_log_escapes_control_and_non_ascii_bytes_of_a_path() {
+    let s = serve([
+        ("PINION_ACCESS_LOG", "true"),
+        ("PINION_ACCESS_LOG_SAMPLE", "1"),
+        ("PINION_TELEMETRY_SAMPLE_RATIO", "0"),
+        ("PINION_LOG_FORMAT", "json"),
+    ]);
+    // CSI (C2 9B) would start a terminal escape, NEL (C2 85) and U+2028 break lines.
+    let (status, h, _) = get(s.addr, "/x\u{9b}31m\u{85}\u{2028}y", "");
+    assert_eq!(status, 404);
+    let id = h.get("x-request-id").expect("a request id").clone();
+    let lines = s.wait_for_logs(&["pinion::access", &id], 1);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let raw = &lines[0];
+    for c in ['\u{9b}', '\u{85}', '\u{2028}'] {
+        assert!(!raw.contains(c), "raw {c:?} in {raw:?}");
+    }
+    let line: serde_json::Value = serde_json::from_str(raw).expect("json");
+    assert_eq!(log_field(&line, "path"), "/x%C2%9B31m%C2%85%E2%80%A8y");
+    assert_eq!(log_field(&line, "route"), "unmatched");
 }

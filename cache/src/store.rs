@@ -179,7 +179,7 @@ enum Held {
 /// ([`Slot::share`] moves it into an `Arc`), never copied, so in-place mutation through
 /// interior mutability behaves as with an `Arc`.
 struct Inline {
-    bytes: [MaybeUninit<u64>; 2],
+    bytes: InlineBytes,
     /// The type of the value in `bytes`.
     type_id: TypeId,
     /// Moves the value out into a [`Value`]: `share_inline::<T>` for the `T` in `bytes`.
@@ -189,19 +189,29 @@ struct Inline {
 /// The largest value [`Inline`] holds, in bytes.
 const INLINE_VALUE: usize = 16;
 
+/// The storage of an [`Inline`] value: aligned to 8 on every target (a `u64` is only 4-aligned
+/// on i686), and [`Inline::new`] admits no type aligned more than this.
+#[repr(C, align(8))]
+struct InlineBytes([MaybeUninit<u8>; INLINE_VALUE]);
+
+const _: () = assert!(align_of::<InlineBytes>() >= 8 && size_of::<InlineBytes>() == INLINE_VALUE);
+
 impl Inline {
     /// `value` held in place, or back if it does not fit.
     fn new<T>(value: T) -> Result<Inline, T>
     where
         T: Serialize + Send + Sync + 'static,
     {
-        if size_of::<T>() > INLINE_VALUE || align_of::<T>() > 8 || needs_drop::<T>() {
+        if size_of::<T>() > INLINE_VALUE
+            || align_of::<T>() > align_of::<InlineBytes>()
+            || needs_drop::<T>()
+        {
             return Err(value);
         }
-        let mut bytes = [MaybeUninit::uninit(); 2];
-        // SAFETY: just checked: a `T` fits in `bytes` (16 bytes, aligned to 8), whose
-        // `MaybeUninit` contents may be overwritten.
-        unsafe { bytes.as_mut_ptr().cast::<T>().write(value) };
+        let mut bytes = InlineBytes([MaybeUninit::uninit(); INLINE_VALUE]);
+        // SAFETY: just checked: a `T` fits in `bytes`, which is aligned at least as `T`, and
+        // whose `MaybeUninit` contents may be overwritten.
+        unsafe { bytes.0.as_mut_ptr().cast::<T>().write(value) };
         Ok(Inline {
             bytes,
             type_id: TypeId::of::<T>(),
@@ -217,7 +227,7 @@ impl Inline {
         }
         // SAFETY: `type_id` says `bytes` holds the `T` that `Inline::new::<T>` wrote there;
         // nothing moves it out while the `Inline` is in use (`share` is the last use).
-        Some(unsafe { &*self.bytes.as_ptr().cast::<T>() })
+        Some(unsafe { &*self.bytes.0.as_ptr().cast::<T>() })
     }
 }
 
@@ -233,7 +243,7 @@ where
 {
     // SAFETY: per this function's contract, `bytes` holds a `T` written by `Inline::new::<T>`
     // that nothing else reads afterwards.
-    let value = unsafe { inline.bytes.as_ptr().cast::<T>().read() };
+    let value = unsafe { inline.bytes.0.as_ptr().cast::<T>().read() };
     Value::new(value)
 }
 
@@ -640,6 +650,22 @@ impl Hash for StoreKeyBytes<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inline_values_are_stored_at_their_alignment() {
+        #[derive(serde::Serialize, Clone, Copy, PartialEq, Debug)]
+        #[repr(align(8))]
+        struct Aligned(u64);
+        let inline = Inline::new(Aligned(7)).expect("fits");
+        let held = inline.get::<Aligned>().expect("a held value");
+        assert_eq!(*held, Aligned(7));
+        assert_eq!(std::ptr::from_ref(held) as usize % align_of::<Aligned>(), 0);
+        // A type aligned more than the slot is refused, not misplaced.
+        #[derive(serde::Serialize)]
+        #[repr(align(16))]
+        struct Wide(u8);
+        assert!(Inline::new(Wide(1)).is_err());
+    }
 
     #[test]
     fn split_cuts_after_the_second_colon() {

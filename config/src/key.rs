@@ -46,6 +46,7 @@ pub(crate) enum Key {
     MaxDrainSize,
     HeaderReadTimeout,
     BodyReadTimeout,
+    WriteTimeout,
     KeepaliveTimeout,
     DrainTimeout,
     ServerName,
@@ -80,6 +81,7 @@ pub(crate) enum Key {
     RateLimitDefault,
     RateLimitStore,
     RateLimitMaxKeys,
+    RateLimitIpv6Prefix,
     TelemetryEnabled,
     TelemetryDrainInterval,
     TelemetrySampleRatio,
@@ -95,7 +97,7 @@ pub(crate) enum Rendered<'a> {
 
 impl Key {
     /// Every key, in the README table's order (also the order of `render_masked`).
-    pub(crate) const ALL: [Key; 50] = [
+    pub(crate) const ALL: [Key; 52] = [
         Key::Bind,
         Key::Port,
         Key::Threads,
@@ -109,6 +111,7 @@ impl Key {
         Key::MaxDrainSize,
         Key::HeaderReadTimeout,
         Key::BodyReadTimeout,
+        Key::WriteTimeout,
         Key::KeepaliveTimeout,
         Key::DrainTimeout,
         Key::ServerName,
@@ -143,6 +146,7 @@ impl Key {
         Key::RateLimitDefault,
         Key::RateLimitStore,
         Key::RateLimitMaxKeys,
+        Key::RateLimitIpv6Prefix,
         Key::TelemetryEnabled,
         Key::TelemetryDrainInterval,
         Key::TelemetrySampleRatio,
@@ -167,6 +171,7 @@ impl Key {
             Key::MaxDrainSize => ("max_drain_size", "PINION_MAX_DRAIN_SIZE"),
             Key::HeaderReadTimeout => ("header_read_timeout", "PINION_HEADER_READ_TIMEOUT"),
             Key::BodyReadTimeout => ("body_read_timeout", "PINION_BODY_READ_TIMEOUT"),
+            Key::WriteTimeout => ("write_timeout", "PINION_WRITE_TIMEOUT"),
             Key::KeepaliveTimeout => ("keepalive_timeout", "PINION_KEEPALIVE_TIMEOUT"),
             Key::DrainTimeout => ("drain_timeout", "PINION_DRAIN_TIMEOUT"),
             Key::ServerName => ("server_name", "PINION_SERVER_NAME"),
@@ -209,6 +214,7 @@ impl Key {
             Key::RateLimitDefault => ("rate_limit_default", "PINION_RATE_LIMIT_DEFAULT"),
             Key::RateLimitStore => ("rate_limit_store", "PINION_RATE_LIMIT_STORE"),
             Key::RateLimitMaxKeys => ("rate_limit_max_keys", "PINION_RATE_LIMIT_MAX_KEYS"),
+            Key::RateLimitIpv6Prefix => ("rate_limit_ipv6_prefix", "PINION_RATE_LIMIT_IPV6_PREFIX"),
             Key::TelemetryEnabled => ("telemetry_enabled", "PINION_TELEMETRY_ENABLED"),
             Key::TelemetryDrainInterval => (
                 "telemetry_drain_interval",
@@ -292,6 +298,7 @@ impl Key {
             Key::MaxDrainSize => s.max_drain_size = value::size(raw)?,
             Key::HeaderReadTimeout => s.header_read_timeout = timeout(raw)?,
             Key::BodyReadTimeout => s.body_read_timeout = timeout(raw)?,
+            Key::WriteTimeout => s.write_timeout = timeout(raw)?,
             Key::KeepaliveTimeout => s.keepalive_timeout = timeout(raw)?,
             Key::DrainTimeout => s.drain_timeout = timeout(raw)?,
             Key::ServerName => s.server_name = server_name(value::string(raw)?)?,
@@ -372,6 +379,7 @@ impl Key {
                 s.rate_limit_store = value::one_of(raw, &RateLimitStore::CHOICES)?
             }
             Key::RateLimitMaxKeys => s.rate_limit_max_keys = int(raw, 1, MAX_RATE_LIMIT_KEYS)?,
+            Key::RateLimitIpv6Prefix => s.rate_limit_ipv6_prefix = int(raw, 1, 128)?,
             Key::TelemetryEnabled => s.telemetry_enabled = value::boolean(raw)?,
             Key::TelemetryDrainInterval => s.telemetry_drain_interval = timeout(raw)?,
             Key::TelemetrySampleRatio => s.telemetry_sample_ratio = value::ratio(raw)?,
@@ -398,6 +406,7 @@ impl Key {
             Key::MaxDrainSize => value::render_size(s.max_drain_size),
             Key::HeaderReadTimeout => value::render_duration(s.header_read_timeout),
             Key::BodyReadTimeout => value::render_duration(s.body_read_timeout),
+            Key::WriteTimeout => value::render_duration(s.write_timeout),
             Key::KeepaliveTimeout => value::render_duration(s.keepalive_timeout),
             Key::DrainTimeout => value::render_duration(s.drain_timeout),
             Key::ServerName => return Rendered::Str(&s.server_name),
@@ -451,6 +460,7 @@ impl Key {
             }
             Key::RateLimitStore => value::render_string(s.rate_limit_store.as_str()),
             Key::RateLimitMaxKeys => s.rate_limit_max_keys.to_string(),
+            Key::RateLimitIpv6Prefix => s.rate_limit_ipv6_prefix.to_string(),
             Key::TelemetryEnabled => s.telemetry_enabled.to_string(),
             Key::TelemetryDrainInterval => value::render_duration(s.telemetry_drain_interval),
             Key::TelemetrySampleRatio => s.telemetry_sample_ratio.to_string(),

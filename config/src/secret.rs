@@ -59,7 +59,7 @@ pub fn mask_url_password(url: &str) -> String {
         let params: Vec<String> = query
             .split('&')
             .map(|param| match param.split_once('=') {
-                Some((name, value)) if name == "password" && !value.is_empty() => {
+                Some((name, value)) if is_password_param(name) && !value.is_empty() => {
                     format!("{name}={MASK}")
                 }
                 _ => param.to_string(),
@@ -69,6 +69,12 @@ pub fn mask_url_password(url: &str) -> String {
         out.push_str(fragment);
     }
     out
+}
+
+/// Whether a URL query parameter named `name` (as written, possibly percent-encoded) is the
+/// password: tokio-postgres decodes names before it reads them, so `pass%77ord` is one too.
+fn is_password_param(name: &str) -> bool {
+    name == "password" || percent_encoding::percent_decode_str(name).eq(*b"password")
 }
 
 /// Whether `key` holds a secret (see [`SECRET_KEYS`]).
@@ -147,6 +153,18 @@ mod tests {
                 "postgres://u:****@h/db?password=****#frag",
             ),
             ("postgres://h/db?x=@y:z", "postgres://h/db?x=@y:z"),
+            (
+                "postgres://app@h/db?pass%77ord=hunter2",
+                "postgres://app@h/db?pass%77ord=****",
+            ),
+            (
+                "postgres://app@h/db?%70%61%73%73%77%6F%72%64=hunter2&x=1",
+                "postgres://app@h/db?%70%61%73%73%77%6F%72%64=****&x=1",
+            ),
+            (
+                "postgres://h/db?pass%77ordx=1",
+                "postgres://h/db?pass%77ordx=1",
+            ),
             ("postgres://u:pa/ss@h/db", "postgres://u:****@h/db"),
             ("postgres://u:pa#ss@h/db", "postgres://u:****@h/db"),
             ("postgres://u:pa,ss@h/db", "postgres://u:****@h/db"),

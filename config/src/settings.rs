@@ -72,9 +72,16 @@ pub const DEFAULT_MAX_DRAIN_SIZE: u64 = 64 * 1024;
 /// enough that slow-header (slowloris) connections do not pile up. Default is 10 s.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Default for [`Settings::body_read_timeout`]: the time allowed between reads of a body;
-/// room for slow uploads of [`DEFAULT_MAX_BODY_SIZE`] bodies. Default is 30 s.
+/// Default for [`Settings::body_read_timeout`]: the time allowed for a whole request body;
+/// room for a [`DEFAULT_MAX_BODY_SIZE`] upload at 350 KB/s, and far more than nginx needs,
+/// which buffers a body before it sends it upstream. Default is 30 s.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default for [`Settings::write_timeout`]: the time a write of a response may go without
+/// progress before the connection is closed, as nginx's `send_timeout` (60 s) but shorter,
+/// since a client that reads nothing for that long holds its response in our memory.
+/// Default is 30 s.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default for [`Settings::keepalive_timeout`]: longer than nginx's upstream
 /// `keepalive_timeout` (60 s), so that nginx, not pinion, closes an idle upstream connection;
@@ -233,6 +240,11 @@ pub const DEFAULT_RATE_LIMIT_STORE: RateLimitStore = RateLimitStore::Local;
 /// bytes each, a few MiB, while bounding what a flood of distinct addresses can cost.
 /// Default is `100000`.
 pub const DEFAULT_RATE_LIMIT_MAX_KEYS: usize = 100_000;
+
+/// Default for [`Settings::rate_limit_ipv6_prefix`]: a /64, the smallest network an ISP or a
+/// cloud provider hands one subscriber or one machine (RFC 6177), so every address a client
+/// can pick shares its limit. Default is `64`.
+pub const DEFAULT_RATE_LIMIT_IPV6_PREFIX: u8 = 64;
 
 /// Default for [`Settings::telemetry_enabled`]: request metrics are cheap (per-thread
 /// counters, folded in periodically) and `/metrics` is what monitoring scrapes. Default is
@@ -438,9 +450,14 @@ pub struct Settings {
     /// of the previous response; exceeded gets 408. Default is
     /// [`DEFAULT_HEADER_READ_TIMEOUT`].
     pub header_read_timeout: Duration,
-    /// Time allowed between reads of a request body. Default is
-    /// [`DEFAULT_BODY_READ_TIMEOUT`].
+    /// Time allowed to receive a whole request body, from the end of its head (one deadline
+    /// per body, so a body trickled a byte at a time is cut off too); exceeded gets 408 and
+    /// the connection closes. Default is [`DEFAULT_BODY_READ_TIMEOUT`].
     pub body_read_timeout: Duration,
+    /// Time a response write may make no progress (the client reads nothing) before the
+    /// connection is closed, freeing the response it held. Default is
+    /// [`DEFAULT_WRITE_TIMEOUT`].
+    pub write_timeout: Duration,
     /// How long an idle keep-alive connection is kept open. Default is
     /// [`DEFAULT_KEEPALIVE_TIMEOUT`].
     pub keepalive_timeout: Duration,
@@ -550,6 +567,11 @@ pub struct Settings {
     /// Most keys (client and policy pairs) the local store holds, bounding its memory.
     /// Default is [`DEFAULT_RATE_LIMIT_MAX_KEYS`].
     pub rate_limit_max_keys: usize,
+    /// Prefix length IPv6 clients are keyed by (1..=128): one client usually holds a whole
+    /// /64, so keying by full address would give each of its addresses a fresh burst. IPv4
+    /// clients are keyed by their full address. Default is
+    /// [`DEFAULT_RATE_LIMIT_IPV6_PREFIX`].
+    pub rate_limit_ipv6_prefix: u8,
 
     /// Whether `/metrics` is served and request metrics are recorded. Default is
     /// [`DEFAULT_TELEMETRY_ENABLED`].
@@ -578,6 +600,7 @@ impl Default for Settings {
             max_drain_size: DEFAULT_MAX_DRAIN_SIZE,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             server_name: DEFAULT_SERVER_NAME.to_string(),
@@ -612,6 +635,7 @@ impl Default for Settings {
             rate_limit_default: DEFAULT_RATE_LIMIT_DEFAULT,
             rate_limit_store: DEFAULT_RATE_LIMIT_STORE,
             rate_limit_max_keys: DEFAULT_RATE_LIMIT_MAX_KEYS,
+            rate_limit_ipv6_prefix: DEFAULT_RATE_LIMIT_IPV6_PREFIX,
             telemetry_enabled: DEFAULT_TELEMETRY_ENABLED,
             telemetry_drain_interval: DEFAULT_TELEMETRY_DRAIN_INTERVAL,
             telemetry_sample_ratio: DEFAULT_TELEMETRY_SAMPLE_RATIO,
@@ -719,6 +743,7 @@ mod tests {
         assert_eq!(s.max_drain_size, 65536);
         assert_eq!(s.header_read_timeout, Duration::from_secs(10));
         assert_eq!(s.body_read_timeout, Duration::from_secs(30));
+        assert_eq!(s.write_timeout, Duration::from_secs(30));
         assert_eq!(s.keepalive_timeout, Duration::from_secs(75));
         assert_eq!(s.drain_timeout, Duration::from_secs(30));
         assert_eq!(s.server_name, "pinion");
@@ -755,6 +780,7 @@ mod tests {
         assert_eq!(s.rate_limit_default, None);
         assert_eq!(s.rate_limit_store, RateLimitStore::Local);
         assert_eq!(s.rate_limit_max_keys, 100_000);
+        assert_eq!(s.rate_limit_ipv6_prefix, 64);
         assert!(s.telemetry_enabled);
         assert_eq!(s.telemetry_drain_interval, Duration::from_secs(1));
         assert_eq!(s.telemetry_sample_ratio.get(), 0.01);

@@ -432,6 +432,16 @@ const RULES: &[Rule] = &[
         bad_env: &[("1d", "unknown duration unit `d`")],
     },
     Rule {
+        key: "write_timeout",
+        good_file: &[r#""30s""#, "5"],
+        bad_file: &[
+            (r#""0s""#, "must be greater than 0"),
+            (r#""25h""#, "must be at most 24h"),
+        ],
+        good_env: &["500ms"],
+        bad_env: &[("0", "must be greater than 0")],
+    },
+    Rule {
         key: "keepalive_timeout",
         good_file: &[r#""75s""#],
         bad_file: &[("0", "must be greater than 0")],
@@ -859,6 +869,17 @@ const RULES: &[Rule] = &[
         bad_env: &[("1e6", "must be an integer in 1..=100000000")],
     },
     Rule {
+        key: "rate_limit_ipv6_prefix",
+        good_file: &["1", "64", "128"],
+        bad_file: &[
+            ("0", "must be an integer in 1..=128"),
+            ("129", "must be an integer in 1..=128"),
+            (r#""/64""#, "must be an integer in 1..=128"),
+        ],
+        good_env: &["56"],
+        bad_env: &[("/64", "must be an integer in 1..=128")],
+    },
+    Rule {
         key: "telemetry_enabled",
         good_file: &["true", "false"],
         bad_file: &[(r#""prometheus""#, "must be true or false")],
@@ -1110,6 +1131,7 @@ fn render_masked_round_trips() {
         max_drain_size: 1_000_000,
         header_read_timeout: Duration::from_millis(1500),
         body_read_timeout: Duration::from_secs(61),
+        write_timeout: Duration::from_millis(2500),
         keepalive_timeout: Duration::from_secs(7200),
         drain_timeout: Duration::from_secs(1),
         server_name: "it's \"quoted\" \\ here".to_string(),
@@ -1164,6 +1186,7 @@ fn render_masked_round_trips() {
         rate_limit_default: Some("login-2".to_string()),
         rate_limit_store: RateLimitStore::Postgres,
         rate_limit_max_keys: 1,
+        rate_limit_ipv6_prefix: 48,
         telemetry_enabled: false,
         telemetry_drain_interval: Duration::from_millis(100),
         telemetry_sample_ratio: Ratio::new(1e-7).expect("ratio"),
@@ -1355,6 +1378,9 @@ fn database_urls_never_print_passwords() {
         "postgres://u:hunter2@/db",
         "u:hunter2@h/db",
         "host=h password=hunter2",
+        // tokio-postgres decodes parameter names: this is the password too.
+        "postgres://app@127.0.0.1:1/db?pass%77ord=hunter2&bad=%zz",
+        "postgres://app@127.0.0.1:port/db?pass%77ord=hunter2",
     ];
     for url in bad {
         let quoted = format!("{url:?}");

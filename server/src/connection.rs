@@ -5,13 +5,14 @@
 //! Buffers are per connection and reused for its whole life.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode};
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 
 use crate::clock;
@@ -52,6 +53,7 @@ pub(crate) struct ConnConfig {
     pub(crate) max_drain: u64,
     pub(crate) header_read_timeout: Duration,
     pub(crate) body_read_timeout: Duration,
+    pub(crate) write_timeout: Duration,
     pub(crate) keepalive_timeout: Duration,
     /// `Server: <name>\r\n`, rendered once.
     pub(crate) server_line: Box<[u8]>,
@@ -63,7 +65,7 @@ pub(crate) struct Shared<S> {
     pub(crate) ctx: Ctx<S>,
     pub(crate) cfg: ConnConfig,
     pub(crate) shutdown: Rc<LocalShutdown>,
-    /// Expires the connections' read deadlines.
+    /// Expires the connections' read and write deadlines.
     pub(crate) sweeper: Rc<Sweeper>,
     /// Write buffers lent to connections for one batch each (see [`WBUF_POOL`]). A `RefCell`:
     /// only this worker's tasks touch it, and never across an `.await`.
@@ -91,6 +93,8 @@ impl<S> Shared<S> {
 enum Closed {
     /// The peer closed or reset the connection, or a write failed.
     Io,
+    /// A write made no progress for `write_timeout`: the peer stopped reading.
+    WriteTimedOut,
     /// A timeout, a protocol error or shutdown: the answer (if any) was already sent.
     Done,
 }
@@ -340,7 +344,7 @@ impl<S: 'static> Connection<S> {
             }
         }
 
-        let response = match (early, found) {
+        let mut response = match (early, found) {
             (Some(resp), _) => *resp,
             (None, Dispatch::Handler(handler, _, params)) => {
                 req.set_params(params);
@@ -376,6 +380,7 @@ impl<S: 'static> Connection<S> {
         let encode_start = recorder.as_ref().map(|_| clock::now());
         match &mut ex {
             Some(ex) => {
+                chain.prepare(&mut response);
                 encode::encode_with(
                     &mut self.wbuf,
                     &response,
@@ -466,6 +471,9 @@ impl<S: 'static> Connection<S> {
             self.wbuf.extend_from_slice(CONTINUE);
             self.flush().await?;
         }
+        // One deadline for the whole body, as for the head: a per-read timeout could be
+        // re-armed forever by a client sending a byte at a time.
+        let deadline = Instant::now() + cfg.body_read_timeout;
         match framing {
             BodyFraming::None => Ok(Ok(Bytes::new())),
             BodyFraming::Length(n) => {
@@ -475,10 +483,7 @@ impl<S: 'static> Connection<S> {
                     self.rbuf.reserve(n - self.rbuf.len());
                 }
                 while self.rbuf.len() < n {
-                    match self
-                        .read_more(Instant::now() + cfg.body_read_timeout, false)
-                        .await?
-                    {
+                    match self.read_more(deadline, false).await? {
                         ReadOutcome::Data => {}
                         ReadOutcome::TimedOut => {
                             return Ok(Err((
@@ -489,7 +494,11 @@ impl<S: 'static> Connection<S> {
                         ReadOutcome::Eof | ReadOutcome::Draining => return Err(Closed::Io),
                     }
                 }
-                Ok(Ok(self.rbuf.split_to(n).freeze()))
+                let body = self.rbuf.split_to(n).freeze();
+                if n > READ_BUF {
+                    self.unshare_rbuf();
+                }
+                Ok(Ok(body))
             }
             BodyFraming::Chunked => {
                 let mut decoder = ChunkedDecoder::new(cfg.limits.max_body);
@@ -506,10 +515,7 @@ impl<S: 'static> Connection<S> {
                         }
                         Err(e) => return Ok(Err((StatusCode::BAD_REQUEST, e.reason()))),
                     }
-                    match self
-                        .read_more(Instant::now() + cfg.body_read_timeout, false)
-                        .await?
-                    {
+                    match self.read_more(deadline, false).await? {
                         ReadOutcome::Data => {}
                         ReadOutcome::TimedOut => {
                             return Ok(Err((
@@ -534,6 +540,7 @@ impl<S: 'static> Connection<S> {
         shared: &Shared<S>,
     ) -> Result<bool, Closed> {
         let cfg = &shared.cfg;
+        let deadline = Instant::now() + cfg.body_read_timeout;
         match framing {
             BodyFraming::None => Ok(true),
             BodyFraming::Length(n) => {
@@ -548,10 +555,7 @@ impl<S: 'static> Connection<S> {
                     if left == 0 {
                         return Ok(true);
                     }
-                    match self
-                        .read_more(Instant::now() + cfg.body_read_timeout, false)
-                        .await?
-                    {
+                    match self.read_more(deadline, false).await? {
                         ReadOutcome::Data => {}
                         _ => return Ok(false),
                     }
@@ -565,10 +569,7 @@ impl<S: 'static> Connection<S> {
                         Ok(false) => {}
                         Err(_) => return Ok(false),
                     }
-                    match self
-                        .read_more(Instant::now() + cfg.body_read_timeout, false)
-                        .await?
-                    {
+                    match self.read_more(deadline, false).await? {
                         ReadOutcome::Data => {}
                         _ => return Ok(false),
                     }
@@ -662,14 +663,63 @@ impl<S: 'static> Connection<S> {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        let buf = std::mem::take(&mut self.wbuf);
-        let (res, mut buf) = self.stream.write_all(buf).await;
+        let mut buf = std::mem::take(&mut self.wbuf);
+        let total = buf.len();
+        let mut written = 0;
+        while written < total {
+            // The deadline restarts whenever the peer takes some bytes, as nginx's
+            // `send_timeout`: a slow reader is served, one that reads nothing is cut off.
+            let at = self
+                .shared
+                .sweeper
+                .coarse_deadline(self.shared.cfg.write_timeout);
+            let write = self
+                .stream
+                .write(monoio::buf::IoBuf::slice(buf, written..total));
+            let done = std::pin::pin!(self.deadline.limit(at, write)).await;
+            // On a timeout the buffer goes with the cancelled write, and the connection with it.
+            let Some((res, slice)) = done else {
+                self.abort();
+                return Err(Closed::WriteTimedOut);
+            };
+            buf = slice.into_inner();
+            match res {
+                Ok(n) if n > 0 => written += n,
+                _ => {
+                    // The requests were answered, if not delivered: their traces still count.
+                    self.log_traces();
+                    return Err(Closed::Io);
+                }
+            }
+        }
         buf.clear();
         self.wbuf = buf;
         if !self.traces.is_empty() {
             self.log_traces();
         }
-        res.map(|_| ()).map_err(|_| Closed::Io)
+        Ok(())
+    }
+
+    /// Makes the close that follows a reset: a peer that stopped reading would otherwise keep
+    /// the unsent response in the kernel's send buffer until TCP gives up on it, minutes later.
+    fn abort(&mut self) {
+        self.linger = false;
+        // SAFETY: the descriptor is the stream's, open for as long as `self.stream` lives,
+        // which outlives this borrow.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.stream.as_raw_fd()) };
+        if let Err(e) = socket2::SockRef::from(&fd).set_linger(Some(Duration::ZERO)) {
+            tracing::debug!(peer = %self.peer, error = %e, "cannot set SO_LINGER before a reset");
+        }
+        tracing::debug!(peer = %self.peer, "response not read in time: connection reset");
+    }
+
+    /// Moves what follows a large body into a buffer of its own: the body's bytes share the
+    /// read buffer's allocation, which the read buffer would otherwise keep alive for the
+    /// rest of the connection (and the handler may keep the body past the response).
+    fn unshare_rbuf(&mut self) {
+        let mut fresh = BytesMut::with_capacity(READ_BUF.max(self.rbuf.len()));
+        fresh.extend_from_slice(&self.rbuf);
+        self.rbuf = fresh;
     }
 
     /// Appends what the peer sends next to the read buffer, waiting at most until `deadline`;

@@ -1,5 +1,5 @@
-//! Read deadlines of a worker's connections, enforced by one sweeper task instead of a timer
-//! per read.
+//! Read and write deadlines of a worker's connections, enforced by one sweeper task instead of
+//! a timer per read.
 //!
 //! Every read of a connection has a deadline (the head, body and keep-alive timeouts). A
 //! `monoio::time::timeout` per read inserted a timer into the runtime's wheel and removed it
@@ -17,7 +17,8 @@ use std::rc::{Rc, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-/// One connection's read deadline.
+/// One connection's deadline for its read or write in progress (a connection does one at a
+/// time).
 #[derive(Debug, Default)]
 pub(crate) struct Deadline {
     /// When the read in progress must have completed; `None` when no read waits.
@@ -86,6 +87,9 @@ impl<F: Future> Future for Limited<'_, F> {
 pub(crate) struct Sweeper {
     deadlines: RefCell<Vec<Weak<Deadline>>>,
     tick: Duration,
+    /// When the last sweep ran: a clock that costs no system call to read, for deadlines that
+    /// are armed far more often than they fire (the write deadline, armed for every flush).
+    swept_at: Cell<Instant>,
 }
 
 impl Sweeper {
@@ -94,7 +98,14 @@ impl Sweeper {
         Rc::new(Sweeper {
             deadlines: RefCell::new(Vec::new()),
             tick,
+            swept_at: Cell::new(Instant::now()),
         })
+    }
+
+    /// A deadline `timeout` from now, read from the sweeper's clock instead of the system's:
+    /// not early while sweeps run on time (one a tick), and up to two ticks late.
+    pub(crate) fn coarse_deadline(&self, timeout: Duration) -> Instant {
+        self.swept_at.get() + self.tick + timeout
     }
 
     /// The tick for timeouts as short as `shortest`: an eighth of it, between 5 ms and 250 ms.
@@ -111,6 +122,7 @@ impl Sweeper {
 
     /// Expires the armed deadlines that passed by `now` and forgets closed connections.
     fn sweep(&self, now: Instant) {
+        self.swept_at.set(now);
         let mut expired = Vec::new();
         self.deadlines.borrow_mut().retain(|weak| {
             let Some(d) = weak.upgrade() else {
@@ -176,6 +188,16 @@ mod tests {
                 .await;
             assert_eq!(out, Some(3));
         });
+    }
+
+    #[test]
+    fn a_coarse_deadline_is_never_early() {
+        let sweeper = Sweeper::new(Duration::from_millis(10));
+        let before = Instant::now();
+        sweeper.sweep(before);
+        let at = sweeper.coarse_deadline(Duration::from_secs(1));
+        assert!(at >= before + Duration::from_secs(1));
+        assert!(at <= before + Duration::from_millis(1010));
     }
 
     #[test]

@@ -2,9 +2,10 @@
 
 mod common;
 
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::{drivers, settings, Client, TestServer};
+use common::{drivers, settings, tiny_window_client, Client, TestServer};
 use pinion_config::Settings;
 use pinion_server::{header::HeaderValue, Ctx, Error, Request, Response, Router};
 
@@ -457,6 +458,36 @@ fn slow_body_gets_408_and_close() {
 }
 
 #[test]
+fn a_trickled_body_is_cut_off_at_one_deadline_for_the_whole_body() {
+    for d in drivers() {
+        let mut s = settings(d);
+        s.body_read_timeout = Duration::from_millis(600);
+        let server = start(&s);
+        let mut c = server.connect();
+        c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 20\r\n\r\n");
+        // One byte every 100 ms: each read comes well within the timeout, the whole body
+        // (2 s) does not.
+        let mut writer = c.stream.try_clone().expect("clone");
+        let trickle = std::thread::spawn(move || {
+            for _ in 0..20 {
+                if writer.write_all(b"z").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let began = Instant::now();
+        let r = c.response();
+        assert_eq!(r.status, 408, "{d:?}: {}", r.text());
+        assert_eq!(r.header("connection"), Some("close"));
+        assert!(began.elapsed() < Duration::from_millis(1800), "{d:?}");
+        let _ = trickle.join();
+        assert!(c.is_closed(), "{d:?}");
+        server.stop();
+    }
+}
+
+#[test]
 fn accept_pauses_at_the_connection_cap() {
     for d in drivers() {
         let mut s = settings(d);
@@ -524,6 +555,43 @@ fn a_connection_waiting_in_the_accept_queue_is_served_during_shutdown() {
         let r = busy.response();
         assert_eq!(r.status, 200);
         drop((busy, queued));
+        server.stop();
+    }
+}
+
+#[test]
+fn a_slow_reader_that_keeps_reading_gets_its_whole_response() {
+    for d in drivers() {
+        let mut s = settings(d);
+        s.write_timeout = Duration::from_millis(300);
+        let server = TestServer::start(&s, |_| (app(), ()));
+        let body = 1024 * 1024;
+        let mut c = tiny_window_client(server.addr);
+        let mut req = format!("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {body}\r\n\r\n")
+            .into_bytes();
+        req.resize(req.len() + body, b'y');
+        c.write_all(&req).expect("send the request");
+        // 32 KiB every 50 ms: the response takes several write timeouts in all, but no pause
+        // is one, so it must arrive whole.
+        let began = Instant::now();
+        let mut got = Vec::new();
+        let mut chunk = vec![0u8; 32 * 1024];
+        let total = loop {
+            if let Some(end) = common::find(&got, b"\r\n\r\n") {
+                if got.len() >= end + 4 + body {
+                    break end + 4 + body;
+                }
+            }
+            let n = c.read(&mut chunk).expect("read");
+            assert!(n > 0, "{d:?}: closed after {} bytes", got.len());
+            got.extend_from_slice(&chunk[..n]);
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{d:?}");
+        assert_eq!(got.len(), total, "{d:?}");
+        assert!(got[total - body..].iter().all(|&b| b == b'y'), "{d:?}");
+        let took = began.elapsed();
+        assert!(took > Duration::from_millis(900), "{d:?}: read in {took:?}");
         server.stop();
     }
 }

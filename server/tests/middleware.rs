@@ -18,6 +18,27 @@ async fn page(_req: Request, _ctx: &Ctx<()>) -> Result<Response, Error> {
     Ok(Response::html("<p>hi</p>"))
 }
 
+async fn shouty_page(_req: Request, _ctx: &Ctx<()>) -> Result<Response, Error> {
+    Ok(Response::with_body(
+        HeaderValue::from_static("Text/HTML; charset=utf-8"),
+        "<p>hi</p>".into(),
+    ))
+}
+
+async fn varied(_req: Request, _ctx: &Ctx<()>) -> Result<Response, Error> {
+    Ok(Response::text("varied").header(
+        pinion_server::header::VARY,
+        HeaderValue::from_static("Accept-Encoding"),
+    ))
+}
+
+async fn varied_by_origin(_req: Request, _ctx: &Ctx<()>) -> Result<Response, Error> {
+    Ok(Response::text("varied").header(
+        pinion_server::header::VARY,
+        HeaderValue::from_static("accept, origin"),
+    ))
+}
+
 async fn framed(_req: Request, _ctx: &Ctx<()>) -> Result<Response, Error> {
     Ok(Response::text("x").header(
         pinion_server::header::X_FRAME_OPTIONS,
@@ -49,6 +70,9 @@ fn app(cors: CorsConfig) -> Router<()> {
     Router::new()
         .get("/text", text)
         .get("/page", page)
+        .get("/shouty", shouty_page)
+        .get("/varied", varied)
+        .get("/varied-by-origin", varied_by_origin)
         .get("/framed", framed)
         .get("/whoami", whoami)
         .get("/slow", slow)
@@ -105,10 +129,16 @@ fn owasp_security_headers_on_every_response() {
         // CSP only on HTML.
         assert_eq!(r.header("content-security-policy"), None);
     }
-    let r = request(&server, "GET /page HTTP/1.1\r\nHost: t\r\n\r\n");
-    assert!(r
-        .header("content-security-policy")
-        .is_some_and(|v| v.contains("default-src 'self'")));
+    // HTML in any case of its media type.
+    for path in ["/page", "/shouty"] {
+        let r = request(&server, &format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"));
+        assert!(
+            r.header("content-security-policy")
+                .is_some_and(|v| v.contains("default-src 'self'")),
+            "{path}: {:?}",
+            r.headers
+        );
+    }
     // A header the handler set wins and is not doubled.
     let r = request(&server, "GET /framed HTTP/1.1\r\nHost: t\r\n\r\n");
     let frames: Vec<_> = r
@@ -175,6 +205,35 @@ fn cors_allowed_disallowed_and_vary() {
     assert_eq!(null.header("access-control-allow-origin"), None);
     let none = request(&server, "GET /text HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(none.header("vary"), Some("Origin"));
+    server.stop();
+}
+
+#[test]
+fn cors_adds_origin_to_a_vary_the_handler_set() {
+    let server = start(cors_config());
+    for origin in ["https://app.example", "https://evil.example"] {
+        let r = request(
+            &server,
+            &format!("GET /varied HTTP/1.1\r\nHost: t\r\nOrigin: {origin}\r\n\r\n"),
+        );
+        let vary: Vec<&str> = r
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("vary"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        // One line naming both: a cache reading one Vary line must still key by Origin.
+        assert_eq!(vary, ["Accept-Encoding, Origin"], "{origin}");
+    }
+    let r = request(
+        &server,
+        "GET /varied-by-origin HTTP/1.1\r\nHost: t\r\nOrigin: https://app.example\r\n\r\n",
+    );
+    assert_eq!(r.header("vary"), Some("accept, origin"), "not named twice");
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
     server.stop();
 }
 

@@ -6,9 +6,22 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use http::Method;
+use percent_encoding::{percent_encode, AsciiSet, CONTROLS};
 
 use super::{Exchange, Hooks, Middleware};
 use crate::context::Ctx;
+
+/// Bytes of a path written as `%XX` in the log: controls, space, quote and backslash, and (as
+/// always with `percent_encode`) every byte outside ASCII, so that no C1 control, line
+/// separator or invalid UTF-8 reaches a terminal or a log parser raw.
+const LOG_ESCAPED: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'\\');
+
+/// A request path as the access log shows it: percent-encoded where it is not visible ASCII.
+fn escaped_path(path: &[u8]) -> Box<str> {
+    percent_encode(path, LOG_ESCAPED)
+        .to_string()
+        .into_boxed_str()
+}
 
 /// One logged request.
 #[derive(Debug)]
@@ -27,7 +40,9 @@ struct Record {
 const MAX_BUFFERED: usize = 8192;
 
 /// Logs a sample of requests (`sample_ratio` of them) as `tracing` events with target
-/// `pinion::access`: request id, method, path, route, status, duration, peer.
+/// `pinion::access`: request id, method, path (percent-encoded where it is not visible
+/// ASCII, so that no control reaches a terminal), route, status,
+/// duration, peer.
 ///
 /// `finish` only pushes a record into this worker's buffer; [`AccessLog::flusher`] writes the
 /// buffer every `interval`, so formatting and writing never delay a response.
@@ -117,11 +132,27 @@ impl<S: 'static> Middleware<S> for AccessLog {
         buffer.push(Record {
             request_id: ex.request_id_value(),
             method: ex.method().clone(),
-            path: ex.path().into(),
+            path: escaped_path(ex.path_bytes()),
             route: ex.route.map(|r| Rc::clone(&r.template)),
             status,
             micros: ex.elapsed().as_micros() as u64,
             peer: ex.peer(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escaped_path;
+
+    #[test]
+    fn paths_are_logged_without_controls_or_raw_non_ascii() {
+        assert_eq!(&*escaped_path(b"/users/42?x"), "/users/42?x");
+        assert_eq!(&*escaped_path(b"/a%20b"), "/a%20b");
+        // CSI (C2 9B), NEL (C2 85), U+2028 (E2 80 A8), invalid UTF-8, DEL, quote, backslash.
+        assert_eq!(
+            &*escaped_path(b"/\xc2\x9b31m/\xc2\x85/\xe2\x80\xa8/\xff/\x7f\"\\"),
+            "/%C2%9B31m/%C2%85/%E2%80%A8/%FF/%7F%22%5C"
+        );
     }
 }

@@ -139,6 +139,41 @@ impl Cors {
         !self.any_origin || self.credentials
     }
 
+    /// Adds `Origin` to a `Vary` the handler set, before the response is encoded: one field
+    /// line listing both, since a cache that reads only one `Vary` line (nginx before 1.23
+    /// reads the last) would otherwise drop one of them. A response without `Vary` gets its
+    /// own line in [`Middleware::after`]; one whose `Vary` already names `Origin` or `*` is
+    /// left alone.
+    pub(crate) fn merge_vary(&self, resp: &mut Response) {
+        if !self.varies() || resp.header_value(&header::VARY).is_none() {
+            return;
+        }
+        let lists = |v: &HeaderValue| {
+            v.as_bytes().split(|&b| b == b',').any(|token| {
+                let token = token.trim_ascii();
+                token == b"*" || token.eq_ignore_ascii_case(b"origin")
+            })
+        };
+        if resp
+            .headers
+            .iter()
+            .any(|(n, v)| n == header::VARY && lists(v))
+        {
+            return;
+        }
+        let Some((_, first)) = resp.headers.iter_mut().find(|(n, _)| n == header::VARY) else {
+            return;
+        };
+        let mut merged = first.as_bytes().trim_ascii().to_vec();
+        if !merged.is_empty() {
+            merged.extend_from_slice(b", ");
+        }
+        merged.extend_from_slice(b"Origin");
+        if let Ok(value) = HeaderValue::from_bytes(&merged) {
+            *first = value;
+        }
+    }
+
     fn preflight(&self, req: &Request, origin: &HeaderValue) -> Response {
         let mut resp = Response::new(StatusCode::NO_CONTENT);
         resp.insert_header(

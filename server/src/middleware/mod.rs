@@ -146,11 +146,16 @@ impl<'r> Exchange<'r> {
     /// a step of the chain declares that it needs it ([`Middleware::needs_path`], true by
     /// default).
     pub fn path(&self) -> &str {
+        std::str::from_utf8(self.path_bytes()).unwrap_or("")
+    }
+
+    /// The request path's bytes as sent, which may be anything but controls and spaces:
+    /// HTTP admits bytes 0x80–0xFF in a request target. Empty as for [`path`](Self::path).
+    pub fn path_bytes(&self) -> &[u8] {
         self.extra
             .as_ref()
             .and_then(|e| e.path.as_deref())
-            .and_then(|p| std::str::from_utf8(p).ok())
-            .unwrap_or("")
+            .unwrap_or_default()
     }
 
     /// The request id, once the request-id step has set it (the same as
@@ -673,6 +678,15 @@ impl<S: 'static> Chain<S> {
             }
         }
         None
+    }
+
+    /// Adjusts the response before it is encoded, for steps that must change what the
+    /// handler set rather than add to it (CORS adds `Origin` to the handler's `Vary`).
+    #[inline]
+    pub(crate) fn prepare(&self, resp: &mut Response) {
+        if let Some(m) = &self.cors {
+            m.merge_vary(resp);
+        }
     }
 
     /// Measures the request's duration (one clock read, unless the chain

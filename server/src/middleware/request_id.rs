@@ -39,7 +39,8 @@ impl RequestIdValue {
 }
 
 /// Sets the request id: the proxy's `X-Request-Id` when the peer is trusted and the value is
-/// sane (1–128 visible ASCII characters), otherwise a new one — 32 hex digits: a random
+/// sane (1–128 characters of `A-Z a-z 0-9 - _ . : + / =`), otherwise a new one — 32 hex
+/// digits: a random
 /// 64-bit prefix per worker and a counter, unique across instances in practice and cheap (no
 /// syscall, no lock).
 pub struct RequestId {
@@ -117,8 +118,14 @@ fn hex(mut v: u64, out: &mut [u8]) {
     }
 }
 
+/// Whether a proxy's id may be used: 1–[`MAX_LEN`] characters from `A-Z a-z 0-9 - _ . : + / =`
+/// — enough for nginx's `$request_id` (32 hex digits), UUIDs, W3C trace ids and base64, and
+/// nothing (quotes, backslashes, `;`, `,`) that could confuse a log line or a header list.
 fn acceptable(v: &[u8]) -> bool {
-    !v.is_empty() && v.len() <= MAX_LEN && v.iter().all(|b| b.is_ascii_graphic())
+    !v.is_empty()
+        && v.len() <= MAX_LEN
+        && v.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"-_.:+/=".contains(&b))
 }
 
 impl RequestId {
@@ -126,7 +133,7 @@ impl RequestId {
     /// exchange. The chain calls it directly.
     ///
     /// Inlined, with the proxy's id out of line: unless the proxy in front sends ids of its
-    /// own (the shipped nginx config does not), the generated id is the path taken, and the
+    /// own (the shipped nginx config sends `$request_id`), the generated id is the path taken, and the
     /// call with its stack frame cost about ten instructions per request (callgrind,
     /// pipelined plaintext). A proxy's id still costs only that call.
     #[inline]
@@ -232,6 +239,33 @@ mod tests {
             *prefix,
             "seeds give workers distinct prefixes"
         );
+    }
+
+    #[test]
+    fn only_plain_ids_are_taken_from_a_proxy() {
+        for ok in [
+            "0f8fad5bd9cb469fa16570867728950e",
+            "550e8400-e29b-41d4-a716-446655440000",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "YWJjZA==",
+            "a",
+        ] {
+            assert!(acceptable(ok.as_bytes()), "{ok}");
+        }
+        let long = "a".repeat(MAX_LEN + 1);
+        for bad in [
+            "",
+            "a b",
+            "a\"b",
+            "a\\b",
+            "a;b",
+            "a,b",
+            "<script>",
+            long.as_str(),
+        ] {
+            assert!(!acceptable(bad.as_bytes()), "{bad}");
+        }
+        assert!(!acceptable(b"a\xc2\x85b"));
     }
 
     #[test]

@@ -158,7 +158,7 @@ impl<S: 'static> Middleware<S> for SecurityHeaders {
             let is_html = resp
                 .content_type
                 .as_ref()
-                .is_some_and(|ct| ct.as_bytes().starts_with(b"text/html"));
+                .is_some_and(|ct| is_html(ct.as_bytes()));
             if is_html
                 && resp
                     .header_value(&header::CONTENT_SECURITY_POLICY)
@@ -166,6 +166,37 @@ impl<S: 'static> Middleware<S> for SecurityHeaders {
             {
                 out.push(&header::CONTENT_SECURITY_POLICY, csp);
             }
+        }
+    }
+}
+
+/// Whether a `Content-Type` is HTML: media types are case-insensitive (RFC 9110 §8.3.1), so
+/// `Text/HTML; charset=utf-8` is one too.
+fn is_html(content_type: &[u8]) -> bool {
+    let media_type = content_type
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    media_type.eq_ignore_ascii_case(b"text/html")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_html;
+
+    #[test]
+    fn html_is_recognised_in_any_case_and_nothing_else_is() {
+        for ct in [
+            "text/html",
+            "Text/HTML",
+            "TEXT/HTML; charset=utf-8",
+            "text/html ;q=1",
+        ] {
+            assert!(is_html(ct.as_bytes()), "{ct}");
+        }
+        for ct in ["text/plain", "text/htmlx", "application/json", ""] {
+            assert!(!is_html(ct.as_bytes()), "{ct}");
         }
     }
 }

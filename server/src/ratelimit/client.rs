@@ -15,6 +15,10 @@ use crate::h1::Request;
 pub enum ClientKey {
     /// A client address (IPv4-mapped IPv6 addresses are folded to IPv4). Shown as `ip:<addr>`.
     Ip(IpAddr),
+    /// The network of an IPv6 client, cut to the extractor's prefix
+    /// ([`KeyExtractor::with_ipv6_prefix`]): one client holds a whole /64, and every address
+    /// of it must share one limit. Shown as `net:<network>/<prefix>`.
+    Net(IpNet),
     /// A key the application supplied, such as a user id. Shown as `app:<key>`.
     App(String),
 }
@@ -23,6 +27,7 @@ impl fmt::Display for ClientKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientKey::Ip(ip) => write!(f, "ip:{ip}"),
+            ClientKey::Net(net) => write!(f, "net:{net}"),
             ClientKey::App(key) => write!(f, "app:{key}"),
         }
     }
@@ -32,12 +37,19 @@ impl fmt::Display for ClientKey {
 pub type AppKeyFn = dyn Fn(&Request) -> Option<String> + Send + Sync;
 
 /// Turns requests into [`ClientKey`]s: the application's key when it gives one, otherwise the
-/// client address from [`client_ip`]. Built once from configuration; `Send + Sync`, cheap to
-/// clone.
-#[derive(Clone, Default)]
+/// client address from [`client_ip`] (an IPv6 one cut to its network). Built once from
+/// configuration; `Send + Sync`, cheap to clone.
+#[derive(Clone)]
 pub struct KeyExtractor {
     trusted: Arc<[IpNet]>,
     app: Option<Arc<AppKeyFn>>,
+    ipv6_prefix: u8,
+}
+
+impl Default for KeyExtractor {
+    fn default() -> KeyExtractor {
+        KeyExtractor::new([])
+    }
 }
 
 impl KeyExtractor {
@@ -48,7 +60,17 @@ impl KeyExtractor {
         KeyExtractor {
             trusted: trusted.into_iter().collect(),
             app: None,
+            ipv6_prefix: pinion_config::DEFAULT_RATE_LIMIT_IPV6_PREFIX,
         }
+    }
+
+    /// Keys IPv6 clients by their first `prefix` bits (clamped to 128; 128 keys each address
+    /// alone). IPv4 clients keep their full address: one IPv4 address is what a subscriber
+    /// gets, and a NAT shares it anyway. Default is
+    /// [`pinion_config::DEFAULT_RATE_LIMIT_IPV6_PREFIX`] (a /64).
+    pub fn with_ipv6_prefix(mut self, prefix: u8) -> KeyExtractor {
+        self.ipv6_prefix = prefix.min(128);
+        self
     }
 
     /// Asks `key` first; requests it returns `None` for are keyed by address.
@@ -70,7 +92,21 @@ impl KeyExtractor {
         if let Some(key) = self.app.as_ref().and_then(|f| f(req)) {
             return ClientKey::App(key);
         }
-        ClientKey::Ip(client_ip(req, &self.trusted))
+        self.address_key(client_ip(req, &self.trusted))
+    }
+
+    /// The key of a client address: itself for IPv4, its network for IPv6.
+    pub fn address_key(&self, ip: IpAddr) -> ClientKey {
+        match ip {
+            IpAddr::V6(v6) if self.ipv6_prefix < 128 => {
+                // `new` cannot fail: the prefix is at most 128.
+                match ipnet::Ipv6Net::new(v6, self.ipv6_prefix) {
+                    Ok(net) => ClientKey::Net(IpNet::V6(net.trunc())),
+                    Err(_) => ClientKey::Ip(ip),
+                }
+            }
+            _ => ClientKey::Ip(ip),
+        }
     }
 }
 
@@ -79,6 +115,7 @@ impl fmt::Debug for KeyExtractor {
         f.debug_struct("KeyExtractor")
             .field("trusted", &self.trusted)
             .field("app", &self.app.is_some())
+            .field("ipv6_prefix", &self.ipv6_prefix)
             .finish()
     }
 }
@@ -224,6 +261,47 @@ mod tests {
         let req = request("GET / HTTP/1.1\r\nHost: a\r\nX-User: 42\r\n\r\n", peer);
         assert_eq!(keys.key(&req), ClientKey::App("42".into()));
         assert_eq!(keys.key(&req).to_string(), "app:42");
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_key_per_prefix() {
+        let peer: SocketAddr = "[2001:db8:1:2::10]:5000".parse().expect("addr");
+        let other: SocketAddr = "[2001:db8:1:2:ffff:ffff:ffff:ffff]:5000"
+            .parse()
+            .expect("addr");
+        let next_net: SocketAddr = "[2001:db8:1:3::10]:5000".parse().expect("addr");
+        let get = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let keys = KeyExtractor::new([]);
+        let key = keys.key(&request(get, peer));
+        assert_eq!(key.to_string(), "net:2001:db8:1:2::/64");
+        assert_eq!(keys.key(&request(get, other)), key);
+        assert_ne!(keys.key(&request(get, next_net)), key);
+
+        let wide = KeyExtractor::new([]).with_ipv6_prefix(48);
+        assert_eq!(
+            wide.key(&request(get, peer)),
+            wide.key(&request(get, next_net))
+        );
+        assert_eq!(
+            wide.key(&request(get, peer)).to_string(),
+            "net:2001:db8:1::/48"
+        );
+
+        let exact = KeyExtractor::new([]).with_ipv6_prefix(128);
+        assert_eq!(exact.key(&request(get, peer)), ClientKey::Ip(peer.ip()));
+        assert_ne!(
+            exact.key(&request(get, peer)),
+            exact.key(&request(get, other))
+        );
+
+        // IPv4, and IPv4-mapped IPv6, keep the whole address.
+        let v4: SocketAddr = "192.0.2.7:80".parse().expect("addr");
+        assert_eq!(keys.key(&request(get, v4)), ClientKey::Ip(ip("192.0.2.7")));
+        let mapped: SocketAddr = "[::ffff:192.0.2.7]:80".parse().expect("addr");
+        assert_eq!(
+            keys.key(&request(get, mapped)),
+            ClientKey::Ip(ip("192.0.2.7"))
+        );
     }
 
     #[test]

@@ -169,6 +169,7 @@ fn conn_config(settings: &Settings) -> ConnConfig {
         max_drain: settings.max_drain_size,
         header_read_timeout: settings.header_read_timeout,
         body_read_timeout: settings.body_read_timeout,
+        write_timeout: settings.write_timeout,
         keepalive_timeout: settings.keepalive_timeout,
         server_line: format!("Server: {}\r\n", settings.server_name)
             .into_bytes()

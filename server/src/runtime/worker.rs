@@ -101,6 +101,7 @@ where
     let shortest = cfg
         .header_read_timeout
         .min(cfg.body_read_timeout)
+        .min(cfg.write_timeout)
         .min(cfg.keepalive_timeout);
     let sweeper = Sweeper::new(Sweeper::tick_for(shortest));
     monoio::spawn(Rc::clone(&sweeper).run());

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use pinion_config::{IoDriver, Settings};
 use pinion_server::{Router, ServerHandle};
+use socket2::{Domain, Socket, Type};
 
 /// The drivers this machine can run: epoll always, io_uring when the kernel allows it.
 pub fn drivers() -> Vec<IoDriver> {
@@ -236,4 +237,17 @@ impl Client {
 
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A client whose receive buffer is 4 KiB, so that the server's writes stall as soon as the
+/// kernel's buffers on both sides are full.
+pub fn tiny_window_client(addr: SocketAddr) -> TcpStream {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    socket.connect(&addr.into()).expect("connect");
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream
 }

@@ -1,0 +1,127 @@
+//! The shipped nginx configuration, run for real in front of the real binary on loopback
+//! ports: what reaches pinion through `nginx/proxy.conf`.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{repo, request, serve};
+
+/// An nginx started from a configuration of the test's own, stopped on drop.
+struct Nginx {
+    child: Child,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The path of nginx, installed by `scripts/nginx` when missing.
+fn nginx_binary() -> String {
+    let out = Command::new(repo().join("scripts/nginx"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("scripts/nginx runs");
+    assert!(out.status.success(), "scripts/nginx failed");
+    String::from_utf8(out.stdout)
+        .expect("utf-8 path")
+        .trim()
+        .to_string()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// nginx on a free loopback port, proxying `/` to `upstream` with `nginx/proxy.conf`; returns
+/// once it accepts connections.
+fn start_nginx(upstream: SocketAddr) -> Nginx {
+    let dir = std::env::temp_dir().join(format!("pinion-nginx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let port = free_port();
+    let proxy_conf = repo().join("nginx/proxy.conf");
+    let d = dir.display();
+    let conf = format!(
+        "daemon off;\n\
+         master_process on;\n\
+         worker_processes 1;\n\
+         pid {d}/nginx.pid;\n\
+         error_log {d}/error.log info;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n\
+           access_log off;\n\
+           client_body_temp_path {d}/body;\n\
+           proxy_temp_path {d}/proxy;\n\
+           fastcgi_temp_path {d}/fastcgi;\n\
+           uwsgi_temp_path {d}/uwsgi;\n\
+           scgi_temp_path {d}/scgi;\n\
+           upstream pinion {{ server {upstream}; keepalive 4; }}\n\
+           server {{\n\
+             listen 127.0.0.1:{port};\n\
+             location / {{\n\
+               proxy_pass http://pinion;\n\
+               include {proxy};\n\
+               add_header X-Nginx-Request-Id $request_id always;\n\
+             }}\n\
+           }}\n\
+         }}\n",
+        proxy = proxy_conf.display(),
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).expect("write nginx.conf");
+    let child = Command::new(nginx_binary())
+        .arg("-p")
+        .arg(&dir)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .arg("-c")
+        .arg(&conf_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start nginx");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    let mut nginx = Nginx { child, addr, dir };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        if let Ok(Some(status)) = nginx.child.try_wait() {
+            let log = std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default();
+            panic!("nginx exited ({status}): {log}");
+        }
+        assert!(Instant::now() < deadline, "nginx did not start listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nginx
+}
+
+#[test]
+fn a_client_cannot_choose_its_request_id_through_nginx() {
+    // pinion trusts loopback (the default `trusted_proxies`), where nginx runs.
+    let pinion = serve([("PINION_REQUEST_ID", "true")]);
+    let nginx = start_nginx(pinion.addr);
+    let (status, h, _) = request(
+        nginx.addr,
+        "GET /json HTTP/1.1\r\nHost: t\r\nX-Request-Id: chosen-by-the-client\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    let echoed = h.get("x-request-id").expect("pinion's x-request-id");
+    let nginx_id = h.get("x-nginx-request-id").expect("nginx's $request_id");
+    assert_ne!(echoed, "chosen-by-the-client");
+    // pinion took nginx's id, which is the one nginx logs too.
+    assert_eq!(echoed, nginx_id);
+    assert_eq!(echoed.len(), 32, "{echoed}");
+    assert!(echoed.bytes().all(|b| b.is_ascii_hexdigit()), "{echoed}");
+    drop(nginx);
+}
