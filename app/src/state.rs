@@ -104,6 +104,11 @@ impl AppState {
     }
 }
 
+/// How far ahead of this instance's clock another instance's may run (NTP keeps them within
+/// milliseconds) for its sticky cookies to be honoured here: right after a write, the redirect
+/// may well land on another instance.
+pub const CLOCK_SKEW_MS: u64 = 1_000;
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -114,12 +119,16 @@ fn now_ms() -> u64 {
 /// (ms since the epoch).
 /// The cookie holds its own expiry, so a client that keeps cookies too long is not stuck on the
 /// primary; an expiry further ahead than `window` was never set by us (we set `now + window`)
-/// and is ignored, so a client cannot pin its reads to the primary for good.
+/// and is ignored, so a client cannot pin its reads to the primary for good. [`CLOCK_SKEW_MS`]
+/// of slack let a cookie set by another instance, whose clock runs a little ahead, count.
 pub fn is_sticky(cookies: Option<&str>, window: Duration, now: u64) -> bool {
     let Some(cookies) = cookies else {
         return false;
     };
-    let latest = now.saturating_add(window.as_millis() as u64);
+    if window.is_zero() {
+        return false;
+    }
+    let latest = now.saturating_add(window.as_millis() as u64 + CLOCK_SKEW_MS);
     cookies
         .split(';')
         .filter_map(|c| c.trim().split_once('='))
@@ -153,10 +162,14 @@ mod tests {
         };
         assert!(sticky((now + 4_000).to_string()));
         assert!(sticky((now + 5_000).to_string()));
+        assert!(
+            sticky((now + 5_000 + CLOCK_SKEW_MS).to_string()),
+            "set by an instance whose clock runs ahead"
+        );
         assert!(!sticky((now - 1).to_string()), "expired");
         assert!(
-            !sticky((now + 5_001).to_string()),
-            "further ahead than we ever set"
+            !sticky((now + 5_001 + CLOCK_SKEW_MS).to_string()),
+            "further ahead than any instance sets"
         );
         assert!(!sticky("99999999999999".to_string()), "far future");
         assert!(!sticky("soon".to_string()));
