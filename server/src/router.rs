@@ -14,6 +14,7 @@ use crate::context::Ctx;
 use crate::error::Error;
 use crate::h1::request::decode_path_param;
 use crate::h1::{Request, Response};
+use crate::handler::IntoHandler;
 use crate::middleware::{Chain, RouteInfo, RouteOptions, Stack};
 
 /// The future a handler returns, boxed so that routes with different handlers share a table.
@@ -127,33 +128,38 @@ impl<S: 'static> Router<S> {
     /// # Panics
     /// When `path` is not a valid template or conflicts with an existing one (a programming
     /// error, found at start-up), or when the same method is routed twice on one path.
-    pub fn route(self, method: Method, path: &str, handler: impl Handler<S>) -> Router<S> {
-        self.add(MethodFilter::Only(method), path, Box::new(handler))
+    pub fn route<T>(
+        self,
+        method: Method,
+        path: &str,
+        handler: impl IntoHandler<T, S>,
+    ) -> Router<S> {
+        self.add(MethodFilter::Only(method), path, handler.into_handler())
     }
 
     /// Routes GET (and so HEAD) on `path`.
-    pub fn get(self, path: &str, handler: impl Handler<S>) -> Router<S> {
+    pub fn get<T>(self, path: &str, handler: impl IntoHandler<T, S>) -> Router<S> {
         self.route(Method::GET, path, handler)
     }
 
     /// Routes POST on `path`.
-    pub fn post(self, path: &str, handler: impl Handler<S>) -> Router<S> {
+    pub fn post<T>(self, path: &str, handler: impl IntoHandler<T, S>) -> Router<S> {
         self.route(Method::POST, path, handler)
     }
 
     /// Routes PUT on `path`.
-    pub fn put(self, path: &str, handler: impl Handler<S>) -> Router<S> {
+    pub fn put<T>(self, path: &str, handler: impl IntoHandler<T, S>) -> Router<S> {
         self.route(Method::PUT, path, handler)
     }
 
     /// Routes DELETE on `path`.
-    pub fn delete(self, path: &str, handler: impl Handler<S>) -> Router<S> {
+    pub fn delete<T>(self, path: &str, handler: impl IntoHandler<T, S>) -> Router<S> {
         self.route(Method::DELETE, path, handler)
     }
 
     /// Routes every method on `path` (methods routed explicitly on it take precedence).
-    pub fn any(self, path: &str, handler: impl Handler<S>) -> Router<S> {
-        self.add(MethodFilter::Any, path, Box::new(handler))
+    pub fn any<T>(self, path: &str, handler: impl IntoHandler<T, S>) -> Router<S> {
+        self.add(MethodFilter::Any, path, handler.into_handler())
     }
 
     fn add(mut self, filter: MethodFilter, path: &str, handler: Box<dyn Handler<S>>) -> Router<S> {

@@ -1,0 +1,261 @@
+//! Extractors and their rejections over real sockets: typed query strings, forms (repeated
+//! keys), JSON bodies, the status and body of every refusal, and handlers that mix them with
+//! the context and the raw request.
+
+mod common;
+
+use common::{drivers, settings, Resp, TestServer};
+use pinion_server::extract::{Form, Json, Query};
+use pinion_server::{Ctx, Error, Html, Request, Response, Router, StatusCode};
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize)]
+struct Search {
+    q: String,
+    #[serde(default)]
+    tag: Vec<String>,
+    #[serde(default)]
+    page: u32,
+}
+
+async fn search(Query(s): Query<Search>) -> String {
+    format!("{}|{}|{}", s.q, s.tag.join(","), s.page)
+}
+
+#[derive(Deserialize)]
+struct Order {
+    item: String,
+    quantity: u32,
+    #[serde(default)]
+    extra: Vec<String>,
+}
+
+async fn order(ctx: &Ctx<u32>, Form(o): Form<Order>) -> Result<Html<String>, Error> {
+    if o.quantity == 0 {
+        return Err(Error::new(StatusCode::CONFLICT, "nothing to order"));
+    }
+    Ok(Html(format!(
+        "<p>{} x{} [{}] on worker {} of {}</p>",
+        o.item,
+        o.quantity,
+        o.extra.join(","),
+        ctx.worker(),
+        ctx.state()
+    )))
+}
+
+#[derive(Deserialize, Serialize)]
+struct Line {
+    sku: String,
+    price: u32,
+}
+
+#[derive(Deserialize, Serialize)]
+struct Cart {
+    lines: Vec<Line>,
+}
+
+async fn total(Json(cart): Json<Cart>) -> Json<serde_json::Value> {
+    let sum: u32 = cart.lines.iter().map(|l| l.price).sum();
+    Json(serde_json::json!({ "lines": cart.lines.len(), "total": sum }))
+}
+
+async fn raw_after(Query(s): Query<Search>, req: Request) -> (StatusCode, String) {
+    (StatusCode::ACCEPTED, format!("{} {}", s.q, req.path()))
+}
+
+async fn optional(q: Option<Query<Search>>) -> &'static str {
+    if q.is_some() {
+        "with"
+    } else {
+        "without"
+    }
+}
+
+async fn legacy(req: Request, _ctx: &Ctx<u32>) -> Result<Response, Error> {
+    Ok(Response::text(req.path().to_string()))
+}
+
+fn app() -> Router<u32> {
+    Router::new()
+        .get("/search", search)
+        .post("/order", order)
+        .post("/total", total)
+        .get("/raw", raw_after)
+        .get("/optional", optional)
+        .get("/legacy", legacy)
+}
+
+fn post(server: &TestServer, path: &str, content_type: &str, extra: &str, body: &[u8]) -> Resp {
+    let mut c = server.connect();
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: {content_type}\r\n{extra}Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    c.send(&req);
+    c.response()
+}
+
+fn problem(r: &Resp) -> serde_json::Value {
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("problem json");
+    assert_eq!(v["status"], r.status);
+    v
+}
+
+#[test]
+fn query_strings_are_typed_and_refused_with_400() {
+    for d in drivers() {
+        let server = TestServer::start(&settings(d), |_| (app(), 7));
+        let mut c = server.connect();
+        let r = c.get("/search?q=caf%C3%A9+au+lait&tag=a&tag=b&page=3");
+        assert_eq!((r.status, r.text().as_str()), (200, "café au lait|a,b|3"));
+        assert_eq!(c.get("/search?q=x").text(), "x||0");
+        // A missing field, a number that is not one, malformed percent-encoding.
+        for (query, needle) in [
+            ("", "missing field `q`"),
+            ("q=x&page=many", "page"),
+            ("q=%zz", "malformed percent-encoding"),
+        ] {
+            let r = c.get(&format!("/search?{query}"));
+            assert_eq!(r.status, 400, "{d:?} {query}");
+            let v = problem(&r);
+            let detail = v["detail"].as_str().expect("detail");
+            assert!(detail.contains(needle), "{query}: {detail}");
+        }
+        assert_eq!(c.get("/optional?q=1").text(), "with");
+        assert_eq!(c.get("/optional").text(), "without");
+        server.stop();
+    }
+}
+
+#[test]
+fn forms_are_typed_with_repeated_keys_and_each_refusal_has_its_status() {
+    for d in drivers() {
+        let server = TestServer::start(&settings(d), |_| (app(), 7));
+        let form = "application/x-www-form-urlencoded";
+        let r = post(
+            &server,
+            "/order",
+            form,
+            "",
+            b"item=tea&quantity=2&extra=milk&extra=sugar",
+        );
+        assert_eq!(r.status, 200, "{d:?}: {}", r.text());
+        assert_eq!(r.text(), "<p>tea x2 [milk,sugar] on worker 0 of 7</p>");
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        // An application error through `?`/`Err` keeps its status.
+        let r = post(&server, "/order", form, "", b"item=tea&quantity=0");
+        assert_eq!(r.status, 409);
+
+        let r = post(&server, "/order", "text/plain", "", b"item=tea&quantity=2");
+        assert_eq!(r.status, 415);
+        assert!(problem(&r)["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("application/x-www-form-urlencoded")));
+        let r = post(&server, "/order", form, "", b"item=tea&quantity=two");
+        assert_eq!(r.status, 422);
+        let detail = problem(&r)["detail"].as_str().expect("detail").to_string();
+        assert!(detail.contains("quantity"), "names the field: {detail}");
+        let r = post(&server, "/order", form, "", b"item=%zz&quantity=1");
+        assert_eq!(r.status, 400);
+        let r = post(&server, "/order", form, "", b"item=%FF%FE&quantity=1");
+        assert_eq!(r.status, 422);
+        assert!(problem(&r)["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("UTF-8")));
+
+        // A browser gets the refusal as a page, with the detail escaped.
+        let r = post(
+            &server,
+            "/order",
+            form,
+            "Accept: text/html,application/xhtml+xml,*/*;q=0.8\r\n",
+            b"item=<b>&quantity=<i>",
+        );
+        assert_eq!(r.status, 422);
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        let page = r.text();
+        assert!(page.contains("<h1>422 Unprocessable Entity</h1>"), "{page}");
+        assert!(!page.contains("<i>"), "{page}");
+        server.stop();
+    }
+}
+
+#[test]
+fn a_form_over_the_body_limit_gets_413_before_it_is_read() {
+    for d in drivers() {
+        let mut s = settings(d);
+        s.max_body_size = 10 * 1024 * 1024;
+        let server = TestServer::start(&s, |_| (app(), 7));
+        let mut c = server.connect();
+        c.send(
+            b"POST /order HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+              Content-Length: 11534336\r\n\r\nitem=",
+        );
+        let r = c.response();
+        assert_eq!(r.status, 413, "{d:?}");
+        server.stop();
+    }
+}
+
+#[test]
+fn json_bodies_are_typed_and_a_wrong_field_is_named() {
+    for d in drivers() {
+        let server = TestServer::start(&settings(d), |_| (app(), 7));
+        let json = "application/json";
+        let r = post(
+            &server,
+            "/total",
+            json,
+            "",
+            br#"{"lines":[{"sku":"a","price":3},{"sku":"b","price":4}]}"#,
+        );
+        assert_eq!(r.status, 200, "{d:?}: {}", r.text());
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+        assert_eq!(v, serde_json::json!({"lines": 2, "total": 7}));
+        // `+json` types are JSON too.
+        let r = post(
+            &server,
+            "/total",
+            "application/vnd.cart+json",
+            "",
+            br#"{"lines":[]}"#,
+        );
+        assert_eq!(r.status, 200);
+
+        let r = post(
+            &server,
+            "/total",
+            json,
+            "",
+            br#"{"lines":[{"sku":"a","price":3},{"sku":"b","price":"four"}]}"#,
+        );
+        assert_eq!(r.status, 422);
+        let detail = problem(&r)["detail"].as_str().expect("detail").to_string();
+        assert!(detail.contains("lines[1].price"), "{detail}");
+        let r = post(&server, "/total", json, "", br#"{"lines":["#);
+        assert_eq!(r.status, 400);
+        let r = post(&server, "/total", json, "", br#"{"lines":[]} trailing"#);
+        assert_eq!(r.status, 400);
+        let r = post(&server, "/total", "text/plain", "", br#"{"lines":[]}"#);
+        assert_eq!(r.status, 415);
+        server.stop();
+    }
+}
+
+#[test]
+fn extractors_mix_with_the_raw_request_and_old_handlers_still_work() {
+    for d in drivers() {
+        let server = TestServer::start(&settings(d), |_| (app(), 7));
+        let mut c = server.connect();
+        let r = c.get("/raw?q=hi");
+        assert_eq!((r.status, r.text().as_str()), (202, "hi /raw"));
+        assert_eq!(c.get("/raw").status, 400, "the extractor runs first");
+        assert_eq!(c.get("/legacy").text(), "/legacy");
+        server.stop();
+    }
+}
