@@ -5,7 +5,7 @@
 mod common;
 
 use common::{drivers, settings, Resp, TestServer};
-use pinion_server::extract::{Form, Json, Query};
+use pinion_server::extract::{Form, Json, Path, Query};
 use pinion_server::{Ctx, Error, Html, Request, Response, Router, StatusCode};
 use serde::{Deserialize, Serialize};
 
@@ -76,6 +76,24 @@ async fn legacy(req: Request, _ctx: &Ctx<u32>) -> Result<Response, Error> {
     Ok(Response::text(req.path().to_string()))
 }
 
+#[derive(Deserialize)]
+struct PostRef {
+    id: u64,
+    slug: String,
+}
+
+async fn post_ref(Path(p): Path<PostRef>) -> String {
+    format!("{}:{}", p.id, p.slug)
+}
+
+async fn number(Path(n): Path<u32>) -> String {
+    (n * 2).to_string()
+}
+
+async fn pair(Path((a, b)): Path<(u32, String)>, Query(s): Query<Search>) -> String {
+    format!("{a}/{b}/{}", s.q)
+}
+
 fn app() -> Router<u32> {
     Router::new()
         .get("/search", search)
@@ -84,6 +102,9 @@ fn app() -> Router<u32> {
         .get("/raw", raw_after)
         .get("/optional", optional)
         .get("/legacy", legacy)
+        .get("/users/{id}/posts/{slug}", post_ref)
+        .get("/n/{n}", number)
+        .get("/pair/{a}/{b}", pair)
 }
 
 fn post(server: &TestServer, path: &str, content_type: &str, extra: &str, body: &[u8]) -> Resp {
@@ -256,6 +277,37 @@ fn extractors_mix_with_the_raw_request_and_old_handlers_still_work() {
         assert_eq!((r.status, r.text().as_str()), (202, "hi /raw"));
         assert_eq!(c.get("/raw").status, 400, "the extractor runs first");
         assert_eq!(c.get("/legacy").text(), "/legacy");
+        server.stop();
+    }
+}
+
+#[test]
+fn path_parameters_are_typed_by_name_or_position() {
+    for d in drivers() {
+        let server = TestServer::start(&settings(d), |_| (app(), 7));
+        let mut c = server.connect();
+        let r = c.get("/users/42/posts/hello%20world+again");
+        assert_eq!((r.status, r.text().as_str()), (200, "42:hello world+again"));
+        assert_eq!(c.get("/n/21").text(), "42");
+        assert_eq!(c.get("/pair/3/caf%C3%A9?q=x").text(), "3/café/x");
+        for bad in [
+            "/users/x/posts/a",
+            "/n/-1",
+            "/n/99999999999",
+            "/pair/a/b?q=x",
+        ] {
+            let r = c.get(bad);
+            assert_eq!(r.status, 400, "{d:?} {bad}");
+            assert!(
+                problem(&r)["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("path: ")),
+                "{bad}"
+            );
+        }
+        let r = c.get("/users/x/posts/a");
+        let detail = problem(&r)["detail"].as_str().expect("detail").to_string();
+        assert!(detail.contains("id"), "names the parameter: {detail}");
         server.stop();
     }
 }

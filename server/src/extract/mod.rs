@@ -2,7 +2,7 @@
 //! its own status when the request does not fit.
 //!
 //! ```no_run
-//! use pinion_server::extract::{Form, Json, Query};
+//! use pinion_server::extract::{Form, Json, Path, Query};
 //! use pinion_server::{Ctx, Error, Response, Router};
 //! use serde::Deserialize;
 //!
@@ -34,10 +34,16 @@
 //!     Json(v)
 //! }
 //!
+//! // `/tags/{id}`; a struct takes the parameters by name, a tuple by position.
+//! async fn tag(Path(id): Path<u32>) -> String {
+//!     format!("tag {id}")
+//! }
+//!
 //! let router: Router<()> = Router::new()
 //!     .get("/search", search)
 //!     .post("/tags", create)
-//!     .post("/echo", echo);
+//!     .post("/echo", echo)
+//!     .get("/tags/{id}", tag);
 //! ```
 //!
 //! Every extractor reads the request that the connection has already parsed, body included
@@ -47,11 +53,13 @@
 
 mod form;
 mod json;
+mod path;
 mod query;
 mod rejection;
 
 pub use form::Form;
 pub use json::Json;
+pub use path::Path;
 pub use query::Query;
 pub use rejection::Rejection;
 

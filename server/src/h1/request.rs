@@ -141,6 +141,11 @@ impl Request {
             .find_map(|(k, v)| (&**k == name).then_some(&**v))
     }
 
+    /// Every path parameter the route captured, in the order of the template, percent-decoded.
+    pub fn params(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.params.iter().map(|(k, v)| (&**k, &**v))
+    }
+
     pub(crate) fn set_params(&mut self, params: Vec<(Box<str>, Box<str>)>) {
         self.params = params;
     }
