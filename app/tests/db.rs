@@ -179,6 +179,17 @@ fn a_redirect_after_post_reads_its_write_from_the_primary() {
         headers.get("location").map(String::as_str),
         Some("/worlds/77")
     );
+    // A number that is not one is refused before the database is asked, naming the field.
+    let (bad, bad_headers, bad_body) = request(
+        s.addr,
+        "POST /worlds/77?randomNumber=many HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(bad, 400, "{bad_body}");
+    assert_eq!(
+        bad_headers.get("content-type").map(String::as_str),
+        Some("application/problem+json")
+    );
+    assert!(bad_body.contains("randomNumber"), "{bad_body}");
     let cookie = headers.get("set-cookie").expect("sticky cookie");
     assert!(cookie.contains("Max-Age=5"), "{cookie}");
     let pair = cookie.split(';').next().expect("name=value");

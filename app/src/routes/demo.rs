@@ -2,9 +2,10 @@
 //! primary and redirects to `GET /worlds/{id}`, which — thanks to the sticky cookie set by the
 //! POST — reads from the primary too, so the redirect sees the write despite replication lag.
 
+use pinion_server::extract::{Path, Query};
 use pinion_server::header::{HeaderValue, SET_COOKIE};
 use pinion_server::{Ctx, Error, Request, Response, StatusCode};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::routes::world::SELECT_WORLD;
 use crate::state::db_error;
@@ -27,6 +28,13 @@ fn world_id(req: &Request) -> Result<i32, Error> {
         .ok_or_else(|| Error::new(StatusCode::NOT_FOUND, "no such world"))
 }
 
+/// The query of `POST /worlds/{id}`.
+#[derive(Deserialize)]
+pub struct NewNumber {
+    #[serde(rename = "randomNumber")]
+    random_number: i32,
+}
+
 /// `GET /worlds/{id}`: one row, read where the routing says.
 pub async fn show(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> {
     let id = world_id(&req)?;
@@ -42,12 +50,17 @@ pub async fn show(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> 
 
 /// `POST /worlds/{id}?randomNumber=N`: writes on the primary, sets the sticky cookie and
 /// redirects (303) to the row.
-pub async fn update(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> {
-    let id = world_id(&req)?;
-    let number: i32 = req
-        .query_param("randomNumber")
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| Error::bad_request("randomNumber must be an integer"))?;
+pub async fn update(
+    ctx: &Ctx<AppState>,
+    Path(id): Path<i32>,
+    Query(NewNumber {
+        random_number: number,
+    }): Query<NewNumber>,
+    req: Request,
+) -> Result<Response, Error> {
+    if !(1..=10_000).contains(&id) {
+        return Err(Error::new(StatusCode::NOT_FOUND, "no such world"));
+    }
     let state = ctx.state();
     let session = state.session(&req)?;
     session
