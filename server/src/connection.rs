@@ -55,6 +55,8 @@ pub(crate) struct ConnConfig {
     pub(crate) body_read_timeout: Duration,
     pub(crate) write_timeout: Duration,
     pub(crate) keepalive_timeout: Duration,
+    /// The peers whose `X-Forwarded-For` is believed (`trusted_proxies`), for handlers.
+    pub(crate) trusted_proxies: std::sync::Arc<[ipnet::IpNet]>,
     /// `Server: <name>\r\n`, rendered once.
     pub(crate) server_line: Box<[u8]>,
 }

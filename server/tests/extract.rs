@@ -5,7 +5,7 @@
 mod common;
 
 use common::{drivers, settings, Resp, TestServer};
-use pinion_server::extract::{Form, Json, Path, Query};
+use pinion_server::extract::{ClientAddr, Form, Headers, Json, Path, Query};
 use pinion_server::{Ctx, Error, Html, Request, Response, Router, StatusCode};
 use serde::{Deserialize, Serialize};
 
@@ -94,6 +94,15 @@ async fn pair(Path((a, b)): Path<(u32, String)>, Query(s): Query<Search>) -> Str
     format!("{a}/{b}/{}", s.q)
 }
 
+async fn who(ClientAddr(ip): ClientAddr, Headers(h): Headers) -> String {
+    let agents: Vec<&str> = h
+        .get_all("x-agent")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    format!("{ip} {}", agents.join("+"))
+}
+
 fn app() -> Router<u32> {
     Router::new()
         .get("/search", search)
@@ -105,6 +114,7 @@ fn app() -> Router<u32> {
         .get("/users/{id}/posts/{slug}", post_ref)
         .get("/n/{n}", number)
         .get("/pair/{a}/{b}", pair)
+        .get("/who", who)
 }
 
 fn post(server: &TestServer, path: &str, content_type: &str, extra: &str, body: &[u8]) -> Resp {
@@ -308,6 +318,29 @@ fn path_parameters_are_typed_by_name_or_position() {
         let r = c.get("/users/x/posts/a");
         let detail = problem(&r)["detail"].as_str().expect("detail").to_string();
         assert!(detail.contains("id"), "names the parameter: {detail}");
+        server.stop();
+    }
+}
+
+#[test]
+fn the_client_address_follows_trusted_proxies_and_headers_are_all_there() {
+    for d in drivers() {
+        // Loopback is a trusted proxy by default: X-Forwarded-For names the client.
+        let server = TestServer::start(&settings(d), |_| (app(), 7));
+        let mut c = server.connect();
+        c.send(
+            b"GET /who HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 6.6.6.6, 203.0.113.9\r\n\
+              X-Agent: a\r\nx-agent: b\r\n\r\n",
+        );
+        assert_eq!(c.response().text(), "203.0.113.9 a+b", "{d:?}");
+        server.stop();
+        // Nobody trusted: the peer is the client, whatever it forwards.
+        let mut s = settings(d);
+        s.trusted_proxies = Vec::new();
+        let server = TestServer::start(&s, |_| (app(), 7));
+        let mut c = server.connect();
+        c.send(b"GET /who HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n");
+        assert_eq!(c.response().text(), "127.0.0.1 ", "{d:?}");
         server.stop();
     }
 }

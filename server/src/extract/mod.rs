@@ -51,13 +51,17 @@
 //! without being read), so extraction is synchronous and allocates only what the typed value
 //! needs. A handler that takes the raw [`Request`] as its last argument still gets it whole.
 
+mod client;
 mod form;
+mod headers;
 mod json;
 mod path;
 mod query;
 mod rejection;
 
+pub use client::ClientAddr;
 pub use form::Form;
+pub use headers::Headers;
 pub use json::Json;
 pub use path::Path;
 pub use query::Query;

@@ -171,6 +171,11 @@ fn conn_config(settings: &Settings) -> ConnConfig {
         body_read_timeout: settings.body_read_timeout,
         write_timeout: settings.write_timeout,
         keepalive_timeout: settings.keepalive_timeout,
+        trusted_proxies: settings
+            .trusted_proxies
+            .iter()
+            .filter_map(|c| ipnet::IpNet::new(c.addr(), c.prefix()).ok())
+            .collect(),
         server_line: format!("Server: {}\r\n", settings.server_name)
             .into_bytes()
             .into_boxed_slice(),

@@ -107,7 +107,8 @@ where
     monoio::spawn(Rc::clone(&sweeper).run());
     let shared = Rc::new(Shared {
         router,
-        ctx: Ctx::new(state, index, local.flag()),
+        ctx: Ctx::new(state, index, local.flag())
+            .with_trusted_proxies(std::sync::Arc::clone(&cfg.trusted_proxies)),
         cfg,
         shutdown: Rc::clone(&local),
         sweeper,
