@@ -26,6 +26,9 @@
 //! - `h1`: the codec — request heads on httparse plus the RFC 9112 rules, body framing, a
 //!   strict chunked decoder, response encoding, the cached `Date`;
 //! - [`Router`]: matchit paths, method dispatch, 404/405;
+//! - [`extract`]: typed handler arguments (`Path`, `Query`, `Form`, `Json`, `ClientAddr`,
+//!   `Headers`) and their [`Rejection`](extract::Rejection)s; [`IntoResponse`]: what a handler
+//!   may return;
 //! - [`Request`], [`Response`], [`Ctx`], [`Error`]: what handlers see.
 //!
 //! # Limits and answers
