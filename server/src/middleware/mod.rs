@@ -282,7 +282,7 @@ impl Hooks {
         after: true,
         finish: true,
     };
-    /// Only `before` (a rate limit that queues its headers in [`Exchange::headers`]).
+    /// Only `before` (a rate limit that queues its headers in [`Exchange::push_header`]).
     pub const BEFORE: Hooks = Hooks {
         before: true,
         after: false,

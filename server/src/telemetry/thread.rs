@@ -445,7 +445,7 @@ impl ThreadTelemetry {
 
     /// Whether to trace this request: true for about
     /// [`sample_ratio`](super::TelemetryConfig::sample_ratio) of calls, each independently,
-    /// by a countdown over random geometric gaps ([`next_gap`](Self::next_gap)): no shared
+    /// by a countdown over random geometric gaps (`next_gap`): no shared
     /// state, and no random number except for the sampled requests.
     #[inline]
     pub fn should_sample(&self) -> bool {
