@@ -3,7 +3,7 @@
 //!
 //! A worker interleaves many requests on one thread, so a thread-wide "current request" would
 //! be wrong across `.await`s. What is true is narrower: while a task is being *polled*, nothing
-//! else runs on the thread. [`Traced`] wraps the handler future of a sampled request and marks
+//! else runs on the thread. `Traced` wraps the handler future of a sampled request and marks
 //! its recorder as current for the duration of each poll only; the ORM's query observer (through
 //! [`ThreadTelemetry::observe_query`](super::ThreadTelemetry::observe_query)) and
 //! [`render`] add to whatever recorder is current, which is the sampled request's, or none.
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-/// One sampled request, as logged: what [`ThreadTelemetry::log_trace`]
+/// One sampled request, as logged: what `ThreadTelemetry::log_trace`
 /// (super::ThreadTelemetry::log_trace) hands to a [`TraceWriter`], or logs as a `tracing`
 /// event (target `pinion::trace`, level INFO, message `sampled request`) without one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
