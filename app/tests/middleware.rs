@@ -418,14 +418,19 @@ fn text_traces_name_the_request_and_the_log_filter_can_drop_them() {
     );
 }
 
-#[test]
-fn the_access_log_records_the_path_and_route_of_each_request() {
-    let s = serve([
+/// The binary with every request in the access log, as JSON, and no trace lines.
+fn serve_logging_every_request() -> Served {
+    serve([
         ("PINION_ACCESS_LOG", "true"),
         ("PINION_ACCESS_LOG_SAMPLE", "1"),
         ("PINION_TELEMETRY_SAMPLE_RATIO", "0"),
         ("PINION_LOG_FORMAT", "json"),
-    ]);
+    ])
+}
+
+#[test]
+fn the_access_log_records_the_path_and_route_of_each_request() {
+    let s = serve_logging_every_request();
     let (status, h, _) = get(s.addr, "/json?ignored=1", "");
     assert_eq!(status, 200);
     let id = h.get("x-request-id").expect("a request id").clone();
@@ -448,12 +453,7 @@ fn the_access_log_records_the_path_and_route_of_each_request() {
 
 #[test]
 fn the_access_log_escapes_control_and_non_ascii_bytes_of_a_path() {
-    let s = serve([
-        ("PINION_ACCESS_LOG", "true"),
-        ("PINION_ACCESS_LOG_SAMPLE", "1"),
-        ("PINION_TELEMETRY_SAMPLE_RATIO", "0"),
-        ("PINION_LOG_FORMAT", "json"),
-    ]);
+    let s = serve_logging_every_request();
     // CSI (C2 9B) would start a terminal escape, NEL (C2 85) and U+2028 break lines.
     let (status, h, _) = get(s.addr, "/x\u{9b}31m\u{85}\u{2028}y", "");
     assert_eq!(status, 404);

@@ -3,10 +3,11 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{repo, request, serve};
 
@@ -58,7 +59,7 @@ fn start_nginx(upstream: SocketAddr) -> Nginx {
          master_process on;\n\
          worker_processes 1;\n\
          pid {d}/nginx.pid;\n\
-         error_log {d}/error.log info;\n\
+         error_log stderr notice;\n\
          events {{ worker_connections 64; }}\n\
          http {{\n\
            access_log off;\n\
@@ -81,27 +82,44 @@ fn start_nginx(upstream: SocketAddr) -> Nginx {
     );
     let conf_path = dir.join("nginx.conf");
     std::fs::write(&conf_path, conf).expect("write nginx.conf");
-    let child = Command::new(nginx_binary())
+    let mut child = Command::new(nginx_binary())
         .arg("-p")
         .arg(&dir)
         .arg("-e")
-        .arg(dir.join("error.log"))
+        .arg("stderr")
         .arg("-c")
         .arg(&conf_path)
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start nginx");
+    // The master logs "start worker processes" once its listeners are open: wait (10 s at
+    // most) for that line; the reader thread keeps draining stderr so nginx never blocks.
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
-    let mut nginx = Nginx { child, addr, dir };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(addr).is_err() {
-        if let Ok(Some(status)) = nginx.child.try_wait() {
-            let log = std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default();
-            panic!("nginx exited ({status}): {log}");
+    // Stopped on drop, also when the wait below fails.
+    let nginx = Nginx { child, addr, dir };
+    let (started, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut started = Some(started);
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("start worker processes") {
+                if let Some(tx) = started.take() {
+                    let _ = tx.send(Ok(()));
+                }
+            } else if started.is_some() {
+                seen.push(line);
+            }
         }
-        assert!(Instant::now() < deadline, "nginx did not start listening");
-        std::thread::sleep(Duration::from_millis(20));
+        if let Some(tx) = started {
+            let _ = tx.send(Err(seen));
+        }
+    });
+    match wait.recv_timeout(Duration::from_secs(10)) {
+        Ok(Ok(())) => {}
+        Ok(Err(seen)) => panic!("nginx exited before listening: {seen:#?}"),
+        Err(_) => panic!("nginx did not start listening within 10 s"),
     }
     nginx
 }

@@ -74,7 +74,7 @@ pub fn mask_url_password(url: &str) -> String {
 /// Whether a URL query parameter named `name` (as written, possibly percent-encoded) is the
 /// password: tokio-postgres decodes names before it reads them, so `pass%77ord` is one too.
 fn is_password_param(name: &str) -> bool {
-    name == "password" || percent_encoding::percent_decode_str(name).eq(*b"password")
+    percent_encoding::percent_decode_str(name).eq(*b"password")
 }
 
 /// Whether `key` holds a secret (see [`SECRET_KEYS`]).

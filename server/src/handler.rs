@@ -2,7 +2,7 @@
 //! preceded by `&Ctx<S>` and followed by the raw `Request`, returning anything that is
 //! [`IntoResponse`].
 //!
-//! Each shape is one impl of [`IntoHandler`] with a marker type of its own, so that the
+//! Each shape is one `Handler` impl of a wrapper with a marker type of its own, so that the
 //! compiler picks the shape from the function's signature (axum's habit); the router stores
 //! every handler as the same `dyn Handler<S>`. A handler of today's shape,
 //! `async fn(Request, &Ctx<S>) -> Result<Response, Error>`, is a [`Handler`] itself and is
@@ -40,6 +40,27 @@ struct Extracting<F, T> {
     shape: PhantomData<fn() -> T>,
 }
 
+/// Marker of an `async fn` of extractors of shape `T` (one of [`Args`], [`CtxArgs`],
+/// [`ArgsRequest`], [`CtxArgsRequest`] with the extractor types).
+#[doc(hidden)]
+pub struct Shaped<T>(PhantomData<fn() -> T>);
+
+/// Every shape at once: `F` is a handler of shape `T` when `Extracting<F, T>` is one of the
+/// `Handler` impls below.
+// The bound names the private wrapper on purpose: the shapes are this module's business.
+#[allow(private_bounds)]
+impl<S: 'static, F: 'static, T: 'static> IntoHandler<Shaped<T>, S> for F
+where
+    Extracting<F, T>: Handler<S>,
+{
+    fn into_handler(self) -> Box<dyn Handler<S>> {
+        Box::new(Extracting::<F, T> {
+            f: self,
+            shape: PhantomData,
+        })
+    }
+}
+
 /// Marker: extractors only.
 #[doc(hidden)]
 pub struct Args;
@@ -65,114 +86,39 @@ macro_rules! extract_or_answer {
     };
 }
 
+/// One shape's `Handler` impl: `$arg` are the function's parameter types, `$call` what it is
+/// called with once the extractors `$t` are bound.
+macro_rules! shape {
+    ($marker:ident, ($($t:ident),*), |$req:ident, $ctx:ident|
+        ($($arg:ty),* $(,)?) => ($($call:expr),* $(,)?)) => {
+        impl<S: 'static, F, R, $($t,)*> Handler<S> for Extracting<F, ($marker, $($t,)*)>
+        where
+            F: AsyncFn($($arg),*) -> R + 'static,
+            R: IntoResponse,
+            $($t: FromRequest<S> + 'static,)*
+        {
+            #[allow(non_snake_case, unused_variables)]
+            fn call<'a>(&'a self, $req: Request, $ctx: &'a Ctx<S>) -> HandlerFuture<'a> {
+                Box::pin(async move {
+                    let ($($t,)*) = extract_or_answer!($req, $ctx, $($t),*);
+                    Ok((self.f)($($call),*).await.into_response())
+                })
+            }
+        }
+    };
+}
+
+/// The four shapes for the extractors `$t`.
 macro_rules! shapes {
     ($($t:ident),*) => {
-        impl<S: 'static, F, R, $($t,)*> Handler<S> for Extracting<F, (Args, $($t,)*)>
-        where
-            F: AsyncFn($($t),*) -> R + 'static,
-            R: IntoResponse,
-            $($t: FromRequest<S> + 'static,)*
-        {
-            #[allow(non_snake_case, unused_variables)]
-            fn call<'a>(&'a self, req: Request, ctx: &'a Ctx<S>) -> HandlerFuture<'a> {
-                Box::pin(async move {
-                    let ($($t,)*) = extract_or_answer!(req, ctx, $($t),*);
-                    Ok((self.f)($($t),*).await.into_response())
-                })
-            }
-        }
-
-        impl<S: 'static, F, R, $($t,)*> IntoHandler<(Args, $($t,)*), S> for F
-        where
-            F: AsyncFn($($t),*) -> R + 'static,
-            R: IntoResponse,
-            $($t: FromRequest<S> + 'static,)*
-        {
-            fn into_handler(self) -> Box<dyn Handler<S>> {
-                Box::new(Extracting::<F, (Args, $($t,)*)> { f: self, shape: PhantomData })
-            }
-        }
-
-        impl<S: 'static, F, R, $($t,)*> Handler<S> for Extracting<F, (CtxArgs, $($t,)*)>
-        where
-            F: AsyncFn(&Ctx<S>, $($t),*) -> R + 'static,
-            R: IntoResponse,
-            $($t: FromRequest<S> + 'static,)*
-        {
-            #[allow(non_snake_case, unused_variables)]
-            fn call<'a>(&'a self, req: Request, ctx: &'a Ctx<S>) -> HandlerFuture<'a> {
-                Box::pin(async move {
-                    let ($($t,)*) = extract_or_answer!(req, ctx, $($t),*);
-                    Ok((self.f)(ctx, $($t),*).await.into_response())
-                })
-            }
-        }
-
-        impl<S: 'static, F, R, $($t,)*> IntoHandler<(CtxArgs, $($t,)*), S> for F
-        where
-            F: AsyncFn(&Ctx<S>, $($t),*) -> R + 'static,
-            R: IntoResponse,
-            $($t: FromRequest<S> + 'static,)*
-        {
-            fn into_handler(self) -> Box<dyn Handler<S>> {
-                Box::new(Extracting::<F, (CtxArgs, $($t,)*)> { f: self, shape: PhantomData })
-            }
-        }
-
-        impl<S: 'static, F, R, $($t,)*> Handler<S> for Extracting<F, (ArgsRequest, $($t,)*)>
-        where
-            F: AsyncFn($($t,)* Request) -> R + 'static,
-            R: IntoResponse,
-            $($t: FromRequest<S> + 'static,)*
-        {
-            #[allow(non_snake_case, unused_variables)]
-            fn call<'a>(&'a self, req: Request, ctx: &'a Ctx<S>) -> HandlerFuture<'a> {
-                Box::pin(async move {
-                    let ($($t,)*) = extract_or_answer!(req, ctx, $($t),*);
-                    Ok((self.f)($($t,)* req).await.into_response())
-                })
-            }
-        }
-
-        impl<S: 'static, F, R, $($t,)*> IntoHandler<(ArgsRequest, $($t,)*), S> for F
-        where
-            F: AsyncFn($($t,)* Request) -> R + 'static,
-            R: IntoResponse,
-            $($t: FromRequest<S> + 'static,)*
-        {
-            fn into_handler(self) -> Box<dyn Handler<S>> {
-                Box::new(Extracting::<F, (ArgsRequest, $($t,)*)> { f: self, shape: PhantomData })
-            }
-        }
-
-        impl<S: 'static, F, R, $($t,)*> Handler<S> for Extracting<F, (CtxArgsRequest, $($t,)*)>
-        where
-            F: AsyncFn(&Ctx<S>, $($t,)* Request) -> R + 'static,
-            R: IntoResponse,
-            $($t: FromRequest<S> + 'static,)*
-        {
-            #[allow(non_snake_case, unused_variables)]
-            fn call<'a>(&'a self, req: Request, ctx: &'a Ctx<S>) -> HandlerFuture<'a> {
-                Box::pin(async move {
-                    let ($($t,)*) = extract_or_answer!(req, ctx, $($t),*);
-                    Ok((self.f)(ctx, $($t,)* req).await.into_response())
-                })
-            }
-        }
-
-        impl<S: 'static, F, R, $($t,)*> IntoHandler<(CtxArgsRequest, $($t,)*), S> for F
-        where
-            F: AsyncFn(&Ctx<S>, $($t,)* Request) -> R + 'static,
-            R: IntoResponse,
-            $($t: FromRequest<S> + 'static,)*
-        {
-            fn into_handler(self) -> Box<dyn Handler<S>> {
-                Box::new(Extracting::<F, (CtxArgsRequest, $($t,)*)> {
-                    f: self,
-                    shape: PhantomData,
-                })
-            }
-        }
+        shape!(Args, ($($t),*), |req, ctx| ($($t),*) => ($($t),*));
+        shape!(CtxArgs, ($($t),*), |req, ctx| (&Ctx<S>, $($t),*) => (ctx, $($t),*));
+        shape!(ArgsRequest, ($($t),*), |req, ctx| ($($t,)* Request) => ($($t,)* req));
+        shape!(
+            CtxArgsRequest,
+            ($($t),*),
+            |req, ctx| (&Ctx<S>, $($t,)* Request) => (ctx, $($t,)* req)
+        );
     };
 }
 

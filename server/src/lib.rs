@@ -60,6 +60,11 @@ pub use context::Ctx;
 pub use error::Error;
 pub use h1::{Request, Response};
 pub use handler::IntoHandler;
+/// The marker types that tell handler shapes apart: inferred by the compiler, never written.
+#[doc(hidden)]
+pub mod handler_shape {
+    pub use crate::handler::{Args, ArgsRequest, CtxArgs, CtxArgsRequest, Raw, Shaped};
+}
 pub use middleware::{Middleware, RouteOptions, Stack};
 pub use response::{Html, IntoResponse};
 pub use router::{Handler, HandlerFuture, Router};

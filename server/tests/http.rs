@@ -465,23 +465,20 @@ fn a_trickled_body_is_cut_off_at_one_deadline_for_the_whole_body() {
         let server = start(&s);
         let mut c = server.connect();
         c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 20\r\n\r\n");
-        // One byte every 100 ms: each read comes well within the timeout, the whole body
-        // (2 s) does not.
-        let mut writer = c.stream.try_clone().expect("clone");
-        let trickle = std::thread::spawn(move || {
-            for _ in 0..20 {
-                if writer.write_all(b"z").is_err() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        });
+        // One byte, then up to 100 ms waiting for the answer, and again: each read comes well
+        // within the timeout, the whole body (2 s) does not. The answer ends the trickle.
         let began = Instant::now();
+        for _ in 0..20 {
+            if c.stream.write_all(b"z").is_err()
+                || c.byte_within(Duration::from_millis(100)).is_some()
+            {
+                break;
+            }
+        }
         let r = c.response();
         assert_eq!(r.status, 408, "{d:?}: {}", r.text());
         assert_eq!(r.header("connection"), Some("close"));
         assert!(began.elapsed() < Duration::from_millis(1800), "{d:?}");
-        let _ = trickle.join();
         assert!(c.is_closed(), "{d:?}");
         server.stop();
     }

@@ -1,6 +1,6 @@
 //! `Path<T>`: the parameters the route captured, typed.
 
-use serde::de::value::{Error as DeError, SeqDeserializer};
+use serde::de::value::{Error as DeError, MapDeserializer, SeqDeserializer};
 use serde::de::{self, DeserializeOwned, IntoDeserializer, Visitor};
 
 use super::{field_error, FromRequest, Rejection};
@@ -41,20 +41,10 @@ impl<S, T: DeserializeOwned> FromRequest<S> for Path<T> {
     }
 }
 
-/// Parameters by name, through the form decoder (which parses numbers and booleans from text),
-/// with the failing field's name in the error.
+/// Parameters by name, each parsed by [`Value`], with the failing field's name in the error.
 fn by_name<T: DeserializeOwned>(req: &Request) -> Result<T, String> {
-    let mut form = String::new();
-    for (name, value) in req.params() {
-        if !form.is_empty() {
-            form.push('&');
-        }
-        form.extend(form_urlencoded::byte_serialize(name.as_bytes()));
-        form.push('=');
-        form.extend(form_urlencoded::byte_serialize(value.as_bytes()));
-    }
-    serde_path_to_error::deserialize(serde_html_form::Deserializer::from_bytes(form.as_bytes()))
-        .map_err(|e| field_error(&e))
+    let params = MapDeserializer::<_, DeError>::new(req.params().map(|(k, v)| (k, Value(v))));
+    serde_path_to_error::deserialize(params).map_err(|e| field_error(&e))
 }
 
 /// One parameter's text as a value of whatever type asks: parsed for numbers, booleans and

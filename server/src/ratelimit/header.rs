@@ -11,10 +11,10 @@
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use http::StatusCode;
-use serde::Serialize;
 
 use super::gcra::Decision;
 use super::policy::Policy;
+use crate::extract::Rejection;
 use crate::h1::Response;
 
 /// `RateLimit-Policy`.
@@ -73,16 +73,6 @@ pub fn rate_limit_value(policy: &Policy, decision: &Decision) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// An RFC 9457 problem document.
-#[derive(Serialize)]
-struct Problem<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    title: &'a str,
-    status: u16,
-    detail: String,
-}
-
 /// The answer to a denied request: `429 Too Many Requests`, `Retry-After` (seconds, rounded
 /// up, at least 1), the `RateLimit` fields unless `mode` is [`HeaderMode::Off`], and an
 /// `application/problem+json` body:
@@ -92,22 +82,14 @@ struct Problem<'a> {
 /// ```
 pub fn too_many_requests(policy: &Policy, decision: &Decision, mode: HeaderMode) -> Response {
     let retry = decision.retry_after_secs();
-    let problem = Problem {
-        kind: "about:blank",
-        title: "Too Many Requests",
-        status: StatusCode::TOO_MANY_REQUESTS.as_u16(),
-        detail: format!(
+    let mut response = Rejection::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!(
             "rate limit \"{}\" exceeded; retry in {retry} s",
             policy.name()
         ),
-    };
-    // A struct of strings and an integer always serializes.
-    let body = serde_json::to_vec(&problem).unwrap_or_default();
-    let mut response = Response::with_body(
-        HeaderValue::from_static("application/problem+json"),
-        Bytes::from(body),
     )
-    .status(StatusCode::TOO_MANY_REQUESTS)
+    .into_problem()
     .header(RETRY_AFTER, HeaderValue::from(retry));
     mode.apply(&mut response, policy, decision);
     response
