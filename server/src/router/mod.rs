@@ -15,7 +15,12 @@ use crate::error::Error;
 use crate::h1::request::decode_path_param;
 use crate::h1::{Request, Response};
 use crate::handler::IntoHandler;
-use crate::middleware::{Chain, RouteInfo, RouteOptions, Stack};
+mod options;
+
+pub(crate) use options::RouteInfo;
+pub use options::RouteOptions;
+
+use crate::middleware::{Chain, Stack};
 
 /// The future a handler returns, boxed so that routes with different handlers share a table.
 pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<Response, Error>> + 'a>>;
