@@ -55,6 +55,7 @@ mod response;
 mod router;
 mod runtime;
 pub mod telemetry;
+pub mod testing;
 
 pub use context::Ctx;
 pub use error::Error;

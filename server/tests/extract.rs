@@ -344,3 +344,141 @@ fn the_client_address_follows_trusted_proxies_and_headers_are_all_there() {
         server.stop();
     }
 }
+
+/// The same extractors and refusals through the socket-free test client: the same connection
+/// loop, chain and router over memory.
+mod without_a_socket {
+    use super::*;
+    use pinion_server::testing::{block_on, TestClient};
+
+    #[derive(Serialize)]
+    struct OrderForm<'a> {
+        item: &'a str,
+        quantity: &'a str,
+        extra: Vec<&'a str>,
+    }
+
+    #[test]
+    fn each_extractor_and_each_refusal() {
+        block_on(async {
+            let client = TestClient::new(&settings(drivers()[0]), app(), 7);
+            let r = client
+                .get("/search?q=caf%C3%A9&tag=a&tag=b&page=3")
+                .send()
+                .await;
+            assert_eq!(
+                (r.status(), r.text().as_str()),
+                (StatusCode::OK, "café|a,b|3")
+            );
+            let r = client.get("/search?q=%zz").send().await;
+            assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+            assert_eq!(r.header("content-type"), Some("application/problem+json"));
+
+            let form = OrderForm {
+                item: "tea",
+                quantity: "2",
+                extra: vec!["milk", "sugar"],
+            };
+            let r = client.post("/order").form(&form).send().await;
+            assert_eq!(r.text(), "<p>tea x2 [milk,sugar] on worker 0 of 7</p>");
+            let bad = OrderForm {
+                quantity: "two",
+                ..form
+            };
+            let r = client.post("/order").form(&bad).send().await;
+            assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+            let v: serde_json::Value = r.json();
+            assert!(v["detail"].as_str().is_some_and(|d| d.contains("quantity")));
+            let r = client
+                .post("/order")
+                .header("content-type", "text/plain")
+                .body("item=tea&quantity=2")
+                .send()
+                .await;
+            assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+            let r = client
+                .post("/order")
+                .header("accept", "text/html")
+                .form(&bad)
+                .send()
+                .await;
+            assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+
+            let cart = serde_json::json!({"lines": [{"sku": "a", "price": 3}, {"sku": "b", "price": "x"}]});
+            let r = client.post("/total").json(&cart).send().await;
+            assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+            let v: serde_json::Value = r.json();
+            assert!(v["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("lines[1].price")));
+
+            assert_eq!(
+                client.get("/users/42/posts/a%20b").send().await.text(),
+                "42:a b"
+            );
+            assert_eq!(
+                client.get("/n/x").send().await.status(),
+                StatusCode::BAD_REQUEST
+            );
+            assert_eq!(
+                client.get("/raw?q=hi").send().await.status(),
+                StatusCode::ACCEPTED
+            );
+            assert_eq!(client.get("/legacy").send().await.text(), "/legacy");
+            assert_eq!(
+                client.get("/nowhere").send().await.status(),
+                StatusCode::NOT_FOUND
+            );
+            let r = client.post("/search").send().await;
+            assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+            assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
+        });
+    }
+
+    #[test]
+    fn the_client_address_comes_from_the_peer_or_a_trusted_proxy() {
+        block_on(async {
+            let client = TestClient::new(&settings(drivers()[0]), app(), 7);
+            let r = client
+                .get("/who")
+                .header("x-forwarded-for", "203.0.113.9")
+                .header("x-agent", "a")
+                .send()
+                .await;
+            assert_eq!(r.text(), "203.0.113.9 a");
+            let outside = "198.51.100.4:5000".parse().expect("address");
+            let r = client
+                .get("/who")
+                .header("x-forwarded-for", "203.0.113.9")
+                .peer(outside)
+                .send()
+                .await;
+            assert_eq!(
+                r.text(),
+                "198.51.100.4 ",
+                "an untrusted peer's header is ignored"
+            );
+        });
+    }
+
+    #[test]
+    fn limits_and_pipelining_are_the_connection_loop_s_own() {
+        block_on(async {
+            let mut s = settings(drivers()[0]);
+            s.max_body_size = 1024;
+            let client = TestClient::new(&s, app(), 7);
+            let r = client.post("/total").json(&"x".repeat(2000)).send().await;
+            assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+            let out = client
+                .send_raw(
+                    "GET /n/1 HTTP/1.1\r\nHost: t\r\n\r\nGET /n/2 HTTP/1.1\r\nHost: t\r\n\r\n",
+                    pinion_server::testing::DEFAULT_PEER,
+                )
+                .await;
+            let text = String::from_utf8_lossy(&out);
+            let first = text.find("\r\n\r\n2").expect("first answer");
+            let second = text.find("\r\n\r\n4").expect("second answer");
+            assert!(first < second, "{text}");
+        });
+    }
+}

@@ -1,5 +1,6 @@
 //! HTTP/1.1: parsing request heads, framing and decoding bodies, encoding responses.
 
+pub(crate) mod body;
 pub(crate) mod chunked;
 pub(crate) mod date;
 pub(crate) mod encode;

@@ -158,7 +158,7 @@ where
     Ok(handle)
 }
 
-fn conn_config(settings: &Settings) -> ConnConfig {
+pub(crate) fn conn_config(settings: &Settings) -> ConnConfig {
     ConnConfig {
         limits: Limits {
             max_head: settings.max_head_size,
@@ -180,4 +180,12 @@ fn conn_config(settings: &Settings) -> ConnConfig {
             .into_bytes()
             .into_boxed_slice(),
     }
+}
+
+/// The shortest of a connection's timeouts: the deadline sweeper ticks at a fraction of it.
+pub(crate) fn shortest_timeout(cfg: &ConnConfig) -> std::time::Duration {
+    cfg.header_read_timeout
+        .min(cfg.body_read_timeout)
+        .min(cfg.write_timeout)
+        .min(cfg.keepalive_timeout)
 }

@@ -15,7 +15,6 @@ use super::driver::Driver;
 use super::listener::accept_queued;
 use super::shutdown::{triggered, LocalShutdown};
 use crate::connection::{self, ConnConfig, Shared};
-use crate::context::Ctx;
 use crate::deadline::Sweeper;
 use crate::h1::date;
 use crate::router::Router;
@@ -98,22 +97,16 @@ where
     };
     let (router, state) = factory(index);
     let local = Rc::new(LocalShutdown::default());
-    let shortest = cfg
-        .header_read_timeout
-        .min(cfg.body_read_timeout)
-        .min(cfg.write_timeout)
-        .min(cfg.keepalive_timeout);
-    let sweeper = Sweeper::new(Sweeper::tick_for(shortest));
+    let sweeper = Sweeper::new(Sweeper::tick_for(super::shortest_timeout(&cfg)));
     monoio::spawn(Rc::clone(&sweeper).run());
-    let shared = Rc::new(Shared {
+    let shared = Rc::new(Shared::new(
         router,
-        ctx: Ctx::new(state, index, local.flag())
-            .with_trusted_proxies(std::sync::Arc::clone(&cfg.trusted_proxies)),
+        state,
+        index,
         cfg,
-        shutdown: Rc::clone(&local),
+        Rc::clone(&local),
         sweeper,
-        wbufs: std::cell::RefCell::new(Vec::new()),
-    });
+    ));
     monoio::spawn(date::tick());
     let conns = Rc::new(Conns::default());
     let _ = ready.send(Ok(()));

@@ -44,6 +44,7 @@
 //! crate's own `process` feature would pull in `procfs`); on systems without `/proc` they are
 //! absent.
 
+pub(crate) mod batch;
 mod process;
 mod source;
 mod store;

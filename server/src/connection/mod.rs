@@ -4,22 +4,23 @@
 //! costs one `write` (the plaintext benchmark's 16-deep pipeline is the case this serves).
 //! Buffers are per connection and reused for its whole life.
 
+mod io;
+mod transport;
+
+pub(crate) use transport::Transport;
+
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::{Method, StatusCode};
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
-use monoio::net::TcpStream;
 
 use crate::clock;
 use crate::context::Ctx;
 use crate::deadline::{Deadline, Sweeper};
 use crate::error::error_response;
-use crate::h1::chunked::{ChunkedDecoder, ChunkedError};
+use crate::h1::body;
 use crate::h1::encode::{self, ConnHeader, CONTINUE};
 use crate::h1::framing::BodyFraming;
 use crate::h1::head::{self, Head, HeadError, Limits, PathRepr, Version};
@@ -27,8 +28,9 @@ use crate::h1::{Request, Response};
 use crate::middleware::{Exchange, HeaderBlock};
 use crate::router::{fallback_response, Dispatch, Router};
 use crate::runtime::shutdown::LocalShutdown;
+use crate::telemetry::batch::{BatchTiming, PendingTrace};
 use crate::telemetry::trace::{Recorder, Traced};
-use crate::telemetry::{Phases, RequestSlot};
+use crate::telemetry::Phases;
 
 /// Initial size of a connection's read buffer; it grows (up to the head and body limits) only
 /// for requests that need it. Small, because every idle keep-alive connection holds one (an
@@ -75,6 +77,27 @@ pub(crate) struct Shared<S> {
 }
 
 impl<S> Shared<S> {
+    /// What worker `index` shares with its connections; `ctx` is built from `state` and the
+    /// settings in `cfg`.
+    pub(crate) fn new(
+        router: Router<S>,
+        state: S,
+        index: usize,
+        cfg: ConnConfig,
+        shutdown: Rc<LocalShutdown>,
+        sweeper: Rc<Sweeper>,
+    ) -> Shared<S> {
+        Shared {
+            router,
+            ctx: Ctx::new(state, index, shutdown.flag())
+                .with_trusted_proxies(std::sync::Arc::clone(&cfg.trusted_proxies)),
+            cfg,
+            shutdown,
+            sweeper,
+            wbufs: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
     fn take_wbuf(&self) -> BytesMut {
         self.wbufs
             .borrow_mut()
@@ -113,8 +136,8 @@ enum ReadOutcome {
     Draining,
 }
 
-struct Connection<S: 'static> {
-    stream: TcpStream,
+struct Connection<S: 'static, T> {
+    stream: T,
     peer: SocketAddr,
     rbuf: BytesMut,
     wbuf: BytesMut,
@@ -128,33 +151,8 @@ struct Connection<S: 'static> {
     arrived: clock::Instant,
     /// This connection's read deadline, swept by the worker ([`crate::deadline`]).
     deadline: Rc<Deadline>,
-    /// Sampled requests of the current batch, logged once the batch is written (their write
-    /// phase ends then). Empty, and unallocated, for almost every batch.
-    traces: Vec<PendingTrace>,
-    /// Requests answered but not yet timed, when the chain times them at
-    /// the flush (see `Chain::times_at_flush` in `middleware`).
-    untimed: Option<Untimed>,
-}
-
-/// A run of answered requests in one telemetry series that arrived together (one read):
-/// timed with one clock read when the write that carries their responses is issued.
-#[derive(Clone, Copy)]
-struct Untimed {
-    slot: RequestSlot,
-    start: clock::Instant,
-    count: u32,
-}
-
-/// A sampled request whose response is encoded but not yet written.
-struct PendingTrace {
-    request_id: Option<crate::middleware::RequestIdValue>,
-    method: Method,
-    route: Option<Rc<str>>,
-    status: u16,
-    /// Every phase but `write`, which ends when the batch is flushed.
-    phases: Phases,
-    /// When encoding began: the start of the write phase.
-    encode_start: clock::Instant,
+    /// Requests answered and not yet timed or traced (their write phase ends at the flush).
+    timing: BatchTiming,
 }
 
 /// The path as text for routing: ASCII (nearly every path; percent-encoding keeps them so) is
@@ -169,14 +167,12 @@ fn path_str(bytes: &[u8]) -> &str {
     }
 }
 
-/// How long a lingering close waits for the peer to finish sending (nginx's
-/// `lingering_timeout` is 5 s; a shorter bound keeps a drain deadline reachable).
-const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
-/// Most bytes a lingering close reads and discards before giving up.
-const LINGER_MAX: usize = 1024 * 1024;
-
 /// Serves `stream` until the peer leaves, an error closes it, or shutdown drains it.
-pub(crate) async fn serve<S: 'static>(stream: TcpStream, peer: SocketAddr, shared: Rc<Shared<S>>) {
+pub(crate) async fn serve<S: 'static, T: Transport>(
+    stream: T,
+    peer: SocketAddr,
+    shared: Rc<Shared<S>>,
+) {
     let deadline = shared.sweeper.register();
     let mut conn = Connection {
         stream,
@@ -187,8 +183,7 @@ pub(crate) async fn serve<S: 'static>(stream: TcpStream, peer: SocketAddr, share
         linger: false,
         arrived: clock::now(),
         deadline,
-        traces: Vec::new(),
-        untimed: None,
+        timing: BatchTiming::default(),
     };
     if let Err(why) = conn.run().await {
         tracing::trace!(peer = %conn.peer, ?why, "connection closed");
@@ -200,7 +195,7 @@ pub(crate) async fn serve<S: 'static>(stream: TcpStream, peer: SocketAddr, share
     }
 }
 
-impl<S: 'static> Connection<S> {
+impl<S: 'static, T: Transport> Connection<S, T> {
     async fn run(&mut self) -> Result<(), Closed> {
         let shared = Rc::clone(&self.shared);
         let cfg = &shared.cfg;
@@ -392,7 +387,7 @@ impl<S: 'static> Connection<S> {
                     |out| chain.after(ex, &response, &mut HeaderBlock::over(out), &shared.ctx),
                 );
                 if let Some(slot) = chain.finish(ex, response.status_code().as_u16(), &shared.ctx) {
-                    self.add_untimed(slot, start);
+                    self.timing.add_untimed(slot, start, chain.telemetry());
                 }
             }
             None => encode::encode(
@@ -413,7 +408,7 @@ impl<S: 'static> Connection<S> {
             let read_end = handler_span.map_or(encode_start, |(began, _)| began);
             let handler = handler_span.map_or(std::time::Duration::ZERO, |(b, e)| e - b);
             let (request_id, method, route) = ex.into_trace_parts();
-            self.traces.push(PendingTrace {
+            self.timing.push_trace(PendingTrace {
                 request_id,
                 method,
                 route,
@@ -431,30 +426,14 @@ impl<S: 'static> Connection<S> {
         Ok(keep_alive)
     }
 
-    /// Logs the sampled requests of the batch just written, now that their write phase ended.
-    fn log_traces(&mut self) {
-        let Some(telemetry) = self.shared.router.chain().telemetry() else {
-            self.traces.clear();
-            return;
-        };
-        let now = clock::now();
-        for t in self.traces.drain(..) {
-            let phases = Phases {
-                write: now.saturating_duration_since(t.encode_start),
-                ..t.phases
-            };
-            let id = t.request_id.as_ref().map_or("-", |id| id.as_str());
-            telemetry.log_trace(id, &t.method, t.route.as_deref(), t.status, &phases);
-        }
-    }
-
     /// During drain, a pipelined request already in the buffer is still answered; only the
     /// last response of the batch carries `Connection: close`.
     fn another_request_buffered(&self, shared: &Shared<S>) -> bool {
         matches!(head::parse(&self.rbuf, &shared.cfg.limits), Ok(Some(_)))
     }
 
-    /// Reads a body the handler will get.
+    /// Reads a body the handler will get, after the interim `100 Continue` the client may be
+    /// waiting for.
     ///
     /// # Return
     /// `Ok(Err((status, reason)))` for a body that breaks a rule or limit (answered, then the
@@ -464,8 +443,7 @@ impl<S: 'static> Connection<S> {
         framing: BodyFraming,
         expect_continue: bool,
         shared: &Shared<S>,
-    ) -> Result<Result<Bytes, (StatusCode, &'static str)>, Closed> {
-        let cfg = &shared.cfg;
+    ) -> Result<Result<Bytes, body::Refused>, Closed> {
         // A client that already sent body bytes is not waiting for the interim response.
         if expect_continue && self.rbuf.is_empty() {
             // Earlier responses of the batch go first, then the interim 100.
@@ -473,63 +451,15 @@ impl<S: 'static> Connection<S> {
             self.wbuf.extend_from_slice(CONTINUE);
             self.flush().await?;
         }
-        // One deadline for the whole body, as for the head: a per-read timeout could be
-        // re-armed forever by a client sending a byte at a time.
-        let deadline = Instant::now() + cfg.body_read_timeout;
-        match framing {
-            BodyFraming::None => Ok(Ok(Bytes::new())),
-            BodyFraming::Length(n) => {
-                // `parse` already refused lengths over the limit, so this fits in memory.
-                let n = n as usize;
-                if self.rbuf.len() < n {
-                    self.rbuf.reserve(n - self.rbuf.len());
-                }
-                while self.rbuf.len() < n {
-                    match self.read_more(deadline, false).await? {
-                        ReadOutcome::Data => {}
-                        ReadOutcome::TimedOut => {
-                            return Ok(Err((
-                                StatusCode::REQUEST_TIMEOUT,
-                                "request body not received in time",
-                            )))
-                        }
-                        ReadOutcome::Eof | ReadOutcome::Draining => return Err(Closed::Io),
-                    }
-                }
-                let body = self.rbuf.split_to(n).freeze();
-                if n > READ_BUF {
-                    self.unshare_rbuf();
-                }
-                Ok(Ok(body))
-            }
-            BodyFraming::Chunked => {
-                let mut decoder = ChunkedDecoder::new(cfg.limits.max_body);
-                let mut out = BytesMut::new();
-                loop {
-                    match decoder.decode(&mut self.rbuf, &mut out) {
-                        Ok(true) => return Ok(Ok(out.freeze())),
-                        Ok(false) => {}
-                        Err(ChunkedError::BodyTooLarge) => {
-                            return Ok(Err((
-                                StatusCode::PAYLOAD_TOO_LARGE,
-                                "body exceeds the size limit",
-                            )))
-                        }
-                        Err(e) => return Ok(Err((StatusCode::BAD_REQUEST, e.reason()))),
-                    }
-                    match self.read_more(deadline, false).await? {
-                        ReadOutcome::Data => {}
-                        ReadOutcome::TimedOut => {
-                            return Ok(Err((
-                                StatusCode::REQUEST_TIMEOUT,
-                                "request body not received in time",
-                            )))
-                        }
-                        ReadOutcome::Eof | ReadOutcome::Draining => return Err(Closed::Io),
-                    }
-                }
-            }
-        }
+        let deadline = Instant::now() + shared.cfg.body_read_timeout;
+        body::read(
+            self,
+            framing,
+            shared.cfg.limits.max_body,
+            deadline,
+            READ_BUF,
+        )
+        .await
     }
 
     /// Reads and discards a body nobody will use, up to `max_drain_size`.
@@ -541,43 +471,8 @@ impl<S: 'static> Connection<S> {
         framing: BodyFraming,
         shared: &Shared<S>,
     ) -> Result<bool, Closed> {
-        let cfg = &shared.cfg;
-        let deadline = Instant::now() + cfg.body_read_timeout;
-        match framing {
-            BodyFraming::None => Ok(true),
-            BodyFraming::Length(n) => {
-                if n > cfg.max_drain {
-                    return Ok(false);
-                }
-                let mut left = n as usize;
-                loop {
-                    let take = left.min(self.rbuf.len());
-                    let _ = self.rbuf.split_to(take);
-                    left -= take;
-                    if left == 0 {
-                        return Ok(true);
-                    }
-                    match self.read_more(deadline, false).await? {
-                        ReadOutcome::Data => {}
-                        _ => return Ok(false),
-                    }
-                }
-            }
-            BodyFraming::Chunked => {
-                let mut decoder = ChunkedDecoder::new(cfg.max_drain);
-                loop {
-                    match decoder.discard(&mut self.rbuf) {
-                        Ok(true) => return Ok(true),
-                        Ok(false) => {}
-                        Err(_) => return Ok(false),
-                    }
-                    match self.read_more(deadline, false).await? {
-                        ReadOutcome::Data => {}
-                        _ => return Ok(false),
-                    }
-                }
-            }
-        }
+        let deadline = Instant::now() + shared.cfg.body_read_timeout;
+        body::drain(self, framing, shared.cfg.max_drain, deadline).await
     }
 
     /// Answers a rejected head and ends the connection: after a framing error the byte stream
@@ -602,165 +497,5 @@ impl<S: 'static> Connection<S> {
         self.linger = true;
         self.flush().await?;
         Err(Closed::Done)
-    }
-
-    /// Closes without destroying the last response: half-closes (so the client sees the end of
-    /// the response), then reads and discards what the peer still sends until it closes too,
-    /// [`LINGER_TIMEOUT`] passes or [`LINGER_MAX`] bytes were thrown away.
-    async fn linger_close(&mut self) {
-        if self.stream.shutdown().await.is_err() {
-            return;
-        }
-        let deadline = Instant::now() + LINGER_TIMEOUT;
-        let mut discarded = 0;
-        while discarded < LINGER_MAX {
-            self.rbuf.clear();
-            match self.read_more(deadline, false).await {
-                Ok(ReadOutcome::Data) => discarded += self.rbuf.len(),
-                _ => return,
-            }
-        }
-    }
-
-    /// Borrows a write buffer from the worker if this connection holds none.
-    #[inline]
-    fn ensure_wbuf(&mut self) {
-        if self.wbuf.capacity() == 0 {
-            self.wbuf = self.shared.take_wbuf();
-        }
-    }
-
-    /// Counts a request to time at the next flush: one more in the current run when it is of
-    /// the same series and read, otherwise the run is timed now and a new one begins.
-    #[inline]
-    fn add_untimed(&mut self, slot: RequestSlot, start: clock::Instant) {
-        match &mut self.untimed {
-            Some(run) if run.slot == slot && run.start == start && run.count < u32::MAX => {
-                run.count += 1;
-            }
-            _ => {
-                self.time_untimed();
-                self.untimed = Some(Untimed {
-                    slot,
-                    start,
-                    count: 1,
-                });
-            }
-        }
-    }
-
-    /// Times the requests not yet timed: their responses are ready to be sent.
-    fn time_untimed(&mut self) {
-        if let Some(run) = self.untimed.take() {
-            if let Some(telemetry) = self.shared.router.chain().telemetry() {
-                let elapsed = clock::now().saturating_duration_since(run.start);
-                telemetry.observe_requests(run.slot, run.count, elapsed);
-            }
-        }
-    }
-
-    /// Writes everything buffered for the peer, timing first the requests it answers.
-    async fn flush(&mut self) -> Result<(), Closed> {
-        self.time_untimed();
-        if self.wbuf.is_empty() {
-            return Ok(());
-        }
-        let mut buf = std::mem::take(&mut self.wbuf);
-        let total = buf.len();
-        let mut written = 0;
-        while written < total {
-            // The deadline restarts whenever the peer takes some bytes, as nginx's
-            // `send_timeout`: a slow reader is served, one that reads nothing is cut off.
-            let at = self
-                .shared
-                .sweeper
-                .coarse_deadline(self.shared.cfg.write_timeout);
-            let write = self
-                .stream
-                .write(monoio::buf::IoBuf::slice(buf, written..total));
-            let done = std::pin::pin!(self.deadline.limit(at, write)).await;
-            // On a timeout the buffer goes with the cancelled write, and the connection with it.
-            let Some((res, slice)) = done else {
-                self.abort();
-                return Err(Closed::WriteTimedOut);
-            };
-            buf = slice.into_inner();
-            match res {
-                Ok(n) if n > 0 => written += n,
-                _ => {
-                    // The requests were answered, if not delivered: their traces still count.
-                    self.log_traces();
-                    return Err(Closed::Io);
-                }
-            }
-        }
-        buf.clear();
-        self.wbuf = buf;
-        if !self.traces.is_empty() {
-            self.log_traces();
-        }
-        Ok(())
-    }
-
-    /// Makes the close that follows a reset: a peer that stopped reading would otherwise keep
-    /// the unsent response in the kernel's send buffer until TCP gives up on it, minutes later.
-    fn abort(&mut self) {
-        self.linger = false;
-        // SAFETY: the descriptor is the stream's, open for as long as `self.stream` lives,
-        // which outlives this borrow.
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.stream.as_raw_fd()) };
-        if let Err(e) = socket2::SockRef::from(&fd).set_linger(Some(Duration::ZERO)) {
-            tracing::debug!(peer = %self.peer, error = %e, "cannot set SO_LINGER before a reset");
-        }
-        tracing::debug!(peer = %self.peer, "response not read in time: connection reset");
-    }
-
-    /// Moves what follows a large body into a buffer of its own: the body's bytes share the
-    /// read buffer's allocation, which the read buffer would otherwise keep alive for the
-    /// rest of the connection (and the handler may keep the body past the response).
-    fn unshare_rbuf(&mut self) {
-        let mut fresh = BytesMut::with_capacity(READ_BUF.max(self.rbuf.len()));
-        fresh.extend_from_slice(&self.rbuf);
-        self.rbuf = fresh;
-    }
-
-    /// Appends what the peer sends next to the read buffer, waiting at most until `deadline`;
-    /// an `idle` connection also stops waiting when shutdown begins.
-    async fn read_more(&mut self, deadline: Instant, idle: bool) -> Result<ReadOutcome, Closed> {
-        self.rbuf.reserve(READ_CHUNK);
-        let buf = std::mem::take(&mut self.rbuf);
-        let len = buf.len();
-        let cap = buf.capacity();
-        // A monoio read into a `BytesMut` writes at offset 0: read into the spare capacity.
-        let read = self.stream.read(buf.slice_mut(len..cap));
-        // The worker's sweeper enforces the deadline (no timer per read, see `deadline`).
-        // Pinned where it is built: moving the read into `select!` cost a memcpy per read.
-        let timed = std::pin::pin!(self.deadline.limit(deadline, read));
-        let result = if idle {
-            let shutdown = Rc::clone(&self.shared.shutdown);
-            let notified = std::pin::pin!(shutdown.notified());
-            if shutdown.is_draining() {
-                return Ok(ReadOutcome::Draining);
-            }
-            // `biased`: the read first, and no random number per select.
-            monoio::select! {
-                biased;
-                r = timed => r,
-                _ = notified => return Ok(ReadOutcome::Draining),
-            }
-        } else {
-            timed.await
-        };
-        // On a timeout or drain the buffer went with the cancelled read: the connection closes
-        // next, so nothing is lost that anyone will read.
-        let Some((res, slice)) = result else {
-            return Ok(ReadOutcome::TimedOut);
-        };
-        self.rbuf = slice.into_inner();
-        match res {
-            Ok(0) => Ok(ReadOutcome::Eof),
-            Ok(_) => Ok(ReadOutcome::Data),
-            Err(_) => Err(Closed::Io),
-        }
     }
 }
