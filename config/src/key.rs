@@ -47,6 +47,7 @@ pub(crate) enum Key {
     HeaderReadTimeout,
     BodyReadTimeout,
     WriteTimeout,
+    SseKeepalive,
     KeepaliveTimeout,
     DrainTimeout,
     ServerName,
@@ -97,7 +98,7 @@ pub(crate) enum Rendered<'a> {
 
 impl Key {
     /// Every key, in the README table's order (also the order of `render_masked`).
-    pub(crate) const ALL: [Key; 52] = [
+    pub(crate) const ALL: [Key; 53] = [
         Key::Bind,
         Key::Port,
         Key::Threads,
@@ -112,6 +113,7 @@ impl Key {
         Key::HeaderReadTimeout,
         Key::BodyReadTimeout,
         Key::WriteTimeout,
+        Key::SseKeepalive,
         Key::KeepaliveTimeout,
         Key::DrainTimeout,
         Key::ServerName,
@@ -172,6 +174,7 @@ impl Key {
             Key::HeaderReadTimeout => ("header_read_timeout", "PINION_HEADER_READ_TIMEOUT"),
             Key::BodyReadTimeout => ("body_read_timeout", "PINION_BODY_READ_TIMEOUT"),
             Key::WriteTimeout => ("write_timeout", "PINION_WRITE_TIMEOUT"),
+            Key::SseKeepalive => ("sse_keepalive", "PINION_SSE_KEEPALIVE"),
             Key::KeepaliveTimeout => ("keepalive_timeout", "PINION_KEEPALIVE_TIMEOUT"),
             Key::DrainTimeout => ("drain_timeout", "PINION_DRAIN_TIMEOUT"),
             Key::ServerName => ("server_name", "PINION_SERVER_NAME"),
@@ -299,6 +302,7 @@ impl Key {
             Key::HeaderReadTimeout => s.header_read_timeout = timeout(raw)?,
             Key::BodyReadTimeout => s.body_read_timeout = timeout(raw)?,
             Key::WriteTimeout => s.write_timeout = timeout(raw)?,
+            Key::SseKeepalive => s.sse_keepalive = timeout(raw)?,
             Key::KeepaliveTimeout => s.keepalive_timeout = timeout(raw)?,
             Key::DrainTimeout => s.drain_timeout = timeout(raw)?,
             Key::ServerName => s.server_name = server_name(value::string(raw)?)?,
@@ -407,6 +411,7 @@ impl Key {
             Key::HeaderReadTimeout => value::render_duration(s.header_read_timeout),
             Key::BodyReadTimeout => value::render_duration(s.body_read_timeout),
             Key::WriteTimeout => value::render_duration(s.write_timeout),
+            Key::SseKeepalive => value::render_duration(s.sse_keepalive),
             Key::KeepaliveTimeout => value::render_duration(s.keepalive_timeout),
             Key::DrainTimeout => value::render_duration(s.drain_timeout),
             Key::ServerName => return Rendered::Str(&s.server_name),

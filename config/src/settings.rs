@@ -83,6 +83,11 @@ pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default is 30 s.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Default for [`Settings::sse_keepalive`]: a comment line on an idle event stream this often
+/// keeps proxies and browsers from timing it out (nginx's `proxy_read_timeout` is 60 s) and
+/// finds clients that left. Default is 15 s, as the SSE specification suggests.
+pub const DEFAULT_SSE_KEEPALIVE: Duration = Duration::from_secs(15);
+
 /// Default for [`Settings::keepalive_timeout`]: longer than nginx's upstream
 /// `keepalive_timeout` (60 s), so that nginx, not pinion, closes an idle upstream connection;
 /// otherwise nginx can reuse a connection at the moment pinion closes it and answer 502.
@@ -458,6 +463,9 @@ pub struct Settings {
     /// connection is closed, freeing the response it held. Default is
     /// [`DEFAULT_WRITE_TIMEOUT`].
     pub write_timeout: Duration,
+    /// How long a Server-Sent Events stream may stay silent before a keep-alive comment is
+    /// sent on it. Default is [`DEFAULT_SSE_KEEPALIVE`].
+    pub sse_keepalive: Duration,
     /// How long an idle keep-alive connection is kept open. Default is
     /// [`DEFAULT_KEEPALIVE_TIMEOUT`].
     pub keepalive_timeout: Duration,
@@ -601,6 +609,7 @@ impl Default for Settings {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            sse_keepalive: DEFAULT_SSE_KEEPALIVE,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             server_name: DEFAULT_SERVER_NAME.to_string(),
@@ -744,6 +753,7 @@ mod tests {
         assert_eq!(s.header_read_timeout, Duration::from_secs(10));
         assert_eq!(s.body_read_timeout, Duration::from_secs(30));
         assert_eq!(s.write_timeout, Duration::from_secs(30));
+        assert_eq!(s.sse_keepalive, Duration::from_secs(15));
         assert_eq!(s.keepalive_timeout, Duration::from_secs(75));
         assert_eq!(s.drain_timeout, Duration::from_secs(30));
         assert_eq!(s.server_name, "pinion");

@@ -442,6 +442,16 @@ const RULES: &[Rule] = &[
         bad_env: &[("0", "must be greater than 0")],
     },
     Rule {
+        key: "sse_keepalive",
+        good_file: &[r#""15s""#, "1"],
+        bad_file: &[
+            (r#""0s""#, "must be greater than 0"),
+            (r#""2d""#, "unknown duration unit `d`"),
+        ],
+        good_env: &["250ms"],
+        bad_env: &[("-1s", "must start with a whole number")],
+    },
+    Rule {
         key: "keepalive_timeout",
         good_file: &[r#""75s""#],
         bad_file: &[("0", "must be greater than 0")],
@@ -1132,6 +1142,7 @@ fn render_masked_round_trips() {
         header_read_timeout: Duration::from_millis(1500),
         body_read_timeout: Duration::from_secs(61),
         write_timeout: Duration::from_millis(2500),
+        sse_keepalive: Duration::from_millis(750),
         keepalive_timeout: Duration::from_secs(7200),
         drain_timeout: Duration::from_secs(1),
         server_name: "it's \"quoted\" \\ here".to_string(),
