@@ -54,6 +54,8 @@ pub mod ratelimit;
 mod response;
 mod router;
 mod runtime;
+pub mod sse;
+pub mod stream;
 pub mod telemetry;
 pub mod testing;
 

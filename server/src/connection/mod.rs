@@ -5,9 +5,10 @@
 //! Buffers are per connection and reused for its whole life.
 
 mod io;
+mod pump;
 mod transport;
 
-pub(crate) use transport::Transport;
+pub(crate) use transport::{PeerEvent, Transport};
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -57,6 +58,8 @@ pub(crate) struct ConnConfig {
     pub(crate) body_read_timeout: Duration,
     pub(crate) write_timeout: Duration,
     pub(crate) keepalive_timeout: Duration,
+    /// Silence after which an event stream gets a keep-alive comment (`sse_keepalive`).
+    pub(crate) sse_keepalive: Duration,
     /// The peers whose `X-Forwarded-For` is believed (`trusted_proxies`), for handlers.
     pub(crate) trusted_proxies: std::sync::Arc<[ipnet::IpNet]>,
     /// `Server: <name>\r\n`, rendered once.
@@ -368,6 +371,11 @@ impl<S: 'static, T: Transport> Connection<S, T> {
         if shared.shutdown.is_draining() && !self.another_request_buffered(shared) {
             keep_alive = false;
         }
+        // A streamed body is chunked on HTTP/1.1 and delimited by the close on HTTP/1.0.
+        let streams = response.stream.is_some() && pump::frame_stream(&mut response, version);
+        if streams && version == Version::Http10 {
+            keep_alive = false;
+        }
         let conn = match (keep_alive, version) {
             (false, _) => ConnHeader::Close,
             (true, Version::Http10) => ConnHeader::KeepAlive,
@@ -386,18 +394,34 @@ impl<S: 'static, T: Transport> Connection<S, T> {
                     head_only,
                     |out| chain.after(ex, &response, &mut HeaderBlock::over(out), &shared.ctx),
                 );
+                // A stream is timed and logged when it ends, however it ends.
+                let sent = match response.stream.take() {
+                    Some(body) if !head_only => Some(self.pump(body).await),
+                    _ => None,
+                };
                 if let Some(slot) = chain.finish(ex, response.status_code().as_u16(), &shared.ctx) {
                     self.timing.add_untimed(slot, start, chain.telemetry());
+                    if sent.is_some() {
+                        self.time_untimed();
+                    }
+                }
+                if let Some(sent) = sent {
+                    keep_alive &= sent?;
                 }
             }
-            None => encode::encode(
-                &mut self.wbuf,
-                &response,
-                &shared.cfg.server_line,
-                conn,
-                head_only,
-                &[],
-            ),
+            None => {
+                encode::encode(
+                    &mut self.wbuf,
+                    &response,
+                    &shared.cfg.server_line,
+                    conn,
+                    head_only,
+                    &[],
+                );
+                if let Some(body) = response.stream.take().filter(|_| !head_only) {
+                    keep_alive &= self.pump(body).await?;
+                }
+            }
         }
         // The recorder first: a tuple of all three would move the exchange on every request.
         if let Some(rec) = recorder {

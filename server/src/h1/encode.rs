@@ -92,11 +92,17 @@ pub(crate) fn encode_with(
         out.extend_from_slice(ct.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if !bodiless {
-        out.extend_from_slice(b"Content-Length: ");
-        let mut n = itoa::Buffer::new();
-        out.extend_from_slice(n.format(resp.body.len()).as_bytes());
-        out.extend_from_slice(b"\r\n");
+    match &resp.stream {
+        _ if bodiless => {}
+        Some(stream) if stream.chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        // Delimited by the close (HTTP/1.0): no length to give.
+        Some(_) => {}
+        None => {
+            out.extend_from_slice(b"Content-Length: ");
+            let mut n = itoa::Buffer::new();
+            out.extend_from_slice(n.format(resp.body.len()).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
     }
     for (name, value) in &resp.headers {
         if name == header::CONTENT_LENGTH
@@ -121,6 +127,31 @@ pub(crate) fn encode_with(
         out.extend_from_slice(&resp.body);
     }
 }
+
+/// Appends `data` as one chunk of a chunked body (RFC 9112 §7.1); `data` must not be empty,
+/// since an empty chunk ends the body.
+pub(crate) fn chunk(out: &mut BytesMut, data: &[u8]) {
+    debug_assert!(!data.is_empty());
+    let mut size = [0u8; 16];
+    let mut n = data.len();
+    let mut at = size.len();
+    loop {
+        at -= 1;
+        size[at] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reserve(data.len() + 20);
+    out.extend_from_slice(&size[at..]);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The end of a chunked body: the last chunk and no trailers.
+pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// The interim response sent before reading a body the client is holding back.
 pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -400,5 +431,36 @@ mod tests {
     #[test]
     fn continue_is_a_complete_interim_response() {
         assert_eq!(CONTINUE, b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+
+    #[test]
+    fn chunks_are_framed_with_their_hex_size() {
+        let mut out = BytesMut::new();
+        chunk(&mut out, b"hello");
+        chunk(&mut out, &[b'x'; 0x1a2]);
+        out.extend_from_slice(LAST_CHUNK);
+        assert!(out.starts_with(b"5\r\nhello\r\n1a2\r\nxxx"));
+        assert!(out.ends_with(b"xx\r\n0\r\n\r\n"));
+        assert_eq!(out.len(), 3 + 5 + 2 + 5 + 0x1a2 + 2 + 5);
+    }
+
+    #[test]
+    fn a_streamed_response_is_chunked_or_close_delimited_never_sized() {
+        let streamed = |chunked: bool| {
+            let mut resp = Response::stream(
+                HeaderValue::from_static("text/plain"),
+                futures_util::stream::empty::<Result<Bytes, std::io::Error>>(),
+            );
+            if let Some(s) = resp.stream.as_mut() {
+                s.chunked = chunked;
+            }
+            resp
+        };
+        let text = encoded(&streamed(true), ConnHeader::None, false);
+        assert!(text.contains("Transfer-Encoding: chunked\r\n"), "{text}");
+        assert!(!text.contains("Content-Length"), "{text}");
+        let text = encoded(&streamed(false), ConnHeader::Close, false);
+        assert!(!text.contains("Transfer-Encoding") && !text.contains("Content-Length"));
+        assert!(text.ends_with("Connection: close\r\n\r\n"), "{text}");
     }
 }

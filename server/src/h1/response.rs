@@ -6,18 +6,23 @@ use http::StatusCode;
 use serde::Serialize;
 
 use crate::error::Error;
+use crate::stream::{BoxError, Kind, Streaming};
 
-/// An HTTP response: status, content type, extra headers and a complete body.
+/// An HTTP response: status, content type, extra headers and a body, complete or
+/// [streamed](Response::stream).
 ///
 /// `Server`, `Date`, `Content-Length` and `Connection` are written by the server when the
 /// response is encoded; a handler cannot set framing headers, so it cannot desynchronise the
 /// connection.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Response {
     pub(crate) status: StatusCode,
     pub(crate) content_type: Option<HeaderValue>,
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     pub(crate) body: Bytes,
+    /// A body still being produced, sent after the head (boxed: rare, and a response moves
+    /// through every handler's future).
+    pub(crate) stream: Option<Box<Streaming>>,
 }
 
 /// A JSON scratch buffer that grew past this is not kept, so one huge response does not pin
@@ -37,6 +42,7 @@ impl Response {
             content_type: None,
             headers: Vec::new(),
             body: Bytes::new(),
+            stream: None,
         }
     }
 
@@ -94,7 +100,34 @@ impl Response {
             content_type: Some(content_type),
             headers: Vec::new(),
             body,
+            stream: None,
         }
+    }
+
+    /// `200 OK` whose body is `chunks`, sent as they come (see [`crate::stream`]): chunked on
+    /// HTTP/1.1, delimited by the close on HTTP/1.0, no body for `HEAD`.
+    pub fn stream<S, B, E>(content_type: HeaderValue, chunks: S) -> Response
+    where
+        S: futures_util::Stream<Item = Result<B, E>> + 'static,
+        B: Into<Bytes>,
+        E: Into<BoxError>,
+    {
+        Response::streaming(content_type, Streaming::new(chunks, Kind::Plain))
+    }
+
+    pub(crate) fn streaming(content_type: HeaderValue, stream: Streaming) -> Response {
+        Response {
+            status: StatusCode::OK,
+            content_type: Some(content_type),
+            headers: Vec::new(),
+            body: Bytes::new(),
+            stream: Some(Box::new(stream)),
+        }
+    }
+
+    /// Whether the body is streamed rather than complete.
+    pub fn is_streamed(&self) -> bool {
+        self.stream.is_some()
     }
 
     /// A redirect (`303 See Other` unless `status` says otherwise) to `location`.

@@ -171,6 +171,7 @@ pub(crate) fn conn_config(settings: &Settings) -> ConnConfig {
         body_read_timeout: settings.body_read_timeout,
         write_timeout: settings.write_timeout,
         keepalive_timeout: settings.keepalive_timeout,
+        sse_keepalive: settings.sse_keepalive,
         trusted_proxies: settings
             .trusted_proxies
             .iter()
@@ -188,4 +189,5 @@ pub(crate) fn shortest_timeout(cfg: &ConnConfig) -> std::time::Duration {
         .min(cfg.body_read_timeout)
         .min(cfg.write_timeout)
         .min(cfg.keepalive_timeout)
+        .min(cfg.sse_keepalive)
 }

@@ -18,6 +18,7 @@
 //! | `pinion_http_requests_total` | counter | `method`, `route`, `status` |
 //! | `pinion_http_request_duration_seconds` | histogram ([`DURATION_BUCKETS`]) | `method`, `route`, `status_class` |
 //! | `pinion_http_connections_open` | gauge | |
+//! | `pinion_http_streams_open` | gauge | |
 //! | `pinion_rate_limit_hits_total` | counter | `policy` |
 //! | `pinion_pool_available`, `pinion_pool_waiters` | gauge | `database` |
 //! | `pinion_db_query_duration_seconds` | histogram ([`DURATION_BUCKETS`]) | `database` |

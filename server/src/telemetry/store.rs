@@ -155,6 +155,7 @@ pub(super) struct Store {
     requests: HashMap<RequestKey, u64>,
     durations: HashMap<DurationKey, Hist>,
     connections_open: i64,
+    streams_open: i64,
     rate_limit_hits: HashMap<Box<str>, u64>,
     queries: HashMap<Box<str>, Hist>,
     /// Per thread (by reporter id): the values its sources reported at its last fold. Kept
@@ -191,6 +192,10 @@ impl Store {
 
     pub(super) fn add_connections(&mut self, delta: i64) {
         self.connections_open += delta;
+    }
+
+    pub(super) fn add_streams(&mut self, delta: i64) {
+        self.streams_open += delta;
     }
 
     pub(super) fn add_rate_limit_hits(&mut self, policy: &str, n: u64) {
@@ -248,6 +253,11 @@ const DURATION: Def = Def {
 const CONNECTIONS: Def = Def {
     name: "pinion_http_connections_open",
     help: "HTTP connections currently open.",
+    labels: &[],
+};
+const STREAMS: Def = Def {
+    name: "pinion_http_streams_open",
+    help: "Streamed HTTP responses (downloads, Server-Sent Events) currently being sent.",
     labels: &[],
 };
 const RATE_LIMIT: Def = Def {
@@ -361,6 +371,7 @@ impl Collector for StoreCollector {
             })
             .collect();
         let connections = vec![gauge(&CONNECTIONS, &[], store.connections_open as f64)];
+        let streams = vec![gauge(&STREAMS, &[], store.streams_open as f64)];
         let rate_limit = store
             .rate_limit_hits
             .iter()
@@ -382,6 +393,7 @@ impl Collector for StoreCollector {
             family(&REQUESTS, MetricType::COUNTER, requests),
             family(&DURATION, MetricType::HISTOGRAM, durations),
             family(&CONNECTIONS, MetricType::GAUGE, connections),
+            family(&STREAMS, MetricType::GAUGE, streams),
             family(&RATE_LIMIT, MetricType::COUNTER, rate_limit),
             family(&QUERIES, MetricType::HISTOGRAM, queries),
         ];

@@ -95,6 +95,7 @@ struct Local {
     last_request: (u64, u32),
     /// Connections opened minus closed.
     connections: i64,
+    streams: i64,
     rate_limited: HashMap<Box<str>, u64, FastHash>,
     queries: HashMap<Box<str>, Hist, FastHash>,
 }
@@ -330,6 +331,23 @@ impl ThreadTelemetry {
         }
     }
 
+    /// Records a streamed response begun (`pinion_http_streams_open` goes up at the next fold).
+    #[inline]
+    pub fn stream_opened(&self) {
+        if self.enabled {
+            self.local.borrow_mut().streams += 1;
+        }
+    }
+
+    /// Records a streamed response ended, however it ended; pair each with one
+    /// [`stream_opened`](Self::stream_opened).
+    #[inline]
+    pub fn stream_closed(&self) {
+        if self.enabled {
+            self.local.borrow_mut().streams -= 1;
+        }
+    }
+
     /// Records a request denied by the rate-limit policy named `policy`
     /// (`pinion_rate_limit_hits_total`). Policy names come from configuration: a bounded set.
     #[inline]
@@ -408,6 +426,10 @@ impl ThreadTelemetry {
         if local.connections != 0 {
             store.add_connections(local.connections);
             local.connections = 0;
+        }
+        if local.streams != 0 {
+            store.add_streams(local.streams);
+            local.streams = 0;
         }
         for (policy, n) in local.rate_limited.iter_mut() {
             if *n > 0 {

@@ -9,7 +9,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use monoio::buf::{IoBuf, IoBufMut, Slice, SliceMut};
 use monoio::BufResult;
 
-use crate::connection::Transport;
+use crate::connection::{PeerEvent, Transport};
 
 /// Reads hand out `input`, then end of stream; writes append to `output`.
 pub(crate) struct Memory {
@@ -58,5 +58,10 @@ impl Transport for Memory {
 
     fn reset_on_close(&self) -> io::Result<()> {
         Ok(())
+    }
+
+    /// The test client has sent everything and waits for the whole answer: it never leaves.
+    fn peer_event(&self) -> impl Future<Output = PeerEvent> {
+        std::future::pending()
     }
 }

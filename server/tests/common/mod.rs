@@ -147,6 +147,18 @@ impl Client {
                     .filter_map(|l| l.split_once(':'))
                     .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
                     .collect();
+                let chunked = headers.iter().any(|(n, v)| {
+                    n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+                });
+                if chunked && !head {
+                    self.buf.drain(..end + 4);
+                    let body = self.chunked_body();
+                    return Resp {
+                        status,
+                        headers,
+                        body,
+                    };
+                }
                 let len: usize = if head || status == 100 || status == 204 || status == 304 {
                     0
                 } else {
@@ -172,6 +184,65 @@ impl Client {
                 "connection closed before a response: {:?}",
                 String::from_utf8_lossy(&self.buf)
             );
+        }
+    }
+
+    /// Reads a chunked body off the front of the buffer, up to and with its last chunk.
+    fn chunked_body(&mut self) -> Vec<u8> {
+        let mut body = Vec::new();
+        loop {
+            let line_end = loop {
+                if let Some(i) = find(&self.buf, b"\r\n") {
+                    break i;
+                }
+                assert!(self.fill() > 0, "connection closed inside a chunked body");
+            };
+            let size_text = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
+            let size = usize::from_str_radix(size_text.trim(), 16)
+                .unwrap_or_else(|_| panic!("bad chunk size {size_text:?}"));
+            while self.buf.len() < line_end + 2 + size + 2 {
+                assert!(self.fill() > 0, "connection closed inside a chunk");
+            }
+            let start = line_end + 2;
+            if size == 0 {
+                assert_eq!(&self.buf[start..start + 2], b"\r\n", "no trailers expected");
+                self.buf.drain(..start + 2);
+                return body;
+            }
+            body.extend_from_slice(&self.buf[start..start + size]);
+            assert_eq!(&self.buf[start + size..start + size + 2], b"\r\n");
+            self.buf.drain(..start + size + 2);
+        }
+    }
+
+    /// Reads until the server's next `\n\n` (the end of an event) and returns the bytes up
+    /// to it, taken as raw text (chunk framing included).
+    pub fn until(&mut self, needle: &[u8]) -> String {
+        loop {
+            if let Some(i) = find(&self.buf, needle) {
+                let text = String::from_utf8_lossy(&self.buf[..i + needle.len()]).into_owned();
+                self.buf.drain(..i + needle.len());
+                return text;
+            }
+            assert!(
+                self.fill() > 0,
+                "connection closed before {:?}: {:?}",
+                String::from_utf8_lossy(needle),
+                String::from_utf8_lossy(&self.buf)
+            );
+        }
+    }
+
+    /// Reads everything until the server closes.
+    pub fn rest(&mut self) -> Vec<u8> {
+        loop {
+            let mut chunk = [0u8; 16384];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return std::mem::take(&mut self.buf),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => panic!("read failed: {e}"),
+            }
         }
     }
 
