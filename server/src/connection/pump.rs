@@ -18,6 +18,9 @@ use crate::h1::Response;
 use crate::runtime::shutdown::LocalShutdown;
 use crate::stream::{BoxError, Kind, Streaming};
 
+/// How long the last chunk of an event stream may take to leave once shutdown began.
+const DRAIN_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The comment line an idle event stream gets: ignored by every SSE client.
 const KEEP_ALIVE_COMMENT: &[u8] = b":\n\n";
 
@@ -133,8 +136,13 @@ impl<S: 'static, T: Transport> Connection<S, T> {
         // quiet connection is watched for its close.
         let mut watch_peer = self.rbuf.is_empty();
         loop {
+            // A producer that is never idle would otherwise keep an event stream past the
+            // start of shutdown: the wait below takes a ready item first.
+            if shutdown.is_some_and(LocalShutdown::is_draining) {
+                return self.end_at_drain(body.chunked).await;
+            }
             // The head (and whatever was ready) leaves before the next wait.
-            self.flush().await?;
+            self.flush_unless_drained(shutdown).await?;
             let quiet_at = keep_alive.map(|k| shared.sweeper.coarse_deadline(k));
             let next = wait_next(
                 &self.stream,
@@ -161,16 +169,45 @@ impl<S: 'static, T: Transport> Connection<S, T> {
                 Next::Item(Some(Err(e))) => return self.cut(e).await,
                 Next::Item(None) => return self.finish_stream(body.chunked).await,
                 Next::Quiet => self.frame(body.chunked, KEEP_ALIVE_COMMENT),
-                Next::Draining => {
-                    // The client reconnects (to another instance) once this stream ends.
-                    self.finish_stream(body.chunked).await?;
-                    return Ok(false);
-                }
+                Next::Draining => return self.end_at_drain(body.chunked).await,
                 Next::Peer(PeerEvent::Gone) => {
                     tracing::debug!(peer = %self.peer, "client left a streamed response");
                     return Err(Closed::Io);
                 }
                 Next::Peer(PeerEvent::Sent) => watch_peer = false,
+            }
+        }
+    }
+
+    /// Flushes; an event stream whose client is not reading is cut when shutdown begins,
+    /// rather than holding the drain until `write_timeout`.
+    async fn flush_unless_drained(
+        &mut self,
+        shutdown: Option<&LocalShutdown>,
+    ) -> Result<(), Closed> {
+        let Some(shutdown) = shutdown else {
+            return self.flush().await;
+        };
+        let notified = shutdown.notified();
+        monoio::select! {
+            biased;
+            flushed = self.flush() => return flushed,
+            () = notified => {}
+        }
+        // The cancelled write may have sent part of a chunk: the body cannot end cleanly.
+        tracing::debug!(peer = %self.peer, "event stream not read at shutdown: reset");
+        self.abort();
+        Err(Closed::Done)
+    }
+
+    /// Ends an event stream because shutdown began: the client reconnects (to another
+    /// instance) once it ends. One that does not read is not waited for long.
+    async fn end_at_drain(&mut self, chunked: bool) -> Result<bool, Closed> {
+        match monoio::time::timeout(DRAIN_FLUSH, self.finish_stream(chunked)).await {
+            Ok(ended) => ended.map(|_| false),
+            Err(_) => {
+                self.abort();
+                Err(Closed::Done)
             }
         }
     }
