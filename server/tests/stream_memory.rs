@@ -93,7 +93,7 @@ fn read_slowly(stream: &mut std::net::TcpStream, mut pending: Vec<u8>) -> (usize
         assert!(n > 0, "the stream ended after {body} bytes");
         pending.extend_from_slice(&buf[..n]);
         reads += 1;
-        if reads % 16 == 0 {
+        if reads.is_multiple_of(16) {
             peak = peak.max(rss());
         }
         // The client's pace: 16 KiB a millisecond at most, far slower than the producer.
