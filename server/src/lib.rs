@@ -50,6 +50,7 @@ pub mod extract;
 mod h1;
 mod handler;
 pub mod middleware;
+mod problem;
 pub mod ratelimit;
 mod response;
 mod router;
