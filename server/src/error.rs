@@ -177,9 +177,9 @@ fn log(status: StatusCode, error: &Chain<'_>, context: Option<&str>, request_id:
     let status = status.as_u16();
     let context = context.unwrap_or("handler");
     match status {
-        500 => tracing::error!(%error, request_id, status, context, "request failed"),
-        501.. => tracing::warn!(%error, request_id, status, context, "request failed"),
-        _ => tracing::debug!(%error, request_id, status, context, "request refused"),
+        500 => tracing::error!(%error, %request_id, status, %context, "request failed"),
+        501.. => tracing::warn!(%error, %request_id, status, %context, "request failed"),
+        _ => tracing::debug!(%error, %request_id, status, %context, "request refused"),
     }
 }
 
