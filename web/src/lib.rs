@@ -74,19 +74,21 @@
 //!     }
 //! }
 //!
-//! fn reserve(stock: u32) -> std::result::Result<u32, Shop> {
+//! fn reserve(stock: u32, open: bool) -> Result<u32, Shop> {
+//!     if !open {
+//!         return Err(Shop::Closed);
+//!     }
 //!     stock.checked_sub(1).ok_or(Shop::OutOfStock)
 //! }
 //!
 //! async fn buy(Path(stock): Path<u32>) -> Result<String> {
-//!     Ok(format!("{} left", reserve(stock)?))
+//!     Ok(format!("{} left", reserve(stock, true)?))
 //! }
 //!
-//! let router: Router<App> = Router::new()
+//! let _router: Router<App> = Router::new()
 //!     .get("/users/{id}", user)
 //!     .post("/users/{id}/name/{name}", rename)
 //!     .post("/buy/{stock}", buy);
-//! # let _ = (router, Shop::Closed);
 //! ```
 //!
 //! # Layout
