@@ -137,17 +137,6 @@ pub fn is_sticky(cookies: Option<&str>, window: Duration, now: u64) -> bool {
         .any(|until| until > now && until <= latest)
 }
 
-/// Maps a database error to the client's answer: 503 while the database is unreachable (the
-/// layer is reconnecting), 500 for the rest (logged, not shown).
-pub fn db_error(e: pinion_orm::Error) -> Error {
-    if e.is_unavailable() || e.is_connection_lost() || e.is_timeout() {
-        tracing::warn!(error = %e, "database unavailable");
-        Error::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
-    } else {
-        Error::internal(e)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,3 +113,60 @@ fn fortunes_with_an_unreachable_database_fails_like_db() {
     ]);
     assert_fails_like_db(&s);
 }
+
+#[test]
+fn a_database_that_is_down_gives_503_with_retry_after_and_no_database_text() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("postgres://pinion:pinion@127.0.0.1:{port}/pinion");
+    let s = common::serve([
+        ("DATABASE_URL", url.as_str()),
+        ("PINION_MIGRATE_ON_START", "false"),
+        ("PINION_DB_CONNECT_TIMEOUT", "200ms"),
+    ]);
+    // Every route that asks the database answers through `?` on its error.
+    for path in [
+        "/db",
+        "/queries?q=3",
+        "/updates?q=2",
+        "/cached-queries?count=2",
+        "/fortunes",
+        "/worlds/7",
+    ] {
+        let (status, headers, body) = get(s.addr, path);
+        assert_eq!(status, 503, "{path}: {body}");
+        let retry: u64 = headers
+            .get("retry-after")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{path}: a Retry-After in seconds: {headers:?}"));
+        assert!(retry >= 1, "{path}: {retry}");
+        assert_eq!(
+            headers.get("content-type").map(String::as_str),
+            Some("application/problem+json"),
+            "{path}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).expect("a problem document");
+        assert_eq!(v["status"], 503, "{path}");
+        for leak in [
+            "127.0.0.1",
+            &port.to_string(),
+            "postgres",
+            "default",
+            "connect",
+            "refused",
+        ] {
+            assert!(!body.contains(leak), "{path}: {leak} in {body}");
+        }
+    }
+    // A browser gets a page instead, with the same Retry-After.
+    let (status, headers, page) = request(
+        s.addr,
+        "GET /db HTTP/1.1\r\nHost: t\r\nAccept: text/html\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 503);
+    assert!(headers.contains_key("retry-after"), "{headers:?}");
+    assert!(page.contains("<h1>503 Service Unavailable</h1>"), "{page}");
+    assert!(!page.contains("127.0.0.1"), "{page}");
+}

@@ -10,7 +10,7 @@ use tokio_postgres::{Config, Row};
 
 use crate::deadline::Deadlines;
 use crate::dial::ConnectOptions;
-use crate::error::Error;
+use crate::error::{Deadline, Error};
 use crate::pinned::Pinned;
 use crate::pipeline::{Pipeline, PipelineRow, PipelineStatement};
 use crate::pool::{Pool, PooledClient};
@@ -165,15 +165,18 @@ impl Database {
     /// Like [`query`](Self::query), for exactly one row.
     ///
     /// # Errors
-    /// As `query`, and a query error when the statement returned no row or several.
+    /// As `query`; [`Error::is_no_row`] when the statement returned no row; a query error
+    /// when it returned several.
     pub async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, Error> {
         let run = std::pin::pin!(async {
             let live = self.pinned.get().await?;
             let stmt = live.statement(sql).await?;
+            // tokio-postgres reports a missing row and extra rows alike: told apart here.
             live.client
-                .query_one(&stmt, params)
+                .query_opt(&stmt, params)
                 .await
-                .map_err(Error::from_pg)
+                .map_err(Error::from_pg)?
+                .ok_or_else(Error::no_row)
         });
         self.deadline(run).await
     }
@@ -317,7 +320,7 @@ impl Database {
         let started = std::time::Instant::now();
         let result = match self.deadlines.limit(started, run).await {
             Some(r) => r,
-            None => Err(Error::timeout("query")),
+            None => Err(Error::timeout(Deadline::Query)),
         };
         if let Some(observe) = observer {
             observe(&self.name, started.elapsed());

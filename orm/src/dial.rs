@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config, NoTls};
 
-use crate::error::Error;
+use crate::error::{Deadline, Error};
 use crate::rent_io::RentIo;
 
 /// Socket and time limits for one connection.
@@ -118,7 +118,7 @@ where
     };
     match monoio::time::timeout(opts.connect_timeout, any).await {
         Ok(result) => result,
-        Err(_) => Err(Error::timeout("connect")),
+        Err(_) => Err(Error::timeout(Deadline::Connect)),
     }
 }
 

@@ -1,11 +1,17 @@
 //! The crate's error type.
 
 use std::fmt;
+use std::time::Duration;
+
+use crate::pinned::BACKOFF_MAX;
 
 /// An error from the database layer.
 ///
 /// Opaque, with predicates for what callers act on: a lost connection (retry later), a
-/// timeout, no database reachable, or an error PostgreSQL itself reported.
+/// timeout, no database reachable, no row where one was required, a unique violation, or
+/// another error PostgreSQL itself reported. [`retry_after`](Error::retry_after) says whether
+/// (and when) the same statement may succeed later; an HTTP layer maps these to statuses
+/// (`pinion-web` does), this crate knows nothing of HTTP.
 pub struct Error {
     kind: Kind,
     database: Option<Box<str>>,
@@ -17,7 +23,9 @@ enum Kind {
     /// The connection closed while (or before) the query ran; it is being re-established.
     ConnectionLost(Option<tokio_postgres::Error>),
     /// The deadline passed.
-    Timeout(&'static str),
+    Timeout(Deadline),
+    /// A statement that must return one row returned none.
+    NoRow,
     /// No connection is available (reconnecting, or the pool is shut).
     Unavailable(&'static str),
     /// PostgreSQL (or the protocol layer) reported an error for this query.
@@ -38,6 +46,30 @@ enum Kind {
     Config(String),
 }
 
+/// Which deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deadline {
+    /// Dial plus startup handshake (`connect_timeout`).
+    Connect,
+    /// A statement (`query_timeout`).
+    Query,
+    /// Waiting for a pooled connection (`query_timeout`).
+    PoolWait,
+}
+
+impl Deadline {
+    fn what(self) -> &'static str {
+        match self {
+            Deadline::Connect => "connect",
+            Deadline::Query => "query",
+            Deadline::PoolWait => "waiting for a pooled connection",
+        }
+    }
+}
+
+/// The SQLSTATE of a unique violation.
+const UNIQUE_VIOLATION: &str = "23505";
+
 impl Error {
     pub(crate) fn connect(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
         Error::new(Kind::Connect(e.into()))
@@ -47,8 +79,12 @@ impl Error {
         Error::new(Kind::ConnectionLost(e))
     }
 
-    pub(crate) fn timeout(what: &'static str) -> Error {
-        Error::new(Kind::Timeout(what))
+    pub(crate) fn timeout(deadline: Deadline) -> Error {
+        Error::new(Kind::Timeout(deadline))
+    }
+
+    pub(crate) fn no_row() -> Error {
+        Error::new(Kind::NoRow)
     }
 
     pub(crate) fn unavailable(what: &'static str) -> Error {
@@ -110,9 +146,44 @@ impl Error {
         matches!(self.kind, Kind::ConnectionLost(_))
     }
 
-    /// Whether a deadline (connect or query) passed.
+    /// Whether a deadline (connect, query, or waiting for a pooled connection) passed.
     pub fn is_timeout(&self) -> bool {
         matches!(self.kind, Kind::Timeout(_))
+    }
+
+    /// Whether a statement outlived the query deadline (`query_timeout`): the database is up
+    /// but did not answer in time. Connect and pool-wait deadlines are not this: they mean
+    /// the database could not be had, see [`retry_after`](Self::retry_after).
+    pub fn is_query_timeout(&self) -> bool {
+        matches!(self.kind, Kind::Timeout(Deadline::Query))
+    }
+
+    /// How long to wait before the same statement may succeed, when nothing but time stands
+    /// in the way: no connection could be had (down, reconnecting, a failed or slow dial, an
+    /// exhausted pool) or it was lost mid-query. The hint is the longest the layer waits
+    /// between two dials, so a retry after it meets a fresh attempt. `None` for errors that
+    /// a retry would meet again (a bad statement, a conflict) or may not (a query deadline).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.kind {
+            Kind::Connect(_)
+            | Kind::ConnectionLost(_)
+            | Kind::Unavailable(_)
+            | Kind::Timeout(Deadline::Connect | Deadline::PoolWait) => Some(BACKOFF_MAX),
+            _ => None,
+        }
+    }
+
+    /// Whether a statement that must return exactly one row
+    /// ([`Database::query_one`](crate::Database::query_one)) returned none: what was asked
+    /// for does not exist. (Several rows are a query error: the statement is wrong.)
+    pub fn is_no_row(&self) -> bool {
+        matches!(self.kind, Kind::NoRow)
+    }
+
+    /// Whether PostgreSQL refused a write that would duplicate a unique key (SQLSTATE
+    /// `23505`), on whichever client the statement ran.
+    pub fn is_unique_violation(&self) -> bool {
+        self.code() == Some(UNIQUE_VIOLATION)
     }
 
     /// Whether no connection could be had (down, reconnecting, or a failed dial).
@@ -167,7 +238,8 @@ impl fmt::Display for Error {
             Kind::Connect(e) => write!(f, "cannot connect: {e}"),
             Kind::ConnectionLost(Some(e)) => write!(f, "connection lost: {e}"),
             Kind::ConnectionLost(None) => f.write_str("connection lost"),
-            Kind::Timeout(what) => write!(f, "{what} timed out"),
+            Kind::Timeout(deadline) => write!(f, "{} timed out", deadline.what()),
+            Kind::NoRow => f.write_str("the query returned no row where one was required"),
             Kind::Unavailable(why) => write!(f, "unavailable: {why}"),
             Kind::Query(e) => match e.as_db_error() {
                 Some(db) => write!(f, "query failed: {} ({})", db.message(), db.code().code()),
@@ -187,6 +259,17 @@ impl fmt::Debug for Error {
     }
 }
 
+impl From<tokio_postgres::Error> for Error {
+    /// Classifies an error of a tokio-postgres client used directly (a
+    /// [`PooledClient`](crate::PooledClient)'s): a closed connection is "lost", the rest are
+    /// query errors with their SQLSTATE. (tokio-postgres's own `query_one` reports a missing
+    /// row as a query error; [`Database::query_one`](crate::Database::query_one) tells it
+    /// apart.)
+    fn from(e: tokio_postgres::Error) -> Error {
+        Error::from_pg(e)
+    }
+}
+
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.kind {
@@ -194,5 +277,49 @@ impl std::error::Error for Error {
             Kind::ConnectionLost(Some(e)) | Kind::Query(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_retry_can_fix_has_a_hint_and_nothing_else_does() {
+        for e in [
+            Error::unavailable("reconnecting"),
+            Error::connect("127.0.0.1:1: connection refused"),
+            Error::connection_lost(None),
+            Error::timeout(Deadline::Connect),
+            Error::timeout(Deadline::PoolWait),
+        ] {
+            assert_eq!(e.retry_after(), Some(BACKOFF_MAX), "{e}");
+            assert!(!e.is_query_timeout() && !e.is_no_row() && !e.is_unique_violation());
+        }
+        for e in [
+            Error::timeout(Deadline::Query),
+            Error::no_row(),
+            Error::server(UNIQUE_VIOLATION, "duplicate key value"),
+            Error::server("22012", "division by zero"),
+            Error::types("column 0 is int4"),
+        ] {
+            assert_eq!(e.retry_after(), None, "{e}");
+        }
+    }
+
+    #[test]
+    fn each_predicate_names_its_own_case() {
+        let timeout = Error::timeout(Deadline::Query).on("default");
+        assert!(timeout.is_query_timeout() && timeout.is_timeout());
+        assert_eq!(timeout.to_string(), "database `default`: query timed out");
+        assert!(!Error::timeout(Deadline::Connect).is_query_timeout());
+
+        let none = Error::no_row();
+        assert!(none.is_no_row() && !none.is_query());
+
+        let dup = Error::server(UNIQUE_VIOLATION, "duplicate key value violates \"t_pkey\"");
+        assert!(dup.is_unique_violation() && dup.is_query());
+        let other = Error::server("23503", "foreign key violation");
+        assert!(!other.is_unique_violation());
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::{Client, Config};
 
 use crate::dial::{self, ConnectOptions, Dialed};
-use crate::error::Error;
+use crate::error::{Deadline, Error};
 
 /// A bounded set of connections to one database, for one worker thread.
 pub(crate) struct Pool {
@@ -83,9 +83,7 @@ impl Pool {
                 match waited {
                     Ok(Ok(p)) => p,
                     Ok(Err(_)) => return Err(Error::unavailable("pool closed").on(&self.name)),
-                    Err(_) => {
-                        return Err(Error::timeout("waiting for a pooled connection").on(&self.name))
-                    }
+                    Err(_) => return Err(Error::timeout(Deadline::PoolWait).on(&self.name)),
                 }
             }
         };

@@ -7,12 +7,19 @@
 //! every handler as the same `dyn Handler<S>`. A handler of today's shape,
 //! `async fn(Request, &Ctx<S>) -> Result<Response, Error>`, is a [`Handler`] itself and is
 //! called as before, with no extraction in between.
+//!
+//! A typed handler's answer is rendered in an answering scope (`problem.rs`): the wrapper keeps
+//! the request's `Accept` and id before the handler takes the request, so that an
+//! [`Error`](crate::Error) or [`Rejection`](crate::extract::Rejection) it returns is answered as
+//! HTML to a browser and logged with the request id. A raw handler pays nothing for this: its
+//! errors are problem documents, logged without the id.
 
 use std::marker::PhantomData;
 
 use crate::context::Ctx;
 use crate::extract::FromRequest;
 use crate::h1::Request;
+use crate::problem::Answering;
 use crate::response::IntoResponse;
 use crate::router::{Handler, HandlerFuture};
 
@@ -101,7 +108,11 @@ macro_rules! shape {
             fn call<'a>(&'a self, $req: Request, $ctx: &'a Ctx<S>) -> HandlerFuture<'a> {
                 Box::pin(async move {
                     let ($($t,)*) = extract_or_answer!($req, $ctx, $($t),*);
-                    Ok((self.f)($($call),*).await.into_response())
+                    // Kept before the handler takes the request: an error it returns is
+                    // rendered for this client (HTML or problem+json) and logged with this id.
+                    let answering = Answering::capture(&$req);
+                    let out = (self.f)($($call),*).await;
+                    Ok(answering.scope(|| out.into_response()))
                 })
             }
         }

@@ -29,7 +29,9 @@
 //! - [`extract`]: typed handler arguments (`Path`, `Query`, `Form`, `Json`, `ClientAddr`,
 //!   `Headers`) and their [`Rejection`](extract::Rejection)s; [`IntoResponse`]: what a handler
 //!   may return;
-//! - [`Request`], [`Response`], [`Ctx`], [`Error`]: what handlers see.
+//! - [`Request`], [`Response`], [`Ctx`], [`Error`]: what handlers see;
+//! - `problem`: the one renderer of error answers (RFC 9457 problem+json, or HTML for a
+//!   browser), shared by [`Error`] and [`Rejection`](extract::Rejection).
 //!
 //! # Limits and answers
 //! Head too large or too many headers: 431. Target too long: 414. Body over `max_body_size`:
@@ -50,6 +52,7 @@ pub mod extract;
 mod h1;
 mod handler;
 pub mod middleware;
+mod problem;
 pub mod ratelimit;
 mod response;
 mod router;

@@ -44,17 +44,17 @@ impl IntoResponse for Response {
 }
 
 impl IntoResponse for Error {
-    /// See [`Error::into_response`]: internal errors are logged and answered with a bare 500.
+    /// See [`Error::into_response`]: the source is logged, the client gets the status and the
+    /// detail as a problem document (HTML for a browser calling a typed handler).
     fn into_response(self) -> Response {
         Error::into_response(self)
     }
 }
 
 impl IntoResponse for Rejection {
-    /// The problem document; a handler's own rejections answer browsers with HTML through the
-    /// extractor path instead, which knows the request.
+    /// The problem document, or HTML for a browser calling a typed handler.
     fn into_response(self) -> Response {
-        self.into_problem()
+        self.into_negotiated()
     }
 }
 

@@ -72,6 +72,11 @@ async fn optional(q: Option<Query<Search>>) -> &'static str {
     }
 }
 
+async fn busy(Query(s): Query<Search>, _req: Request) -> Result<String, Error> {
+    Err(Error::unavailable(std::time::Duration::from_secs(3))
+        .with_source(format!("the backend for {} is down at 10.0.0.7", s.q)))
+}
+
 async fn legacy(req: Request, _ctx: &Ctx<u32>) -> Result<Response, Error> {
     Ok(Response::text(req.path().to_string()))
 }
@@ -111,6 +116,7 @@ fn app() -> Router<u32> {
         .get("/raw", raw_after)
         .get("/optional", optional)
         .get("/legacy", legacy)
+        .get("/busy", busy)
         .get("/users/{id}/posts/{slug}", post_ref)
         .get("/n/{n}", number)
         .get("/pair/{a}/{b}", pair)
@@ -177,9 +183,21 @@ fn forms_are_typed_with_repeated_keys_and_each_refusal_has_its_status() {
         assert_eq!(r.status, 200, "{d:?}: {}", r.text());
         assert_eq!(r.text(), "<p>tea x2 [milk,sugar] on worker 0 of 7</p>");
         assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
-        // An application error through `?`/`Err` keeps its status.
+        // An application error through `?`/`Err` keeps its status and detail, answered like
+        // a refusal: a problem document, or a page for a browser.
         let r = post(&server, "/order", form, "", b"item=tea&quantity=0");
         assert_eq!(r.status, 409);
+        assert_eq!(problem(&r)["detail"], "nothing to order");
+        let r = post(
+            &server,
+            "/order",
+            form,
+            "Accept: text/html\r\n",
+            b"item=tea&quantity=0",
+        );
+        assert_eq!(r.status, 409);
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        assert!(r.text().contains("<p>nothing to order</p>"), "{}", r.text());
 
         let r = post(&server, "/order", "text/plain", "", b"item=tea&quantity=2");
         assert_eq!(r.status, 415);
@@ -211,6 +229,33 @@ fn forms_are_typed_with_repeated_keys_and_each_refusal_has_its_status() {
         let page = r.text();
         assert!(page.contains("<h1>422 Unprocessable Entity</h1>"), "{page}");
         assert!(!page.contains("<i>"), "{page}");
+        server.stop();
+    }
+}
+
+#[test]
+fn a_handler_error_says_when_to_retry_and_nothing_of_its_source_in_either_format() {
+    for d in drivers() {
+        let server = TestServer::start(&settings(d), |_| (app(), 7));
+        let mut c = server.connect();
+        let r = c.get("/busy?q=tea");
+        assert_eq!(r.status, 503, "{d:?}");
+        assert_eq!(r.header("retry-after"), Some("3"));
+        assert_eq!(
+            problem(&r)["detail"],
+            "temporarily unavailable; try again later"
+        );
+        assert!(!r.text().contains("10.0.0.7"), "{}", r.text());
+        c.send(b"GET /busy?q=tea HTTP/1.1\r\nHost: t\r\nAccept: text/html\r\n\r\n");
+        let r = c.response();
+        assert_eq!(r.status, 503);
+        assert_eq!(r.header("retry-after"), Some("3"));
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        assert!(!r.text().contains("10.0.0.7"), "{}", r.text());
+        // A route that does not exist is a problem document too.
+        let r = c.get("/nowhere");
+        assert_eq!(r.status, 404);
+        assert_eq!(problem(&r)["title"], "Not Found");
         server.stop();
     }
 }

@@ -8,7 +8,6 @@ use pinion_server::{Ctx, Error, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::routes::world::SELECT_WORLD;
-use crate::state::db_error;
 use crate::AppState;
 
 #[derive(Serialize)]
@@ -35,17 +34,17 @@ pub struct NewNumber {
     random_number: i32,
 }
 
-/// `GET /worlds/{id}`: one row, read where the routing says.
-pub async fn show(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> {
+/// `GET /worlds/{id}`: one row, read where the routing says (404 when there is none).
+pub async fn show(ctx: &Ctx<AppState>, req: Request) -> pinion_web::Result<Response> {
     let id = world_id(&req)?;
     let session = ctx.state().session(&req)?;
     let db = session.read();
-    let row = db.query_one(SELECT_WORLD, &[&id]).await.map_err(db_error)?;
-    Response::json(&Served {
-        id: row.try_get(0).map_err(Error::internal)?,
-        random_number: row.try_get(1).map_err(Error::internal)?,
+    let row = db.query_one(SELECT_WORLD, &[&id]).await?;
+    Ok(Response::json(&Served {
+        id: row.try_get(0)?,
+        random_number: row.try_get(1)?,
         served_by: db.role().as_str(),
-    })
+    })?)
 }
 
 /// `POST /worlds/{id}?randomNumber=N`: writes on the primary, sets the sticky cookie and
@@ -57,9 +56,12 @@ pub async fn update(
         random_number: number,
     }): Query<NewNumber>,
     req: Request,
-) -> Result<Response, Error> {
+) -> pinion_web::Result<Response> {
     if !(1..=10_000).contains(&id) {
-        return Err(Error::new(StatusCode::NOT_FOUND, "no such world"));
+        return Err(pinion_web::Error::new(
+            StatusCode::NOT_FOUND,
+            "no such world",
+        ));
     }
     let state = ctx.state();
     let session = state.session(&req)?;
@@ -69,11 +71,10 @@ pub async fn update(
             "UPDATE world SET randomnumber = $2 WHERE id = $1",
             &[&id, &number],
         )
-        .await
-        .map_err(db_error)?;
+        .await?;
     let mut resp = Response::redirect(StatusCode::SEE_OTHER, &format!("/worlds/{id}"))?;
     if let Some(cookie) = state.sticky_cookie() {
-        let value = HeaderValue::from_str(&cookie).map_err(Error::internal)?;
+        let value = HeaderValue::from_str(&cookie)?;
         resp.insert_header(SET_COOKIE, value);
     }
     Ok(resp)

@@ -8,9 +8,9 @@ use askama::Template;
 use pinion_orm::tokio_postgres::types::ToSql;
 use pinion_orm::PipelineRow;
 use pinion_orm::PipelineStatement;
-use pinion_server::{Bytes, Ctx, Error, Request, Response};
+use pinion_server::{Bytes, Ctx, Request, Response};
+use pinion_web::Result;
 
-use crate::state::db_error;
 use crate::AppState;
 
 /// The statement the route runs (prepared once per connection).
@@ -38,10 +38,10 @@ impl<'a> Fortune<'a> {
     ///
     /// # Errors
     /// An internal error when the columns do not have the expected types.
-    pub fn from_row(row: &'a PipelineRow) -> Result<Fortune<'a>, Error> {
+    pub fn from_row(row: &'a PipelineRow) -> Result<Fortune<'a>> {
         Ok(Fortune {
-            id: row.get(0).map_err(Error::internal)?,
-            message: row.get(1).map_err(Error::internal)?,
+            id: row.get(0)?,
+            message: row.get(1)?,
         })
     }
 }
@@ -64,13 +64,13 @@ thread_local! {
 ///
 /// # Errors
 /// An internal error if the template fails to render (it cannot, with these fields).
-pub fn render(fortunes: &mut [Fortune<'_>]) -> Result<Bytes, Error> {
+pub fn render(fortunes: &mut [Fortune<'_>]) -> Result<Bytes> {
     fortunes.sort_unstable_by_key(|f| f.message);
     let page = FortunesPage { fortunes };
     pinion_server::telemetry::trace::render(|| {
         PAGE.with_borrow_mut(|buf| {
             buf.clear();
-            page.render_into(buf).map_err(Error::internal)?;
+            page.render_into(buf)?;
             let body = Bytes::copy_from_slice(buf.as_bytes());
             if buf.capacity() > MAX_RETAINED_PAGE {
                 *buf = String::new();
@@ -82,7 +82,7 @@ pub fn render(fortunes: &mut [Fortune<'_>]) -> Result<Bytes, Error> {
 
 /// `GET /fortunes`: all rows of `fortune` plus [`EXTRA_FORTUNE`], sorted by message, as
 /// `text/html; charset=utf-8`. The read may go to a replica, as `/db`'s does.
-pub async fn fortunes(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> {
+pub async fn fortunes(ctx: &Ctx<AppState>, req: Request) -> Result<Response> {
     static STATEMENT: OnceLock<PipelineStatement> = OnceLock::new();
     let select = STATEMENT.get_or_init(|| PipelineStatement::new(SELECT_FORTUNES, &[]));
     let session = ctx.state().session(&req)?;
@@ -91,8 +91,7 @@ pub async fn fortunes(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Err
     let mut results = session
         .read_tables(&["fortune"])
         .query_pipelined(select, [[] as [&(dyn ToSql + Sync); 0]])
-        .await
-        .map_err(db_error)?;
+        .await?;
     let rows = results.pop().unwrap_or_default();
     let mut fortunes = Vec::with_capacity(rows.len() + 1);
     fortunes.push(Fortune {

@@ -1,7 +1,7 @@
 //! `GET /`: a small page listing the endpoints.
 
 use askama::Template;
-use pinion_server::{Ctx, Error, Request, Response};
+use pinion_server::{Ctx, Request, Response};
 
 use crate::AppState;
 
@@ -38,14 +38,13 @@ struct IndexPage<'a> {
 }
 
 /// The index page.
-pub async fn index(_req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> {
+pub async fn index(ctx: &Ctx<AppState>, _req: Request) -> pinion_web::Result<Response> {
     let page = IndexPage {
         name: "pinion",
         version: env!("CARGO_PKG_VERSION"),
         threads: ctx.state().threads,
         endpoints: ENDPOINTS,
     };
-    let html =
-        pinion_server::telemetry::trace::render(|| page.render()).map_err(Error::internal)?;
+    let html = pinion_server::telemetry::trace::render(|| page.render())?;
     Ok(Response::html(html))
 }

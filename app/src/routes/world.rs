@@ -6,10 +6,10 @@ use pinion_cache::{Cache, Ttl};
 use pinion_orm::tokio_postgres::types::{ToSql, Type};
 use pinion_orm::tokio_postgres::Row;
 use pinion_orm::PipelineStatement;
-use pinion_server::{Ctx, Error, Request, Response};
+use pinion_server::{Ctx, Request, Response};
+use pinion_web::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::state::db_error;
 use crate::AppState;
 
 /// One row of `world`, serialized as TechEmpower names it.
@@ -98,10 +98,10 @@ impl World {
     ///
     /// # Errors
     /// An internal error when the columns do not have the expected types.
-    pub fn from_row(row: &Row) -> Result<World, Error> {
+    pub fn from_row(row: &Row) -> Result<World> {
         Ok(World {
-            id: row.try_get(0).map_err(Error::internal)?,
-            random_number: row.try_get(1).map_err(Error::internal)?,
+            id: row.try_get(0)?,
+            random_number: row.try_get(1)?,
         })
     }
 }
@@ -133,20 +133,19 @@ fn update_worlds_batch() -> &'static PipelineStatement {
 /// answers all of them in one send. Twenty reads pipelined through tokio-postgres came back
 /// in up to twenty sends, and the worker woke for most of them: 153 µs of server CPU per
 /// `/queries?q=20` request against 52 µs with one flush per request (bench/ANALYSIS.md).
-async fn read_worlds(db: &pinion_orm::Database, ids: &[i32]) -> Result<Vec<World>, Error> {
+async fn read_worlds(db: &pinion_orm::Database, ids: &[i32]) -> Result<Vec<World>> {
     let results = db
         .query_pipelined(
             select_world_batch(),
             ids.iter().map(|id| [id as &(dyn ToSql + Sync)]),
         )
-        .await
-        .map_err(db_error)?;
+        .await?;
     ids.iter()
         .zip(&results)
         .map(|(id, rows)| match rows.first() {
             Some(row) => Ok(World {
-                id: row.get(0).map_err(db_error)?,
-                random_number: row.get(1).map_err(db_error)?,
+                id: row.get(0)?,
+                random_number: row.get(1)?,
             }),
             None => Err(Error::internal(format!("world row {id} is missing"))),
         })
@@ -154,7 +153,7 @@ async fn read_worlds(db: &pinion_orm::Database, ids: &[i32]) -> Result<Vec<World
 }
 
 /// `GET /db`: one random row (a batch of one: see [`read_worlds`]).
-pub async fn db(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> {
+pub async fn db(ctx: &Ctx<AppState>, req: Request) -> Result<Response> {
     let state = ctx.state();
     let session = state.session(&req)?;
     let id = state.random_world_value();
@@ -166,7 +165,7 @@ pub async fn db(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> {
 }
 
 /// `GET /queries?q=N`: N random rows, one SELECT each, pipelined.
-pub async fn queries(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> {
+pub async fn queries(ctx: &Ctx<AppState>, req: Request) -> Result<Response> {
     let state = ctx.state();
     let n = query_count(&req, "q");
     let session = state.session(&req)?;
@@ -179,7 +178,7 @@ pub async fn queries(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Erro
 /// `GET /updates?q=N`: reads N random rows, gives each a new random number and writes them
 /// in one bulk UPDATE before answering. Reads and write both go to the primary: it is a
 /// read-modify-write.
-pub async fn updates(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> {
+pub async fn updates(ctx: &Ctx<AppState>, req: Request) -> Result<Response> {
     let state = ctx.state();
     let n = query_count(&req, "q");
     let session = state.session(&req)?;
@@ -207,8 +206,7 @@ pub async fn updates(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Erro
             update_worlds_batch(),
             [[&ids as &(dyn ToSql + Sync), &numbers]],
         )
-        .await
-        .map_err(db_error)?;
+        .await?;
     Ok(World::array_response(&worlds))
 }
 
@@ -248,7 +246,7 @@ pub fn world_key_of(buf: &mut String, id: i32) -> &str {
 /// `GET /cached-queries?count=N`: N random rows through the cache library — the shared
 /// LocMemCache (primed at start-up), read-through from PostgreSQL on a miss, with
 /// single-flight so concurrent misses on one row query it once.
-pub async fn cached_queries(req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> {
+pub async fn cached_queries(ctx: &Ctx<AppState>, req: Request) -> Result<Response> {
     let state = ctx.state();
     let n = query_count(&req, "count");
     let mut worlds = Vec::with_capacity(n);
@@ -259,11 +257,7 @@ pub async fn cached_queries(req: Request, ctx: &Ctx<AppState>) -> Result<Respons
             .worlds
             .get_or_compute(world_key_of(&mut key, id), Ttl::Default, || async {
                 let session = state.session(&req)?;
-                let row = session
-                    .read()
-                    .query_one(SELECT_WORLD, &[&id])
-                    .await
-                    .map_err(db_error)?;
+                let row = session.read().query_one(SELECT_WORLD, &[&id]).await?;
                 World::from_row(&row)
             })
             .await?;

@@ -62,6 +62,11 @@ impl Request {
         self.request_id.as_ref().map(|v| v.as_str())
     }
 
+    /// The request id as the middleware stored it, for keeping beyond the request's life.
+    pub(crate) fn request_id_value(&self) -> Option<&crate::middleware::RequestIdValue> {
+        self.request_id.as_ref()
+    }
+
     pub(crate) fn set_request_id(&mut self, id: crate::middleware::RequestIdValue) {
         self.request_id = Some(id);
     }
@@ -112,6 +117,12 @@ impl Request {
                 .eq_ignore_ascii_case(name.as_bytes())
                 .then(|| v.get(&self.head))
         })
+    }
+
+    /// The first value of header `name` as a slice of the head (a reference count, no copy),
+    /// for keeping after the request is handed on.
+    pub(crate) fn header_bytes(&self, name: &str) -> Option<Bytes> {
+        self.header(name).map(|v| self.head.slice_ref(v))
     }
 
     /// The first value of header `name` as text, if it is valid UTF-8.
