@@ -56,6 +56,16 @@ impl Answering {
         }
     }
 
+    /// The scope of a raw handler's error, answered by the connection loop once the request
+    /// is gone: its id from the exchange, so the log line names the request; no `Accept`
+    /// (raw handlers answer problem documents), so that nothing is kept on the success path.
+    pub(crate) fn request_id_only(request_id: Option<RequestIdValue>) -> Answering {
+        Answering {
+            accept: None,
+            request_id,
+        }
+    }
+
     /// Runs `render` (a handler's `into_response`) with this scope current.
     pub(crate) fn scope<R>(self, render: impl FnOnce() -> R) -> R {
         let previous = ANSWERING.with(|cell| cell.borrow_mut().replace(self));

@@ -27,6 +27,7 @@ use crate::h1::framing::BodyFraming;
 use crate::h1::head::{self, Head, HeadError, Limits, PathRepr, Version};
 use crate::h1::{Request, Response};
 use crate::middleware::{Exchange, HeaderBlock};
+use crate::problem::Answering;
 use crate::router::{fallback_response, Dispatch, Router};
 use crate::runtime::shutdown::LocalShutdown;
 use crate::telemetry::batch::{BatchTiming, PendingTrace};
@@ -360,7 +361,10 @@ impl<S: 'static, T: Transport> Connection<S, T> {
                 };
                 match result {
                     Ok(resp) => resp,
-                    Err(e) => e.into_response(),
+                    Err(e) => {
+                        let id = ex.as_ref().and_then(Exchange::request_id_value);
+                        Answering::request_id_only(id).scope(|| e.into_response())
+                    }
                 }
             }
             (None, other) => {
