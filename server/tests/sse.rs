@@ -194,3 +194,46 @@ fn a_channel_fed_stream_delivers_every_event_in_order_and_a_busy_one_ends_at_shu
         );
     }
 }
+
+mod broadcast {
+    use super::*;
+    use pinion_server::sse::Broadcast;
+    use pinion_server::Ctx;
+    use std::rc::Rc;
+
+    async fn subscribe(ctx: &Ctx<Rc<Broadcast>>) -> Sse {
+        ctx.state().subscribe()
+    }
+
+    async fn publish(ctx: &Ctx<Rc<Broadcast>>) -> String {
+        let event = Event::new().event("price").id("9").data("{\"eur\":3}");
+        ctx.state().send(&event).to_string()
+    }
+
+    #[test]
+    fn one_event_reaches_every_subscriber_of_the_worker() {
+        for d in drivers() {
+            let server = TestServer::start(&settings(d), |_| {
+                let router = Router::new()
+                    .get("/live", subscribe)
+                    .post("/publish", publish);
+                (router, Rc::new(Broadcast::new(8)))
+            });
+            let mut subscribers: Vec<Client> = (0..3).map(|_| server.connect()).collect();
+            for c in &mut subscribers {
+                open(c, "/live", "");
+            }
+            let mut p = server.connect();
+            p.send(b"POST /publish HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+            assert_eq!(p.response().text(), "3", "{d:?}");
+            for c in &mut subscribers {
+                let event = c.until(b"\n\n");
+                assert!(
+                    event.ends_with("event: price\nid: 9\ndata: {\"eur\":3}\n\n"),
+                    "{event:?}"
+                );
+            }
+            server.stop();
+        }
+    }
+}

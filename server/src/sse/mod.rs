@@ -32,6 +32,7 @@
 //! Streams are [streamed responses](crate::stream): backpressure, disconnects, metrics and
 //! pipelining work the same way.
 
+mod broadcast;
 mod event;
 
 use std::convert::Infallible;
@@ -39,10 +40,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_channel::mpsc;
 use futures_util::{Stream, StreamExt};
 use http::header::{HeaderName, HeaderValue, CACHE_CONTROL};
 
+pub use broadcast::Broadcast;
 pub use event::Event;
 
 use crate::context::Ctx;
@@ -53,13 +56,19 @@ use crate::stream::{Disconnected, Kind, Streaming};
 
 /// A Server-Sent Events response: return it from a handler.
 pub struct Sse {
-    events: Pin<Box<dyn Stream<Item = Event>>>,
+    /// The events, already rendered.
+    events: Pin<Box<dyn Stream<Item = Bytes>>>,
     keep_alive: Option<Duration>,
 }
 
 impl Sse {
     /// An event stream sending each of `events` as it comes; it ends when `events` does.
     pub fn new(events: impl Stream<Item = Event> + 'static) -> Sse {
+        Sse::rendered(events.map(|e| e.to_bytes()))
+    }
+
+    /// A stream of events rendered once for many clients ([`Broadcast`]).
+    fn rendered(events: impl Stream<Item = Bytes> + 'static) -> Sse {
         Sse {
             events: Box::pin(events),
             keep_alive: None,
@@ -83,9 +92,7 @@ impl std::fmt::Debug for Sse {
 
 impl IntoResponse for Sse {
     fn into_response(self) -> Response {
-        let chunks = self
-            .events
-            .map(|event| Ok::<_, Infallible>(event.to_bytes()));
+        let chunks = self.events.map(Ok::<_, Infallible>);
         let kind = Kind::Events {
             keep_alive: self.keep_alive,
         };
