@@ -8,6 +8,8 @@ use std::time::Duration;
 use crate::cidr::Cidr;
 use crate::database_url::DatabaseUrl;
 use crate::rate_policy::{self, RatePolicy};
+use crate::secret::MASK;
+use crate::secret_key::SecretKey;
 use crate::settings::{
     IoDriver, LogFormat, LogLevel, RateLimitStore, Settings, MAX_POOL_SIZE, MAX_THREADS,
 };
@@ -73,6 +75,8 @@ pub(crate) enum Key {
     CorsAllowCredentials,
     CorsMaxAge,
     TrustedProxies,
+    SecretKey,
+    SecretKeyFallbacks,
     RequestId,
     ServerTiming,
     AccessLog,
@@ -98,7 +102,7 @@ pub(crate) enum Rendered<'a> {
 
 impl Key {
     /// Every key, in the README table's order (also the order of `render_masked`).
-    pub(crate) const ALL: [Key; 53] = [
+    pub(crate) const ALL: [Key; 55] = [
         Key::Bind,
         Key::Port,
         Key::Threads,
@@ -139,6 +143,8 @@ impl Key {
         Key::CorsAllowCredentials,
         Key::CorsMaxAge,
         Key::TrustedProxies,
+        Key::SecretKey,
+        Key::SecretKeyFallbacks,
         Key::RequestId,
         Key::ServerTiming,
         Key::AccessLog,
@@ -206,6 +212,8 @@ impl Key {
             }
             Key::CorsMaxAge => ("cors_max_age", "PINION_CORS_MAX_AGE"),
             Key::TrustedProxies => ("trusted_proxies", "PINION_TRUSTED_PROXIES"),
+            Key::SecretKey => ("secret_key", "PINION_SECRET_KEY"),
+            Key::SecretKeyFallbacks => ("secret_key_fallbacks", "PINION_SECRET_KEY_FALLBACKS"),
             Key::RequestId => ("request_id", "PINION_REQUEST_ID"),
             Key::ServerTiming => ("server_timing", "PINION_SERVER_TIMING"),
             Key::AccessLog => ("access_log", "PINION_ACCESS_LOG"),
@@ -355,6 +363,26 @@ impl Key {
             Key::CorsAllowCredentials => s.cors_allow_credentials = value::boolean(raw)?,
             Key::CorsMaxAge => s.cors_max_age = window(raw)?,
             Key::TrustedProxies => s.trusted_proxies = list(raw, "network", Cidr::parse)?,
+            Key::SecretKey => {
+                s.secret_key = match value::string(raw)? {
+                    text if text.trim().is_empty() => None,
+                    text => Some(SecretKey::parse(text)?),
+                }
+            }
+            Key::SecretKeyFallbacks => {
+                let items = value::string_list(raw, split_keys)?;
+                let several = items.len() > 1;
+                s.secret_key_fallbacks = items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, item)| {
+                        SecretKey::parse(item).map_err(|reason| match several {
+                            true => format!("key {}: {reason}", i + 1),
+                            false => reason,
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
             Key::RequestId => s.request_id = value::boolean(raw)?,
             Key::ServerTiming => s.server_timing = value::boolean(raw)?,
             Key::AccessLog => s.access_log = value::boolean(raw)?,
@@ -452,6 +480,14 @@ impl Key {
             Key::TrustedProxies => {
                 value::render_string_array(s.trusted_proxies.iter().map(Cidr::to_string))
             }
+            // Masked here: a `SecretKey` has no printable form, and absent must stay `""`.
+            Key::SecretKey => value::render_string(match s.secret_key {
+                Some(_) => MASK,
+                None => "",
+            }),
+            Key::SecretKeyFallbacks => {
+                value::render_string_array(s.secret_key_fallbacks.iter().map(|_| MASK.to_string()))
+            }
             Key::RequestId => s.request_id.to_string(),
             Key::ServerTiming => s.server_timing.to_string(),
             Key::AccessLog => s.access_log.to_string(),
@@ -475,6 +511,12 @@ impl Key {
 }
 
 /// An integer in `min..=max`, converted to the field's type.
+/// Splits an environment value of `secret_key_fallbacks` at commas (a key cannot hold one
+/// there; in the file, an array can), dropping empty items.
+fn split_keys(text: &str) -> Vec<&str> {
+    text.split(',').filter(|k| !k.trim().is_empty()).collect()
+}
+
 fn int<T: TryFrom<u64>>(raw: &Raw<'_>, min: u64, max: u64) -> Result<T, String> {
     let n = value::integer(raw, min, max)?;
     T::try_from(n).map_err(|_| "is too large for this platform".to_string())

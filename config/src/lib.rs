@@ -79,6 +79,8 @@
 //! cors_allow_credentials = false    # not with "*"
 //! cors_max_age = "10m"
 //! trusted_proxies = ["127.0.0.1/32", "::1/128"]  # whose X-Forwarded-For is believed
+//! secret_key = ""                   # signs and encrypts cookies; >= 32 bytes; "" = random per process
+//! secret_key_fallbacks = []         # older keys still accepted, for rotation
 //! request_id = true
 //! server_timing = false             # exposes per-request timings to every client
 //! access_log = false                # nginx usually logs access
@@ -111,7 +113,7 @@
 //! the key and the reason ([`ConfigError::is_conflict`]).
 //!
 //! `pinion check` prints [`Settings::render_masked`]: the effective configuration as a
-//! `pinion.toml`, secrets masked. The database URLs are secrets ([`SECRET_KEYS`]): error
+//! `pinion.toml`, secrets masked. The database URLs and the secret keys are secrets ([`SECRET_KEYS`]): error
 //! messages, `render_masked` and `Debug` show them with the password replaced by `****`.
 //!
 //! # Layout
@@ -136,6 +138,7 @@ mod key;
 mod rate_policy;
 mod ratio;
 mod secret;
+mod secret_key;
 mod settings;
 mod source;
 mod value;
@@ -146,6 +149,7 @@ pub use error::ConfigError;
 pub use rate_policy::RatePolicy;
 pub use ratio::Ratio;
 pub use secret::{mask_url_password, SECRET_KEYS};
+pub use secret_key::{SecretKey, MIN_SECRET_KEY_LEN};
 pub use settings::{
     IoDriver, LogFormat, LogLevel, RateLimitStore, Settings, AUTO_POOL_SIZE_HEADROOM,
     AUTO_POOL_SIZE_MIN, DEFAULT_ACCESS_LOG, DEFAULT_ACCESS_LOG_SAMPLE, DEFAULT_BACKLOG,

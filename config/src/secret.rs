@@ -5,13 +5,19 @@ use crate::value::Raw;
 
 /// Keys whose values are secrets, masked by [`Settings::render_masked`] and in error messages.
 ///
-/// Both hold PostgreSQL URLs, shown through [`mask_url_password`]: everything but the password.
+/// The database URLs are shown through [`mask_url_password`]: everything but the password; the
+/// secret keys are masked whole.
 ///
 /// [`Settings::render_masked`]: crate::Settings::render_masked
-pub const SECRET_KEYS: &[&str] = &["database_url", "database_replica_urls"];
+pub const SECRET_KEYS: &[&str] = &[
+    "database_url",
+    "database_replica_urls",
+    "secret_key",
+    "secret_key_fallbacks",
+];
 
 /// What a masked password is replaced with.
-const MASK: &str = "****";
+pub(crate) const MASK: &str = "****";
 
 /// Returns `url` with the password replaced by `****`, so that a connection string can be
 /// printed or logged.

@@ -12,6 +12,7 @@ use crate::key::{Key, Rendered};
 use crate::rate_policy::RatePolicy;
 use crate::ratio::Ratio;
 use crate::secret::{is_secret, mask_value};
+use crate::secret_key::SecretKey;
 use crate::value::render_string;
 
 /// Default for [`Settings::bind`]: all IPv4 interfaces, so that nginx (or a container
@@ -546,6 +547,16 @@ pub struct Settings {
     /// those headers are ignored, since anyone can send them. Empty trusts no peer. Default
     /// is [`DEFAULT_TRUSTED_PROXIES`].
     pub trusted_proxies: Vec<Cidr>,
+    /// The key cookies are signed (HMAC-SHA256) and encrypted (AES-256-GCM) with, at least 32
+    /// bytes. `None` (the default, `""`) makes the server use a random key per process, with
+    /// a warning: cookies it signed stop verifying at the next restart and on other instances.
+    /// Secret.
+    pub secret_key: Option<SecretKey>,
+    /// Earlier secret keys, still accepted when verifying and decrypting cookies, so that a
+    /// key can be rotated without logging everybody out (Django's `SECRET_KEY_FALLBACKS`); a
+    /// cookie read with one of them is written back under `secret_key`. Default is empty.
+    /// Secret.
+    pub secret_key_fallbacks: Vec<SecretKey>,
     /// Whether each request gets an id (`X-Request-Id`: a trusted proxy's, or a new one).
     /// Default is [`DEFAULT_REQUEST_ID`].
     pub request_id: bool,
@@ -635,6 +646,8 @@ impl Default for Settings {
             cors_allow_credentials: DEFAULT_CORS_ALLOW_CREDENTIALS,
             cors_max_age: DEFAULT_CORS_MAX_AGE,
             trusted_proxies: DEFAULT_TRUSTED_PROXIES.to_vec(),
+            secret_key: None,
+            secret_key_fallbacks: Vec::new(),
             request_id: DEFAULT_REQUEST_ID,
             server_timing: DEFAULT_SERVER_TIMING,
             access_log: DEFAULT_ACCESS_LOG,

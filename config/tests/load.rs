@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pinion_config::{
     mask_url_password, Cidr, ConfigError, DatabaseUrl, IoDriver, LogFormat, LogLevel, Overrides,
-    RateLimitStore, RatePolicy, Ratio, Settings, Source,
+    RateLimitStore, RatePolicy, Ratio, Settings, Source, SECRET_KEYS,
 };
 
 /// A `pinion.toml` under the temp directory, removed when dropped.
@@ -766,6 +766,32 @@ const RULES: &[Rule] = &[
         ],
     },
     Rule {
+        key: "secret_key",
+        good_file: &[r#""""#, r#""0123456789abcdef0123456789abcdef""#],
+        bad_file: &[
+            (r#""short""#, "must be at least 32 bytes (it is 5)"),
+            ("32", "must be a string"),
+        ],
+        good_env: &["", "an environment secret of 32 bytes!"],
+        bad_env: &[("short", "must be at least 32 bytes")],
+    },
+    Rule {
+        key: "secret_key_fallbacks",
+        good_file: &["[]", r#"["0123456789abcdef0123456789abcdef"]"#],
+        bad_file: &[
+            (
+                r#"["0123456789abcdef0123456789abcdef", "short"]"#,
+                "key 2: must be at least 32 bytes",
+            ),
+            ("[1]", "item 1 is an integer"),
+        ],
+        good_env: &[
+            "",
+            "0123456789abcdef0123456789abcdef,fedcba9876543210fedcba9876543210",
+        ],
+        bad_env: &[("short", "must be at least 32 bytes")],
+    },
+    Rule {
         key: "request_id",
         good_file: &["true", "false"],
         bad_file: &[("0", "must be true or false")],
@@ -963,8 +989,13 @@ fn every_rule_names_the_key() {
             assert!(err.is_invalid_value(), "{message}");
             assert_eq!(err.key(), Some(rule.key), "{message}");
             assert_eq!(err.env_var(), Some(env_var.as_str()), "{message}");
+            // A secret that is not a URL is shown masked whole.
+            let shown = match SECRET_KEYS.contains(&rule.key) && !value.contains("://") {
+                true => "****",
+                false => value,
+            };
             let expected = format!(
-                "invalid value for `{}` in environment variable {env_var}: {value:?}: ",
+                "invalid value for `{}` in environment variable {env_var}: {shown:?}: ",
                 rule.key
             );
             assert!(message.starts_with(&expected), "{message}");
@@ -1175,6 +1206,9 @@ fn render_masked_round_trips() {
         cors_allow_credentials: true,
         cors_max_age: Duration::ZERO,
         trusted_proxies: vec![cidr("10.0.0.0/8"), cidr("fd00::/8"), cidr("192.0.2.7")],
+        // Secret: masked, so they cannot round-trip (`secret_keys_are_masked` checks them).
+        secret_key: None,
+        secret_key_fallbacks: Vec::new(),
         request_id: false,
         server_timing: false,
         access_log: true,
@@ -1686,4 +1720,68 @@ fn ratios_through_loading() {
         rendered.contains("telemetry_sample_ratio = 0.01\n"),
         "{rendered}"
     );
+}
+
+#[test]
+fn secret_keys_load_from_file_and_environment_and_are_masked() {
+    const KEY: &str = "k3y-0123456789abcdef0123456789abcdef";
+    const OLD: &str = "old-0123456789abcdef0123456789abcdef";
+    const OLDER: &str = "older-0123456789abcdef0123456789abcdef";
+    let (_file, result) = load_file(&format!(
+        "secret_key = \"{KEY}\"\nsecret_key_fallbacks = [\"{OLD}\", \"{OLDER}\"]\n"
+    ));
+    let settings = result.expect("valid keys");
+    let key = settings.secret_key.as_ref().expect("secret_key set");
+    assert_eq!(key.as_bytes(), KEY.as_bytes());
+    assert_eq!(settings.secret_key_fallbacks.len(), 2);
+    assert_eq!(
+        settings.secret_key_fallbacks[1].as_bytes(),
+        OLDER.as_bytes()
+    );
+    let rendered = settings.render_masked();
+    assert!(rendered.contains("secret_key = \"****\"\n"), "{rendered}");
+    assert!(
+        rendered.contains("secret_key_fallbacks = [\"****\", \"****\"]\n"),
+        "{rendered}"
+    );
+    for secret in ["k3y-", "old-", "older-"] {
+        assert!(!rendered.contains(secret), "{rendered}");
+        assert!(!format!("{settings:?}").contains(secret), "{settings:?}");
+    }
+
+    let from_env = load_env(&[
+        ("PINION_SECRET_KEY", KEY),
+        ("PINION_SECRET_KEY_FALLBACKS", &format!("{OLD},{OLDER}")),
+    ])
+    .expect("valid keys in the environment");
+    assert_eq!(from_env.secret_key, settings.secret_key);
+    assert_eq!(from_env.secret_key_fallbacks, settings.secret_key_fallbacks);
+
+    let unset = Settings::default().render_masked();
+    assert!(unset.contains("secret_key = \"\"\n"), "{unset}");
+    assert!(unset.contains("secret_key_fallbacks = []\n"), "{unset}");
+}
+
+#[test]
+fn a_short_secret_key_is_refused_and_not_quoted() {
+    let err = load_env(&[("PINION_SECRET_KEY", "hunter2hunter2")]).expect_err("short");
+    assert!(err.is_invalid_value());
+    assert_eq!(err.key(), Some("secret_key"));
+    let message = err.to_string();
+    assert!(message.contains("at least 32 bytes"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+    assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+
+    let (_file, result) = load_file(&format!(
+        "secret_key_fallbacks = [\"{}\", \"hunter2\"]\n",
+        "x".repeat(40)
+    ));
+    let err = result.expect_err("short fallback");
+    assert_eq!(err.key(), Some("secret_key_fallbacks"));
+    let message = err.to_string();
+    assert!(
+        message.contains("key 2: must be at least 32 bytes"),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "{message}");
 }
