@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pinion_cache::{LocMemCache, StampedeProtection};
 use pinion_orm::{Db, Session};
-use pinion_server::{Error, Request, StatusCode};
+use pinion_server::cookie::{self, Cookie};
+use pinion_server::{Ctx, Error, Request, StatusCode};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
@@ -77,31 +78,36 @@ impl AppState {
             .ok_or_else(|| Error::new(StatusCode::SERVICE_UNAVAILABLE, "no database configured"))
     }
 
-    /// A routing session for `req`: sticky to the primary while the client's cookie says it
-    /// wrote less than `sticky_window` ago.
-    ///
-    /// # Errors
-    /// 503 without a database.
-    pub fn session(&self, req: &Request) -> Result<Session<'_>, Error> {
-        Ok(self.db()?.session(is_sticky(
-            req.header_str("cookie"),
-            self.sticky_window,
-            now_ms(),
-        )))
-    }
-
-    /// The `Set-Cookie` value that keeps this client's reads on the primary for the sticky
-    /// window, or `None` when stickiness is off.
-    pub fn sticky_cookie(&self) -> Option<String> {
+    /// The signed cookie that keeps this client's reads on the primary for the sticky window
+    /// (it holds the time it runs out, in ms since the epoch), or `None` when stickiness is
+    /// off. Signed, so that a client cannot pin its reads to the primary by writing one.
+    pub fn sticky_cookie(&self) -> Option<Cookie<'static>> {
         if self.sticky_window.is_zero() {
             return None;
         }
         let until = now_ms() + self.sticky_window.as_millis() as u64;
-        Some(format!(
-            "{STICKY_COOKIE}={until}; Max-Age={}; Path=/; HttpOnly; SameSite=Lax",
-            self.sticky_window.as_secs().max(1)
-        ))
+        let max_age = cookie::time::Duration::seconds(self.sticky_window.as_secs().max(1) as i64);
+        Some(
+            Cookie::build((STICKY_COOKIE, until.to_string()))
+                .max_age(max_age)
+                .build(),
+        )
     }
+}
+
+/// A routing session for `req`: sticky to the primary while the client's signed sticky cookie
+/// says it wrote less than `sticky_window` ago.
+///
+/// # Errors
+/// 503 without a database.
+pub fn db_session<'a>(ctx: &'a Ctx<AppState>, req: &Request) -> Result<Session<'a>, Error> {
+    let state = ctx.state();
+    let db = state.db()?;
+    let sticky = !state.sticky_window.is_zero()
+        && ctx
+            .signed_cookie(req, STICKY_COOKIE)
+            .is_some_and(|c| is_sticky(Some(c.value()), state.sticky_window, now_ms()));
+    Ok(db.session(sticky))
 }
 
 /// How far ahead of this instance's clock another instance's may run (NTP keeps them within
@@ -115,26 +121,23 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Whether a request's `Cookie` header carries a sticky cookie that has not expired at `now`
-/// (ms since the epoch).
+/// Whether a sticky cookie's (verified) value is an expiry that has not passed at `now` (ms since
+/// the epoch).
 /// The cookie holds its own expiry, so a client that keeps cookies too long is not stuck on the
 /// primary; an expiry further ahead than `window` was never set by us (we set `now + window`)
-/// and is ignored, so a client cannot pin its reads to the primary for good. [`CLOCK_SKEW_MS`]
-/// of slack let a cookie set by another instance, whose clock runs a little ahead, count.
-pub fn is_sticky(cookies: Option<&str>, window: Duration, now: u64) -> bool {
-    let Some(cookies) = cookies else {
+/// and is ignored. [`CLOCK_SKEW_MS`] of slack let a cookie set by another instance, whose clock
+/// runs a little ahead, count.
+pub fn is_sticky(value: Option<&str>, window: Duration, now: u64) -> bool {
+    let Some(value) = value else {
         return false;
     };
     if window.is_zero() {
         return false;
     }
     let latest = now.saturating_add(window.as_millis() as u64 + CLOCK_SKEW_MS);
-    cookies
-        .split(';')
-        .filter_map(|c| c.trim().split_once('='))
-        .filter(|(name, _)| *name == STICKY_COOKIE)
-        .filter_map(|(_, v)| v.parse::<u64>().ok())
-        .any(|until| until > now && until <= latest)
+    value
+        .parse::<u64>()
+        .is_ok_and(|until| until > now && until <= latest)
 }
 
 #[cfg(test)]
@@ -145,10 +148,7 @@ mod tests {
     fn only_a_cookie_within_the_window_is_sticky() {
         let window = Duration::from_secs(5);
         let now = 1_700_000_000_000;
-        let sticky = |value: String| {
-            let header = format!("a=1; {STICKY_COOKIE}={value}");
-            is_sticky(Some(&header), window, now)
-        };
+        let sticky = |value: String| is_sticky(Some(&value), window, now);
         assert!(sticky((now + 4_000).to_string()));
         assert!(sticky((now + 5_000).to_string()));
         assert!(
@@ -163,7 +163,7 @@ mod tests {
         assert!(!sticky("99999999999999".to_string()), "far future");
         assert!(!sticky("soon".to_string()));
         assert!(!is_sticky(None, window, now));
-        let soon = format!("{STICKY_COOKIE}={}", now + 1);
+        let soon = (now + 1).to_string();
         assert!(is_sticky(Some(&soon), window, now));
         assert!(
             !is_sticky(Some(&soon), Duration::ZERO, now),

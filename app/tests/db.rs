@@ -204,18 +204,31 @@ fn a_redirect_after_post_reads_its_write_from_the_primary() {
     let v = json(&body);
     assert_eq!(v["servedBy"], "primary", "{body}");
     assert_eq!(v["randomNumber"], number);
-    // An expired cookie no longer pins the client.
-    let (_, _, body) = request(
-        s.addr,
-        "GET /worlds/77 HTTP/1.1\r\nHost: t\r\nCookie: pinion_primary=1000\r\nConnection: close\r\n\r\n",
-    );
-    assert_eq!(json(&body)["servedBy"], "replica", "{body}");
-    // Nor does one whose expiry lies further ahead than the sticky window: we never set it.
-    let (_, _, body) = request(
-        s.addr,
-        "GET /worlds/77 HTTP/1.1\r\nHost: t\r\nCookie: pinion_primary=99999999999999\r\nConnection: close\r\n\r\n",
-    );
-    assert_eq!(json(&body)["servedBy"], "replica", "{body}");
+    // The cookie is signed: its value is the expiry after a signature.
+    let (tag_and_until, until) = pair
+        .strip_prefix("pinion_primary=")
+        .and_then(|v| Some((v, v.get(v.len().checked_sub(13)?..)?)))
+        .expect("signed expiry");
+    let until: u64 = until.parse().expect("expiry in ms");
+    assert!(tag_and_until.len() > 13 + 40, "{pair}");
+    // A client cannot forge one: an unsigned cookie, or a signed one with its expiry moved
+    // (still within the window), is not honoured.
+    for forged in [
+        format!("pinion_primary={}", until - 1),
+        format!(
+            "pinion_primary={}{}",
+            &tag_and_until[..tag_and_until.len() - 13],
+            until - 1
+        ),
+    ] {
+        let (_, _, body) = request(
+            s.addr,
+            &format!(
+                "GET /worlds/77 HTTP/1.1\r\nHost: t\r\nCookie: {forged}\r\nConnection: close\r\n\r\n"
+            ),
+        );
+        assert_eq!(json(&body)["servedBy"], "replica", "{forged}: {body}");
+    }
 }
 
 #[test]

@@ -75,8 +75,8 @@ pub(crate) enum Key {
     CorsAllowCredentials,
     CorsMaxAge,
     TrustedProxies,
-    SecretKey,
-    SecretKeyFallbacks,
+    Secret,
+    SecretFallbacks,
     RequestId,
     ServerTiming,
     AccessLog,
@@ -143,8 +143,8 @@ impl Key {
         Key::CorsAllowCredentials,
         Key::CorsMaxAge,
         Key::TrustedProxies,
-        Key::SecretKey,
-        Key::SecretKeyFallbacks,
+        Key::Secret,
+        Key::SecretFallbacks,
         Key::RequestId,
         Key::ServerTiming,
         Key::AccessLog,
@@ -212,8 +212,8 @@ impl Key {
             }
             Key::CorsMaxAge => ("cors_max_age", "PINION_CORS_MAX_AGE"),
             Key::TrustedProxies => ("trusted_proxies", "PINION_TRUSTED_PROXIES"),
-            Key::SecretKey => ("secret_key", "PINION_SECRET_KEY"),
-            Key::SecretKeyFallbacks => ("secret_key_fallbacks", "PINION_SECRET_KEY_FALLBACKS"),
+            Key::Secret => ("secret_key", "PINION_SECRET_KEY"),
+            Key::SecretFallbacks => ("secret_key_fallbacks", "PINION_SECRET_KEY_FALLBACKS"),
             Key::RequestId => ("request_id", "PINION_REQUEST_ID"),
             Key::ServerTiming => ("server_timing", "PINION_SERVER_TIMING"),
             Key::AccessLog => ("access_log", "PINION_ACCESS_LOG"),
@@ -363,13 +363,13 @@ impl Key {
             Key::CorsAllowCredentials => s.cors_allow_credentials = value::boolean(raw)?,
             Key::CorsMaxAge => s.cors_max_age = window(raw)?,
             Key::TrustedProxies => s.trusted_proxies = list(raw, "network", Cidr::parse)?,
-            Key::SecretKey => {
+            Key::Secret => {
                 s.secret_key = match value::string(raw)? {
                     text if text.trim().is_empty() => None,
                     text => Some(SecretKey::parse(text)?),
                 }
             }
-            Key::SecretKeyFallbacks => {
+            Key::SecretFallbacks => {
                 let items = value::string_list(raw, split_keys)?;
                 let several = items.len() > 1;
                 s.secret_key_fallbacks = items
@@ -481,11 +481,11 @@ impl Key {
                 value::render_string_array(s.trusted_proxies.iter().map(Cidr::to_string))
             }
             // Masked here: a `SecretKey` has no printable form, and absent must stay `""`.
-            Key::SecretKey => value::render_string(match s.secret_key {
+            Key::Secret => value::render_string(match s.secret_key {
                 Some(_) => MASK,
                 None => "",
             }),
-            Key::SecretKeyFallbacks => {
+            Key::SecretFallbacks => {
                 value::render_string_array(s.secret_key_fallbacks.iter().map(|_| MASK.to_string()))
             }
             Key::RequestId => s.request_id.to_string(),

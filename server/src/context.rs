@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
+use crate::cookie::CookieKeys;
+use crate::h1::Request;
+
 /// What a handler can reach besides its request: the application's per-thread state and a few
 /// facts about the worker it runs on.
 ///
@@ -16,6 +19,7 @@ pub struct Ctx<S> {
     worker: usize,
     draining: Rc<Cell<bool>>,
     trusted_proxies: Arc<[IpNet]>,
+    cookie_keys: Arc<CookieKeys>,
 }
 
 impl<S> Ctx<S> {
@@ -25,7 +29,37 @@ impl<S> Ctx<S> {
             worker,
             draining,
             trusted_proxies: Arc::from([]),
+            cookie_keys: Arc::new(CookieKeys::random()),
         }
+    }
+
+    pub(crate) fn with_cookie_keys(mut self, keys: Arc<CookieKeys>) -> Ctx<S> {
+        self.cookie_keys = keys;
+        self
+    }
+
+    /// The process's cookie keys, for the [`CookieJar`](crate::cookie::CookieJar).
+    pub(crate) fn cookie_keys(&self) -> &Arc<CookieKeys> {
+        &self.cookie_keys
+    }
+
+    /// The signed cookie `name` of `req`, verified under `secret_key` (or one of
+    /// `secret_key_fallbacks`), or `None` when it is absent or was changed: for middleware and
+    /// routes that read one cookie and set none, without building a
+    /// [`CookieJar`](crate::cookie::CookieJar). It does not sign a fallback's cookie again;
+    /// the jar does.
+    pub fn signed_cookie(
+        &self,
+        req: &Request,
+        name: &str,
+    ) -> Option<crate::cookie::Cookie<'static>> {
+        crate::cookie::signed_in_request(req, &self.cookie_keys, name)
+    }
+
+    /// Whether `req` reached us over HTTPS: a trusted proxy sent `X-Forwarded-Proto: https`.
+    /// Cookies get `Secure` then; an application may also pick `__Host-` names by it.
+    pub fn is_https(&self, req: &Request) -> bool {
+        crate::forwarded::is_https(req, &self.trusted_proxies)
     }
 
     pub(crate) fn with_trusted_proxies(mut self, trusted: Arc<[IpNet]>) -> Ctx<S> {

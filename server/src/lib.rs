@@ -46,9 +46,11 @@
 mod clock;
 mod connection;
 mod context;
+pub mod cookie;
 mod deadline;
 mod error;
 pub mod extract;
+mod forwarded;
 mod h1;
 mod handler;
 pub mod middleware;

@@ -36,6 +36,7 @@ fn check(section: &str, source: &str) {
 #[test]
 fn each_readme_example_is_its_module_s_doc_test() {
     check("## Writing handlers", include_str!("../src/extract/mod.rs"));
+    check("### Cookies", include_str!("../src/cookie/mod.rs"));
     check("### Streaming", include_str!("../src/stream/mod.rs"));
     check("### Server-Sent Events", include_str!("../src/sse/mod.rs"));
     check(

@@ -2,12 +2,13 @@
 //! primary and redirects to `GET /worlds/{id}`, which — thanks to the sticky cookie set by the
 //! POST — reads from the primary too, so the redirect sees the write despite replication lag.
 
+use pinion_server::cookie::CookieJar;
 use pinion_server::extract::{Path, Query};
-use pinion_server::header::{HeaderValue, SET_COOKIE};
 use pinion_server::{Ctx, Error, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::routes::world::SELECT_WORLD;
+use crate::state::db_session;
 use crate::AppState;
 
 #[derive(Serialize)]
@@ -37,7 +38,7 @@ pub struct NewNumber {
 /// `GET /worlds/{id}`: one row, read where the routing says (404 when there is none).
 pub async fn show(ctx: &Ctx<AppState>, req: Request) -> pinion_web::Result<Response> {
     let id = world_id(&req)?;
-    let session = ctx.state().session(&req)?;
+    let session = db_session(ctx, &req)?;
     let db = session.read();
     let row = db.query_one(SELECT_WORLD, &[&id]).await?;
     Ok(Response::json(&Served {
@@ -47,16 +48,17 @@ pub async fn show(ctx: &Ctx<AppState>, req: Request) -> pinion_web::Result<Respo
     })?)
 }
 
-/// `POST /worlds/{id}?randomNumber=N`: writes on the primary, sets the sticky cookie and
-/// redirects (303) to the row.
+/// `POST /worlds/{id}?randomNumber=N`: writes on the primary, sets the signed sticky cookie
+/// and redirects (303) to the row.
 pub async fn update(
     ctx: &Ctx<AppState>,
     Path(id): Path<i32>,
+    mut jar: CookieJar,
     Query(NewNumber {
         random_number: number,
     }): Query<NewNumber>,
     req: Request,
-) -> pinion_web::Result<Response> {
+) -> pinion_web::Result<(CookieJar, Response)> {
     if !(1..=10_000).contains(&id) {
         return Err(pinion_web::Error::new(
             StatusCode::NOT_FOUND,
@@ -64,7 +66,7 @@ pub async fn update(
         ));
     }
     let state = ctx.state();
-    let session = state.session(&req)?;
+    let session = db_session(ctx, &req)?;
     session
         .write()
         .execute(
@@ -72,10 +74,9 @@ pub async fn update(
             &[&id, &number],
         )
         .await?;
-    let mut resp = Response::redirect(StatusCode::SEE_OTHER, &format!("/worlds/{id}"))?;
     if let Some(cookie) = state.sticky_cookie() {
-        let value = HeaderValue::from_str(&cookie)?;
-        resp.insert_header(SET_COOKIE, value);
+        jar.signed().add(cookie);
     }
-    Ok(resp)
+    let resp = Response::redirect(StatusCode::SEE_OTHER, &format!("/worlds/{id}"))?;
+    Ok((jar, resp))
 }

@@ -10,6 +10,7 @@ use pinion_server::{Ctx, Request, Response};
 use pinion_web::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::state::db_session;
 use crate::AppState;
 
 /// One row of `world`, serialized as TechEmpower names it.
@@ -155,7 +156,7 @@ async fn read_worlds(db: &pinion_orm::Database, ids: &[i32]) -> Result<Vec<World
 /// `GET /db`: one random row (a batch of one: see [`read_worlds`]).
 pub async fn db(ctx: &Ctx<AppState>, req: Request) -> Result<Response> {
     let state = ctx.state();
-    let session = state.session(&req)?;
+    let session = db_session(ctx, &req)?;
     let id = state.random_world_value();
     let worlds = read_worlds(session.read(), &[id]).await?;
     match worlds.first() {
@@ -168,7 +169,7 @@ pub async fn db(ctx: &Ctx<AppState>, req: Request) -> Result<Response> {
 pub async fn queries(ctx: &Ctx<AppState>, req: Request) -> Result<Response> {
     let state = ctx.state();
     let n = query_count(&req, "q");
-    let session = state.session(&req)?;
+    let session = db_session(ctx, &req)?;
     let ids: Vec<i32> = (0..n).map(|_| state.random_world_value()).collect();
     Ok(World::array_response(
         &read_worlds(session.read(), &ids).await?,
@@ -181,7 +182,7 @@ pub async fn queries(ctx: &Ctx<AppState>, req: Request) -> Result<Response> {
 pub async fn updates(ctx: &Ctx<AppState>, req: Request) -> Result<Response> {
     let state = ctx.state();
     let n = query_count(&req, "q");
-    let session = state.session(&req)?;
+    let session = db_session(ctx, &req)?;
     let primary = session.write();
     let ids: Vec<i32> = (0..n).map(|_| state.random_world_value()).collect();
     let mut worlds = read_worlds(primary, &ids).await?;
@@ -256,7 +257,7 @@ pub async fn cached_queries(ctx: &Ctx<AppState>, req: Request) -> Result<Respons
         let world = state
             .worlds
             .get_or_compute(world_key_of(&mut key, id), Ttl::Default, || async {
-                let session = state.session(&req)?;
+                let session = db_session(ctx, &req)?;
                 let row = session.read().query_one(SELECT_WORLD, &[&id]).await?;
                 World::from_row(&row)
             })

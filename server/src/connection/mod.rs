@@ -63,6 +63,8 @@ pub(crate) struct ConnConfig {
     pub(crate) sse_keepalive: Duration,
     /// The peers whose `X-Forwarded-For` is believed (`trusted_proxies`), for handlers.
     pub(crate) trusted_proxies: std::sync::Arc<[ipnet::IpNet]>,
+    /// The process's cookie keys, one set shared by every worker.
+    pub(crate) cookie_keys: std::sync::Arc<crate::cookie::CookieKeys>,
     /// `Server: <name>\r\n`, rendered once.
     pub(crate) server_line: Box<[u8]>,
 }
@@ -94,7 +96,8 @@ impl<S> Shared<S> {
         Shared {
             router,
             ctx: Ctx::new(state, index, shutdown.flag())
-                .with_trusted_proxies(std::sync::Arc::clone(&cfg.trusted_proxies)),
+                .with_trusted_proxies(std::sync::Arc::clone(&cfg.trusted_proxies))
+                .with_cookie_keys(std::sync::Arc::clone(&cfg.cookie_keys)),
             cfg,
             shutdown,
             sweeper,

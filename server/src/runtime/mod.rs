@@ -177,6 +177,7 @@ pub(crate) fn conn_config(settings: &Settings) -> ConnConfig {
             .iter()
             .filter_map(|c| ipnet::IpNet::new(c.addr(), c.prefix()).ok())
             .collect(),
+        cookie_keys: std::sync::Arc::new(crate::cookie::CookieKeys::from_settings(settings)),
         server_line: format!("Server: {}\r\n", settings.server_name)
             .into_bytes()
             .into_boxed_slice(),

@@ -1,0 +1,269 @@
+//! [`CookieJar`]: the request's cookies in, `Set-Cookie` headers out.
+
+use std::sync::Arc;
+
+use cookie::{Cookie, Key, SameSite};
+use http::header::{HeaderValue, SET_COOKIE};
+
+use super::keys::CookieKeys;
+use crate::context::Ctx;
+use crate::extract::{FromRequest, Rejection};
+use crate::h1::{Request, Response};
+use crate::response::IntoResponse;
+
+/// The cookies of a request, and the ones a handler sets or removes.
+///
+/// Taken as an extractor (never refused: a malformed pair in `Cookie` is skipped) and returned
+/// beside the response, `(jar, response)`, which writes one `Set-Cookie` header per cookie
+/// added or removed. Cookies added through the jar get safe defaults for whatever they leave
+/// unset: `HttpOnly`, `SameSite=Lax`, `Path=/`, and `Secure` when the request came over HTTPS
+/// (`X-Forwarded-Proto: https` from a trusted proxy).
+///
+/// [`signed`](Self::signed) cookies carry an HMAC-SHA256 tag, so a client can read but not
+/// change them; [`private`](Self::private) ones are encrypted (AES-256-GCM), so it can do
+/// neither. Both use keys derived from `secret_key`; one that does not verify under it or any
+/// of `secret_key_fallbacks` is treated as absent (and logged at debug, without its value).
+pub struct CookieJar {
+    jar: cookie::CookieJar,
+    keys: Arc<CookieKeys>,
+    secure: bool,
+}
+
+impl CookieJar {
+    /// A jar of the cookies in `headers` (the values of the request's `Cookie` fields), with
+    /// `keys` for signed and private cookies; `secure` adds `Secure` to the cookies it sets.
+    pub(crate) fn from_headers<'a>(
+        headers: impl Iterator<Item = &'a [u8]>,
+        keys: Arc<CookieKeys>,
+        secure: bool,
+    ) -> CookieJar {
+        let mut jar = cookie::CookieJar::new();
+        for value in headers.filter_map(|v| std::str::from_utf8(v).ok()) {
+            for parsed in Cookie::split_parse_encoded(value.to_owned()).flatten() {
+                jar.add_original(parsed);
+            }
+        }
+        CookieJar { jar, keys, secure }
+    }
+
+    /// The cookie `name` as the client sent it (or as this handler set it), unverified.
+    pub fn get(&self, name: &str) -> Option<&Cookie<'static>> {
+        self.jar.get(name)
+    }
+
+    /// Sets a cookie (`("name", "value")` or a [`Cookie`] built with its attributes), with the
+    /// defaults for what it leaves unset.
+    pub fn add(&mut self, cookie: impl Into<Cookie<'static>>) {
+        let cookie = self.with_defaults(cookie.into());
+        self.jar.add(cookie);
+    }
+
+    /// Removes a cookie the client sent: answers with an expired `Set-Cookie` for it. A cookie
+    /// set with another path or a domain must be named with the same ones
+    /// (`Cookie::build("name").path("/admin")`); a bare name means `Path=/`.
+    pub fn remove(&mut self, cookie: impl Into<Cookie<'static>>) {
+        let cookie = self.with_path(cookie.into());
+        self.jar.remove(cookie);
+    }
+
+    /// The signed cookies: readable by the client, not changeable.
+    pub fn signed(&mut self) -> Signed<'_> {
+        Signed { jar: self }
+    }
+
+    /// The private cookies: encrypted, so the client can neither read nor change them.
+    pub fn private(&mut self) -> Private<'_> {
+        Private { jar: self }
+    }
+
+    /// `cookie` with the defaults applied where it says nothing.
+    fn with_defaults(&self, mut cookie: Cookie<'static>) -> Cookie<'static> {
+        if cookie.http_only().is_none() {
+            cookie.set_http_only(true);
+        }
+        if cookie.same_site().is_none() {
+            cookie.set_same_site(SameSite::Lax);
+        }
+        if cookie.secure().is_none() && self.secure {
+            cookie.set_secure(true);
+        }
+        self.with_path(cookie)
+    }
+
+    fn with_path(&self, mut cookie: Cookie<'static>) -> Cookie<'static> {
+        if cookie.path().is_none() {
+            cookie.set_path("/");
+        }
+        cookie
+    }
+
+    /// Reads `name` with `open` under the current key, then under each fallback; a cookie
+    /// opened with a fallback is written again under the current key (as a session cookie: the
+    /// client does not send back its lifetime, so a handler that wants one adds it again).
+    fn open(
+        &mut self,
+        name: &str,
+        kind: &'static str,
+        open: fn(&cookie::CookieJar, &Key, &str) -> Option<Cookie<'static>>,
+        seal: fn(&mut cookie::CookieJar, &Key, Cookie<'static>),
+    ) -> Option<Cookie<'static>> {
+        let keys = Arc::clone(&self.keys);
+        if let Some(cookie) = open(&self.jar, keys.current(), name) {
+            return Some(cookie);
+        }
+        self.jar.get(name)?;
+        for fallback in keys.fallbacks() {
+            if let Some(cookie) = open(&self.jar, fallback, name) {
+                let resealed = self.with_defaults(cookie.clone());
+                seal(&mut self.jar, keys.current(), resealed);
+                return Some(cookie);
+            }
+        }
+        tracing::debug!(
+            cookie = name,
+            kind,
+            "cookie failed verification; treated as absent"
+        );
+        None
+    }
+
+    /// Writes one `Set-Cookie` per cookie added or removed onto `resp`.
+    fn write_to(&self, resp: &mut Response) {
+        for cookie in self.jar.delta() {
+            match HeaderValue::from_str(&cookie.encoded().to_string()) {
+                Ok(value) => resp.insert_header(SET_COOKIE, value),
+                Err(_) => tracing::warn!(
+                    cookie = cookie.name(),
+                    "cookie not sent: its name or attributes are not a valid header value"
+                ),
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for CookieJar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names only: values may be session ids.
+        let names: Vec<&str> = self.jar.iter().map(|c| c.name()).collect();
+        f.debug_struct("CookieJar")
+            .field("names", &names)
+            .field("secure", &self.secure)
+            .finish()
+    }
+}
+
+/// The signed cookies of a [`CookieJar`] (from [`CookieJar::signed`]).
+pub struct Signed<'a> {
+    jar: &'a mut CookieJar,
+}
+
+impl Signed<'_> {
+    /// The cookie `name` with its value verified, or `None` when it is absent or was changed.
+    /// One signed with a key of `secret_key_fallbacks` is accepted and signed again with
+    /// `secret_key` in the response.
+    pub fn get(&mut self, name: &str) -> Option<Cookie<'static>> {
+        self.jar.open(
+            name,
+            "signed",
+            |jar, key, name| jar.signed(key).get(name),
+            |jar, key, cookie| jar.signed_mut(key).add(cookie),
+        )
+    }
+
+    /// Sets a signed cookie, with the jar's defaults.
+    pub fn add(&mut self, cookie: impl Into<Cookie<'static>>) {
+        let cookie = self.jar.with_defaults(cookie.into());
+        let keys = Arc::clone(&self.jar.keys);
+        self.jar.jar.signed_mut(keys.current()).add(cookie);
+    }
+
+    /// Removes a signed cookie, as [`CookieJar::remove`].
+    pub fn remove(&mut self, cookie: impl Into<Cookie<'static>>) {
+        self.jar.remove(cookie);
+    }
+}
+
+/// The private (encrypted) cookies of a [`CookieJar`] (from [`CookieJar::private`]).
+pub struct Private<'a> {
+    jar: &'a mut CookieJar,
+}
+
+impl Private<'_> {
+    /// The cookie `name` decrypted, or `None` when it is absent or does not decrypt. One
+    /// encrypted with a key of `secret_key_fallbacks` is accepted and encrypted again with
+    /// `secret_key` in the response.
+    pub fn get(&mut self, name: &str) -> Option<Cookie<'static>> {
+        self.jar.open(
+            name,
+            "private",
+            |jar, key, name| jar.private(key).get(name),
+            |jar, key, cookie| jar.private_mut(key).add(cookie),
+        )
+    }
+
+    /// Sets a private cookie, with the jar's defaults.
+    pub fn add(&mut self, cookie: impl Into<Cookie<'static>>) {
+        let cookie = self.jar.with_defaults(cookie.into());
+        let keys = Arc::clone(&self.jar.keys);
+        self.jar.jar.private_mut(keys.current()).add(cookie);
+    }
+
+    /// Removes a private cookie, as [`CookieJar::remove`].
+    pub fn remove(&mut self, cookie: impl Into<Cookie<'static>>) {
+        self.jar.remove(cookie);
+    }
+}
+
+/// The signed cookie `name` of `req`, verified under the current key or a fallback, without
+/// building a jar (see [`Ctx::signed_cookie`]). `None` without allocating when the request has
+/// no `Cookie` header.
+pub(crate) fn signed_in_request(
+    req: &Request,
+    keys: &CookieKeys,
+    name: &str,
+) -> Option<Cookie<'static>> {
+    let sent = req
+        .headers()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+        .flat_map(|v| Cookie::split_parse_encoded(v).flatten())
+        .filter(|c| c.name() == name)
+        .last()?
+        .into_owned();
+    let empty = cookie::CookieJar::new();
+    let opened = std::iter::once(keys.current())
+        .chain(keys.fallbacks())
+        .find_map(|key| empty.signed(key).verify(sent.clone()));
+    if opened.is_none() {
+        tracing::debug!(
+            cookie = name,
+            kind = "signed",
+            "cookie failed verification; treated as absent"
+        );
+    }
+    opened
+}
+
+impl<S> FromRequest<S> for CookieJar {
+    fn from_request(req: &Request, ctx: &Ctx<S>) -> Result<CookieJar, Rejection> {
+        let headers = req
+            .headers()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("cookie"))
+            .map(|(_, value)| value);
+        Ok(CookieJar::from_headers(
+            headers,
+            Arc::clone(ctx.cookie_keys()),
+            ctx.is_https(req),
+        ))
+    }
+}
+
+impl<T: IntoResponse> IntoResponse for (CookieJar, T) {
+    /// `T`'s response with a `Set-Cookie` for every cookie the jar added or removed.
+    fn into_response(self) -> Response {
+        let (jar, body) = self;
+        let mut resp = body.into_response();
+        jar.write_to(&mut resp);
+        resp
+    }
+}
