@@ -10,6 +10,7 @@
 //! - [`state`]: what each worker thread's handlers share ([`AppState`]), routing sessions and
 //!   the sticky cookie.
 
+pub mod live;
 pub mod middleware;
 pub mod routes;
 pub mod state;
@@ -29,6 +30,7 @@ pub fn router() -> Router<AppState> {
         .get("/updates", routes::world::updates)
         .get("/cached-queries", routes::world::cached_queries)
         .get("/fortunes", routes::fortunes::fortunes)
+        .get("/worlds/live", routes::demo::live)
         .get("/worlds/{id}", routes::demo::show)
         .post("/worlds/{id}", routes::demo::update)
         .get("/health", routes::health::live)

@@ -199,6 +199,7 @@ fn serve(settings: &Settings) -> ExitCode {
         });
     }
     let worker_settings = settings.clone();
+    let feed = pinion_app::live::WorldFeed::new();
     let factory = move |worker| {
         // Runs on the worker thread, inside its runtime: the connections are this thread's own.
         logging::buffer_this_thread();
@@ -254,6 +255,7 @@ fn serve(settings: &Settings) -> ExitCode {
                 db,
                 sticky_window,
                 Arc::clone(&worlds),
+                Arc::clone(&feed),
                 telemetry.clone(),
             ),
         )

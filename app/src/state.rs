@@ -8,9 +8,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use pinion_cache::{LocMemCache, StampedeProtection};
 use pinion_orm::{Db, Session};
 use pinion_server::cookie::{self, Cookie};
+use pinion_server::sse::Broadcast;
 use pinion_server::{Ctx, Error, Request, StatusCode};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
+
+use crate::live::WorldFeed;
 
 /// The cache behind `/cached-queries`.
 pub type WorldCache = StampedeProtection<LocMemCache>;
@@ -30,6 +33,10 @@ pub struct AppState {
     /// LocMemCache shared by every thread (sharded and lock-protected inside), with
     /// single-flight read-through and XFetch around it.
     pub worlds: Arc<WorldCache>,
+    /// This worker's subscribers to `world` updates (`GET /worlds/live`).
+    pub live: Rc<Broadcast>,
+    /// The process-wide feed that hands an update to every worker's [`live`](Self::live).
+    pub feed: Arc<WorldFeed>,
     /// The process-wide metrics, for `/metrics` (None: telemetry off).
     pub telemetry: Option<Arc<pinion_server::telemetry::Telemetry>>,
     /// A fast, per-thread random source (ids and numbers for the TechEmpower routes); seeded
@@ -38,13 +45,18 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State for worker `worker`.
+    /// State for worker `worker`, joined to `feed`.
+    ///
+    /// # Panics
+    /// Outside the worker's monoio runtime (the feed's relay task is spawned there).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         threads: usize,
         worker: usize,
         db: Option<Rc<Db>>,
         sticky_window: Duration,
         worlds: Arc<WorldCache>,
+        feed: Arc<WorldFeed>,
         telemetry: Option<Arc<pinion_server::telemetry::Telemetry>>,
     ) -> AppState {
         let seed = SystemTime::now()
@@ -56,6 +68,8 @@ impl AppState {
             db,
             sticky_window,
             worlds,
+            live: feed.join(),
+            feed,
             telemetry,
             rng: RefCell::new(SmallRng::seed_from_u64(seed)),
         }

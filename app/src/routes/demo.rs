@@ -1,9 +1,12 @@
 //! A small read-your-writes demo on `world`: `POST /worlds/{id}?randomNumber=N` writes on the
 //! primary and redirects to `GET /worlds/{id}`, which — thanks to the sticky cookie set by the
 //! POST — reads from the primary too, so the redirect sees the write despite replication lag.
+//! `GET /worlds/live` is an event stream of those writes (`event: world`, the row as JSON),
+//! for a page with the htmx SSE extension (`sse-connect="/worlds/live"`, `sse-swap="world"`).
 
 use pinion_server::cookie::CookieJar;
 use pinion_server::extract::{Path, Query};
+use pinion_server::sse::{Event, Sse};
 use pinion_server::{Ctx, Error, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +29,20 @@ fn world_id(req: &Request) -> Result<i32, Error> {
         .and_then(|v| v.parse::<i32>().ok())
         .filter(|id| (1..=10_000).contains(id))
         .ok_or_else(|| Error::new(StatusCode::NOT_FOUND, "no such world"))
+}
+
+/// A row as `GET /worlds/live` announces it.
+#[derive(Serialize)]
+struct Changed {
+    id: i32,
+    #[serde(rename = "randomNumber")]
+    random_number: i32,
+}
+
+/// `GET /worlds/live`: an event stream with one `world` event per write through
+/// `POST /worlds/{id}` on any worker of this process.
+pub async fn live(ctx: &Ctx<AppState>) -> Sse {
+    ctx.state().live.subscribe()
 }
 
 /// The query of `POST /worlds/{id}`.
@@ -77,6 +94,14 @@ pub async fn update(
     if let Some(cookie) = state.sticky_cookie() {
         jar.signed().add(cookie);
     }
+    let changed = Event::new()
+        .event("world")
+        .id(id.to_string())
+        .json_data(&Changed {
+            id,
+            random_number: number,
+        })?;
+    state.feed.publish(&changed);
     let resp = Response::redirect(StatusCode::SEE_OTHER, &format!("/worlds/{id}"))?;
     Ok((jar, resp))
 }

@@ -22,6 +22,7 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint { method: "GET", path: "/cached-queries?count=20", about: "count rows through the in-process cache, read-through from PostgreSQL (TechEmpower cached queries)" },
     Endpoint { method: "GET", path: "/fortunes", about: "every fortune plus one added at request time, sorted, through a compiled askama template (TechEmpower fortunes)" },
     Endpoint { method: "GET", path: "/worlds/1", about: "one row, with the database that served it; POST ?randomNumber=N writes and redirects (read-your-writes demo)" },
+    Endpoint { method: "GET", path: "/worlds/live", about: "Server-Sent Events: one `world` event per write through POST /worlds/{id}" },
     Endpoint { method: "GET", path: "/health/ready", about: "readiness: 503 while draining or while the primary is down" },
     Endpoint { method: "GET", path: "/health", about: "liveness" },
     Endpoint { method: "any", path: "/echo", about: "answers the request body with its content type" },

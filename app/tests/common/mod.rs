@@ -116,7 +116,16 @@ impl Drop for Served {
 /// Starts `pinion serve --bind 127.0.0.1 --port 0 --threads 1` with `env`, and returns once
 /// its start-up line names the address.
 pub fn serve<K: AsRef<OsStr>, V: AsRef<OsStr>>(env: impl IntoIterator<Item = (K, V)>) -> Served {
+    serve_threads(1, env)
+}
+
+/// As [`serve`], with `threads` worker threads.
+pub fn serve_threads<K: AsRef<OsStr>, V: AsRef<OsStr>>(
+    threads: usize,
+    env: impl IntoIterator<Item = (K, V)>,
+) -> Served {
     let mut cmd = pinion();
+    let threads = threads.to_string();
     cmd.args([
         "serve",
         "--bind",
@@ -124,7 +133,7 @@ pub fn serve<K: AsRef<OsStr>, V: AsRef<OsStr>>(env: impl IntoIterator<Item = (K,
         "--port",
         "0",
         "--threads",
-        "1",
+        threads.as_str(),
     ])
     .stdout(Stdio::null())
     .stderr(Stdio::piped());
