@@ -60,7 +60,7 @@ impl Stream {
     }
 
     /// Reads until the server closes the connection; returns the bytes after what was seen.
-    fn to_end(&mut self) -> String {
+    fn read_to_close(&mut self) -> String {
         let start = self.seen.len();
         self.socket
             .read_to_end(&mut self.seen)
@@ -117,7 +117,7 @@ fn sigterm_with_open_event_streams_exits_zero_within_drain_timeout() {
     assert_eq!(rc, 0);
     for stream in &mut streams {
         // Each stream ends cleanly: the last chunk, then the connection closes.
-        let rest = stream.to_end();
+        let rest = stream.read_to_close();
         assert!(rest.ends_with("0\r\n\r\n"), "{rest:?}");
     }
     let status = loop {
