@@ -2,8 +2,8 @@
 //! its own status when the request does not fit.
 //!
 //! ```no_run
-//! use pinion_server::extract::{Form, Json, Path, Query};
-//! use pinion_server::{Ctx, Error, Response, Router};
+//! use pinion_server::extract::{ClientAddr, Form, Headers, Json, Path, Query};
+//! use pinion_server::{Ctx, Error, Request, Response, Router};
 //! use serde::Deserialize;
 //!
 //! #[derive(Deserialize)]
@@ -39,11 +39,24 @@
 //!     format!("tag {id}")
 //! }
 //!
+//! // The client behind trusted proxies, and every header.
+//! async fn whoami(ClientAddr(ip): ClientAddr, Headers(h): Headers) -> String {
+//!     let agent = h.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("?");
+//!     format!("{ip} with {agent}")
+//! }
+//!
+//! // The raw request, last, for what no extractor covers.
+//! async fn raw(Query(s): Query<Search>, req: Request) -> String {
+//!     format!("{} {} for {}", req.method(), req.path(), s.q)
+//! }
+//!
 //! let router: Router<()> = Router::new()
 //!     .get("/search", search)
 //!     .post("/tags", create)
 //!     .post("/echo", echo)
-//!     .get("/tags/{id}", tag);
+//!     .get("/tags/{id}", tag)
+//!     .get("/whoami", whoami)
+//!     .get("/raw", raw);
 //! ```
 //!
 //! Every extractor reads the request that the connection has already parsed, body included
