@@ -49,7 +49,6 @@ impl AppState {
     ///
     /// # Panics
     /// Outside the worker's monoio runtime (the feed's relay task is spawned there).
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         threads: usize,
         worker: usize,

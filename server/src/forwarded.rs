@@ -17,9 +17,8 @@ pub(crate) fn is_https(req: &Request, trusted: &[IpNet]) -> bool {
     if !trusted.iter().any(|net| net.contains(&peer)) {
         return false;
     }
-    req.headers()
-        .filter(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-proto"))
+    req.header_all("x-forwarded-proto")
         .last()
-        .and_then(|(_, value)| value.rsplit(|&b| b == b',').next())
+        .and_then(|value| value.rsplit(|&b| b == b',').next())
         .is_some_and(|proto| proto.trim_ascii().eq_ignore_ascii_case(b"https"))
 }

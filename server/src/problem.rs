@@ -11,7 +11,7 @@
 //! scope. Outside a scope (a raw handler's error, answered by the connection loop) the document
 //! is problem+json and the log line has no request id.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::fmt;
 use std::time::Duration;
 
@@ -34,7 +34,7 @@ pub(crate) struct Answering {
 thread_local! {
     /// The scope of the answer being rendered on this thread. Set only around the synchronous
     /// `into_response` call, so requests interleaved on one thread never see each other's.
-    static ANSWERING: RefCell<Option<Answering>> = const { RefCell::new(None) };
+    static ANSWERING: Cell<Option<Answering>> = const { Cell::new(None) };
 }
 
 /// Puts the previous scope back when the rendering ends (or unwinds).
@@ -43,7 +43,7 @@ struct Restore(Option<Answering>);
 impl Drop for Restore {
     fn drop(&mut self) {
         let previous = self.0.take();
-        ANSWERING.with(|cell| *cell.borrow_mut() = previous);
+        ANSWERING.with(|cell| cell.set(previous));
     }
 }
 
@@ -68,27 +68,26 @@ impl Answering {
 
     /// Runs `render` (a handler's `into_response`) with this scope current.
     pub(crate) fn scope<R>(self, render: impl FnOnce() -> R) -> R {
-        let previous = ANSWERING.with(|cell| cell.borrow_mut().replace(self));
+        let previous = ANSWERING.with(|cell| cell.replace(Some(self)));
         let _restore = Restore(previous);
         render()
     }
 }
 
 /// Runs `f` with the current scope's `Accept` value and request id (both `None` outside one).
+/// The scope is taken out of its cell while `f` runs and put back after (or on unwind), so a
+/// nested answer inside `f` renders as if outside a scope.
 fn with_scope<R>(f: impl FnOnce(Option<&str>, Option<&str>) -> R) -> R {
-    ANSWERING.with(|cell| match cell.try_borrow() {
-        Ok(scope) => match scope.as_ref() {
-            Some(a) => f(
-                a.accept
-                    .as_deref()
-                    .and_then(|v| std::str::from_utf8(v).ok()),
-                a.request_id.as_ref().map(RequestIdValue::as_str),
-            ),
-            None => f(None, None),
-        },
-        // Only while the scope itself is being replaced: nothing to read.
-        Err(_) => f(None, None),
-    })
+    let scope = Restore(ANSWERING.with(Cell::take));
+    match scope.0.as_ref() {
+        Some(a) => f(
+            a.accept
+                .as_deref()
+                .and_then(|v| std::str::from_utf8(v).ok()),
+            a.request_id.as_ref().map(RequestIdValue::as_str),
+        ),
+        None => f(None, None),
+    }
 }
 
 /// An error answer: status, the detail the client may see, and when to retry.

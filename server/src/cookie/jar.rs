@@ -222,14 +222,20 @@ pub(crate) fn signed_in_request(
     keys: &CookieKeys,
     name: &str,
 ) -> Option<Cookie<'static>> {
-    let sent = req
-        .headers()
-        .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
-        .filter_map(|(_, v)| std::str::from_utf8(v).ok())
-        .flat_map(|v| Cookie::split_parse_encoded(v).flatten())
-        .filter(|c| c.name() == name)
-        .last()?
-        .into_owned();
+    // Plain loops: this runs on every request of a route that reads one cookie, and most
+    // requests send none.
+    let mut sent = None;
+    for value in req.header_all("cookie") {
+        let Ok(text) = std::str::from_utf8(value) else {
+            continue;
+        };
+        for cookie in Cookie::split_parse_encoded(text).flatten() {
+            if cookie.name() == name {
+                sent = Some(cookie.into_owned());
+            }
+        }
+    }
+    let sent = sent?;
     let empty = cookie::CookieJar::new();
     let opened = std::iter::once(keys.current())
         .chain(keys.fallbacks())
@@ -246,12 +252,8 @@ pub(crate) fn signed_in_request(
 
 impl<S> FromRequest<S> for CookieJar {
     fn from_request(req: &Request, ctx: &Ctx<S>) -> Result<CookieJar, Rejection> {
-        let headers = req
-            .headers()
-            .filter(|(name, _)| name.eq_ignore_ascii_case("cookie"))
-            .map(|(_, value)| value);
         Ok(CookieJar::from_headers(
-            headers,
+            req.header_all("cookie"),
             Arc::clone(ctx.cookie_keys()),
             ctx.is_https(req),
         ))

@@ -130,6 +130,17 @@ impl Request {
         self.header(name).and_then(|v| std::str::from_utf8(v).ok())
     }
 
+    /// The values of every header line named `name` (ASCII case-insensitive), in arrival
+    /// order: for fields that may come on several lines (`Cookie`, `X-Forwarded-Proto`),
+    /// without the UTF-8 check of each name that [`headers`](Self::headers) makes.
+    pub fn header_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.headers.iter().filter_map(move |&(n, v)| {
+            n.get(&self.head)
+                .eq_ignore_ascii_case(name.as_bytes())
+                .then(|| v.get(&self.head))
+        })
+    }
+
     /// Every header line in arrival order, names as sent.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
         self.headers.iter().map(|&(n, v)| {

@@ -123,11 +123,11 @@ impl fmt::Debug for KeyExtractor {
 /// The client address of `req`: the peer's, unless the peer is a trusted proxy, in which case
 /// the one `X-Forwarded-For` names. See [`client_ip_from`].
 pub fn client_ip(req: &Request, trusted: &[IpNet]) -> IpAddr {
-    let xff = req
-        .headers()
-        .filter(|(name, _)| name.eq_ignore_ascii_case("x-forwarded-for"))
-        .map(|(_, value)| value);
-    client_ip_from(req.peer_addr().ip(), xff, trusted)
+    client_ip_from(
+        req.peer_addr().ip(),
+        req.header_all("x-forwarded-for"),
+        trusted,
+    )
 }
 
 /// The client address behind `peer`, given the `X-Forwarded-For` field lines in arrival order.
