@@ -134,11 +134,10 @@ impl Request {
     /// order: for fields that may come on several lines (`Cookie`, `X-Forwarded-Proto`),
     /// without the UTF-8 check of each name that [`headers`](Self::headers) makes.
     pub fn header_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers.iter().filter_map(move |&(n, v)| {
-            n.get(&self.head)
-                .eq_ignore_ascii_case(name.as_bytes())
-                .then(|| v.get(&self.head))
-        })
+        self.headers
+            .iter()
+            .filter(move |&&(n, _)| n.get(&self.head).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|&(_, v)| v.get(&self.head))
     }
 
     /// Every header line in arrival order, names as sent.
