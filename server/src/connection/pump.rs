@@ -6,11 +6,11 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{FutureExt, Stream, StreamExt};
 use http::StatusCode;
 
-use super::{Closed, Connection, PeerEvent, Transport, FLUSH_AT};
+use super::{Closed, Connection, PeerEvent, Transport, FLUSH_AT, WRITE_BUF};
 use crate::deadline::Deadline;
 use crate::h1::encode::{self, LAST_CHUNK};
 use crate::h1::head::Version;
@@ -23,6 +23,9 @@ const DRAIN_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The comment line an idle event stream gets: ignored by every SSE client.
 const KEEP_ALIVE_COMMENT: &[u8] = b":\n\n";
+
+/// Room for a chunk's size line and its CRLFs (16 hex digits at most).
+const CHUNK_FRAMING: usize = 16 + 4;
 
 /// Decides how a streamed `resp` is framed on a `version` connection, or drops its stream
 /// when the status has no body (1xx, 204, 304).
@@ -141,8 +144,13 @@ impl<S: 'static, T: Transport> Connection<S, T> {
             if shutdown.is_some_and(LocalShutdown::is_draining) {
                 return self.end_at_drain(body.chunked).await;
             }
-            // The head (and whatever was ready) leaves before the next wait.
+            // The head (and whatever was ready) leaves before the next wait, and a pooled write
+            // buffer goes back to the pool while this stream waits: thousands of quiet event
+            // streams would otherwise hold 8 KiB each. A small one of the stream's own is kept.
             self.flush_unless_drained(shutdown).await?;
+            if self.wbuf.is_empty() && self.wbuf.capacity() >= WRITE_BUF {
+                shared.put_wbuf(std::mem::take(&mut self.wbuf));
+            }
             let quiet_at = keep_alive.map(|k| shared.sweeper.coarse_deadline(k));
             let next = wait_next(
                 &self.stream,
@@ -218,7 +226,15 @@ impl<S: 'static, T: Transport> Connection<S, T> {
             // An empty chunk would end a chunked body.
             return;
         }
-        self.ensure_wbuf();
+        if self.wbuf.capacity() == 0 {
+            // Small chunks (events) get a small buffer of their own, kept between them: taking
+            // a pooled one for each would, on a fan-out to thousands of streams, empty the
+            // pool and allocate 8 KiB per stream per event.
+            self.wbuf = match data.len() + CHUNK_FRAMING < WRITE_BUF {
+                true => BytesMut::with_capacity((data.len() + CHUNK_FRAMING).next_power_of_two()),
+                false => self.shared.take_wbuf(),
+            };
+        }
         if chunked {
             encode::chunk(&mut self.wbuf, data);
         } else {
