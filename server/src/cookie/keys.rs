@@ -12,7 +12,7 @@ use pinion_config::Settings;
 /// into a 256-bit signing key and a 256-bit encryption key, so one secret setting serves both.
 /// Built once per process and shared by every worker (an `Arc` in each context), so that a
 /// cookie signed on one thread verifies on the others.
-pub struct CookieKeys {
+pub(crate) struct CookieKeys {
     current: Key,
     fallbacks: Vec<Key>,
 }

@@ -40,4 +40,4 @@ mod keys;
 pub use cookie::{time, Cookie, CookieBuilder, Expiration, SameSite};
 pub(crate) use jar::signed_in_request;
 pub use jar::{CookieJar, Private, Signed};
-pub use keys::CookieKeys;
+pub(crate) use keys::CookieKeys;
