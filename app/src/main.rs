@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use pinion_cache::{CacheConfig, LocMemCache, LocMemConfig, StampedeProtection, XFetchConfig};
-use pinion_orm::{ConnectOptions, Db, DbConfig};
+use pinion_orm::{ConnectOptions, ConnectionManager, DbConfig};
 use pinion_server::telemetry::ThreadTelemetry;
 
 /// mimalloc instead of glibc malloc: per-thread free lists suit a thread-per-core server, and
@@ -147,7 +147,7 @@ fn serve(settings: &Settings) -> ExitCode {
     if let Some(cfg) = &db_config {
         let started = std::time::Instant::now();
         match on_runtime(async {
-            let db = Db::start(cfg).map_err(|e| e.to_string())?;
+            let db = ConnectionManager::start(cfg).map_err(|e| e.to_string())?;
             pinion_app::routes::world::prime(&db, &worlds).await
         }) {
             Ok(Ok(n)) => tracing::info!(
@@ -175,7 +175,7 @@ fn serve(settings: &Settings) -> ExitCode {
         // The shared store's table is created once, before the workers start.
         if let Some(cfg) = &db_config {
             let created = on_runtime(async {
-                let db = Db::start(cfg).map_err(|e| e.to_string())?;
+                let db = ConnectionManager::start(cfg).map_err(|e| e.to_string())?;
                 pinion_orm::PgRateStore::new(db)
                     .ensure_table()
                     .await
@@ -204,13 +204,15 @@ fn serve(settings: &Settings) -> ExitCode {
         // Runs on the worker thread, inside its runtime: the connections are this thread's own.
         logging::buffer_this_thread();
         monoio::spawn(logging::flusher());
-        let db = db_config.as_ref().and_then(|cfg| match Db::start(cfg) {
-            Ok(db) => Some(db),
-            Err(e) => {
-                tracing::error!(worker, "database disabled: {e}");
-                None
-            }
-        });
+        let db = db_config
+            .as_ref()
+            .and_then(|cfg| match ConnectionManager::start(cfg) {
+                Ok(db) => Some(db),
+                Err(e) => {
+                    tracing::error!(worker, "database disabled: {e}");
+                    None
+                }
+            });
         let thread_telemetry = telemetry.as_ref().map(|t| {
             let local = Rc::new(ThreadTelemetry::new(Arc::clone(t)));
             if let Some(db) = &db {

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pinion_config::RateLimitStore;
 use pinion_config::Settings;
-use pinion_orm::{Db, PgRateStore};
+use pinion_orm::{ConnectionManager, PgRateStore};
 use pinion_server::middleware::RateLimit;
 use pinion_server::middleware::{
     AccessLog, Cors, CorsConfig, RequestId, SecurityHeaders, SecurityHeadersConfig, ServerTiming,
@@ -50,7 +50,7 @@ pub fn stack(
     worker: usize,
     telemetry: Option<Rc<ThreadTelemetry>>,
     limits: &Limits,
-    db: Option<&Rc<Db>>,
+    db: Option<&Rc<ConnectionManager>>,
 ) -> Result<Stack<AppState>, String> {
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pinion_cache::{LocMemCache, StampedeProtection};
-use pinion_orm::{Db, Session};
+use pinion_orm::{ConnectionManager, Routing};
 use pinion_server::cookie::{self, Cookie};
 use pinion_server::sse::Broadcast;
 use pinion_server::{Ctx, Error, Request, StatusCode};
@@ -26,7 +26,7 @@ pub struct AppState {
     /// Number of worker threads in this process (shown on the index page).
     pub threads: usize,
     /// The databases, when one is configured.
-    pub db: Option<Rc<Db>>,
+    pub db: Option<Rc<ConnectionManager>>,
     /// How long a client's reads stay on the primary after it wrote (0: off).
     pub sticky_window: Duration,
     /// The process-wide in-memory cache of `world` rows for `/cached-queries`: one
@@ -52,7 +52,7 @@ impl AppState {
     pub fn new(
         threads: usize,
         worker: usize,
-        db: Option<Rc<Db>>,
+        db: Option<Rc<ConnectionManager>>,
         sticky_window: Duration,
         worlds: Arc<WorldCache>,
         feed: Arc<WorldFeed>,
@@ -85,7 +85,7 @@ impl AppState {
     ///
     /// # Errors
     /// 503 Service Unavailable without a database.
-    pub fn db(&self) -> Result<&Db, Error> {
+    pub fn db(&self) -> Result<&ConnectionManager, Error> {
         self.db
             .as_deref()
             .ok_or_else(|| Error::new(StatusCode::SERVICE_UNAVAILABLE, "no database configured"))
@@ -108,19 +108,19 @@ impl AppState {
     }
 }
 
-/// A routing session for `req`: sticky to the primary while the client's signed sticky cookie
+/// The routing scope of `req`: sticky to the primary while the client's signed sticky cookie
 /// says it wrote less than `sticky_window` ago.
 ///
 /// # Errors
 /// 503 without a database.
-pub fn db_session<'a>(ctx: &'a Ctx<AppState>, req: &Request) -> Result<Session<'a>, Error> {
+pub fn db_routing<'a>(ctx: &'a Ctx<AppState>, req: &Request) -> Result<Routing<'a>, Error> {
     let state = ctx.state();
     let db = state.db()?;
     let sticky = !state.sticky_window.is_zero()
         && ctx
             .signed_cookie(req, STICKY_COOKIE)
             .is_some_and(|c| is_sticky(Some(c.value()), state.sticky_window, now_ms()));
-    Ok(db.session(sticky))
+    Ok(db.routing(sticky))
 }
 
 /// How far ahead of this instance's clock another instance's may run (NTP keeps them within

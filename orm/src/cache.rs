@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use pinion_cache::{Cache, CacheOptions, Entry, Error as CacheError, Value};
 
-use crate::manager::Db;
+use crate::manager::ConnectionManager;
 
 /// The table DatabaseCache uses; listed in [`DEFAULT_PRIMARY_ONLY_TABLES`](crate::DEFAULT_PRIMARY_ONLY_TABLES).
 pub const CACHE_TABLE: &str = "pinion_cache";
@@ -30,7 +30,7 @@ CREATE INDEX IF NOT EXISTS pinion_cache_expires_at ON pinion_cache (expires_at)
 
 /// A cache whose entries live in PostgreSQL.
 pub struct DatabaseCache {
-    db: Rc<Db>,
+    db: Rc<ConnectionManager>,
     options: CacheOptions,
 }
 
@@ -50,7 +50,7 @@ fn entry_from(value: Vec<u8>, expires_at: Option<SystemTime>, delta_us: i64) -> 
 impl DatabaseCache {
     /// A cache over `db`'s primary, with key layout, default TTL and clock from `options`.
     /// Call [`ensure_table`](Self::ensure_table) once before use.
-    pub fn new(db: Rc<Db>, options: CacheOptions) -> DatabaseCache {
+    pub fn new(db: Rc<ConnectionManager>, options: CacheOptions) -> DatabaseCache {
         DatabaseCache { db, options }
     }
 

@@ -13,9 +13,9 @@
 //! - on first use, a **pipeline connection** for batches of reads that end in one `Sync`, so
 //!   that PostgreSQL answers a batch in one send.
 //!
-//! The [`Db`] (connection manager) routes: writes and transactions to the primary
+//! The [`ConnectionManager`] routes: writes and transactions to the primary
 //! (`default`), reads to a healthy replica round robin, falling back to the primary while none
-//! is healthy; [`Session`] keeps a request's reads on the primary after it wrote; tables marked
+//! is healthy; [`Routing`] keeps a request's reads on the primary after it wrote; tables marked
 //! primary-only (UNLOGGED ones) always read from the primary.
 //!
 //! [`migrate`] applies `migrations/*.sql` under an advisory lock. [`DatabaseCache`] is a
@@ -29,7 +29,7 @@
 //!   directly;
 //! - `pool`: connections for transactions;
 //! - [`Database`]: one database on one thread — queries, health;
-//! - [`Db`], [`Session`]: routing;
+//! - [`ConnectionManager`], [`Routing`]: routing;
 //! - [`migrate`](crate::migrate): migrations;
 //! - [`DatabaseCache`]: the PostgreSQL cache backend;
 //! - [`Error`].
@@ -51,7 +51,7 @@ pub use cache::{DatabaseCache, CACHE_TABLE};
 pub use database::{Database, QueryObserver, Role};
 pub use dial::ConnectOptions;
 pub use error::Error;
-pub use manager::{Db, DbConfig, Session, DEFAULT_PRIMARY_ONLY_TABLES, PRIMARY};
+pub use manager::{ConnectionManager, DbConfig, Routing, DEFAULT_PRIMARY_ONLY_TABLES, PRIMARY};
 pub use pipeline::{PipelineRow, PipelineStatement};
 pub use pool::PooledClient;
 pub use ratelimit::{GcraState, PgRateStore, RATE_LIMIT_TABLE};

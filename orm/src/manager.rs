@@ -57,21 +57,23 @@ impl DbConfig {
     }
 }
 
-/// The databases of one worker thread.
-pub struct Db {
+/// The databases of one worker thread: the primary and its replicas, with the routing between
+/// them. Named as the connection-pool guides name it (`ConnectionManager`), so that what they
+/// say about sizing and routing reads across.
+pub struct ConnectionManager {
     primary: Database,
     replicas: Vec<Database>,
     next: Cell<usize>,
     primary_only: HashSet<Box<str>>,
 }
 
-impl Db {
+impl ConnectionManager {
     /// Parses the URLs and starts connecting (in the background: a database that is down is
     /// retried, not fatal). Must run on the worker thread's monoio runtime.
     ///
     /// # Errors
     /// A configuration error for a URL that does not parse.
-    pub fn start(cfg: &DbConfig) -> Result<Rc<Db>, Error> {
+    pub fn start(cfg: &DbConfig) -> Result<Rc<ConnectionManager>, Error> {
         let parse = |url: &str| {
             tokio_postgres::Config::from_str(url)
                 .map_err(|e| Error::config(format!("invalid database URL: {e}")))
@@ -95,7 +97,7 @@ impl Db {
                 cfg.query_timeout,
             ));
         }
-        let db = Rc::new(Db {
+        let db = Rc::new(ConnectionManager {
             primary,
             replicas,
             next: Cell::new(0),
@@ -155,8 +157,8 @@ impl Db {
 
     /// A routing scope for one request. `sticky` (from the client's cookie) keeps its reads on
     /// the primary because it wrote a moment ago.
-    pub fn session(&self, sticky: bool) -> Session<'_> {
-        Session {
+    pub fn routing(&self, sticky: bool) -> Routing<'_> {
+        Routing {
             db: self,
             wrote: Cell::new(false),
             sticky,
@@ -165,14 +167,14 @@ impl Db {
 }
 
 /// Routing for one request: once it writes, its later reads go to the primary, so it reads
-/// its own writes despite replication lag.
-pub struct Session<'a> {
-    db: &'a Db,
+/// its own writes despite replication lag. (Not "session": HTTP sessions are another thing.)
+pub struct Routing<'a> {
+    db: &'a ConnectionManager,
     wrote: Cell<bool>,
     sticky: bool,
 }
 
-impl<'a> Session<'a> {
+impl<'a> Routing<'a> {
     /// Where a read goes now.
     pub fn read(&self) -> &'a Database {
         if self.wrote.get() || self.sticky {
@@ -202,15 +204,15 @@ impl<'a> Session<'a> {
         self.wrote.get()
     }
 
-    /// The manager behind this session, e.g. for `.using("default")`.
-    pub fn db(&self) -> &'a Db {
+    /// The manager behind this routing scope, e.g. for `.using("default")`.
+    pub fn db(&self) -> &'a ConnectionManager {
         self.db
     }
 }
 
 /// Pings every replica each `interval`: a failed ping takes it out of the read rotation, a
-/// good one puts it back. Ends when the `Db` is dropped.
-async fn check_replicas(db: Weak<Db>, interval: Duration) {
+/// good one puts it back. Ends when the `ConnectionManager` is dropped.
+async fn check_replicas(db: Weak<ConnectionManager>, interval: Duration) {
     loop {
         monoio::time::sleep(interval).await;
         let Some(db) = db.upgrade() else { return };

@@ -21,7 +21,7 @@ use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::manager::Db;
+use crate::manager::ConnectionManager;
 
 /// The table PgRateStore uses; UNLOGGED, so it belongs on the primary only.
 pub const RATE_LIMIT_TABLE: &str = "pinion_rate_limits";
@@ -68,7 +68,7 @@ pub struct GcraState {
 
 /// GCRA rate-limit state in PostgreSQL, shared by every instance that uses the same database.
 pub struct PgRateStore {
-    db: Rc<Db>,
+    db: Rc<ConnectionManager>,
 }
 
 fn nanos(d: Duration) -> i64 {
@@ -77,7 +77,7 @@ fn nanos(d: Duration) -> i64 {
 
 impl PgRateStore {
     /// A store over `db`'s primary. Call [`ensure_table`](Self::ensure_table) once before use.
-    pub fn new(db: Rc<Db>) -> PgRateStore {
+    pub fn new(db: Rc<ConnectionManager>) -> PgRateStore {
         PgRateStore { db }
     }
 

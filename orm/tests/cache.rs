@@ -11,14 +11,14 @@ use pinion_cache::{
     Cache, CacheConfig, CacheOptions, Clock, LocMemCache, LocMemConfig, Ttl, TwoTierCache,
     TwoTierConfig,
 };
-use pinion_orm::{DatabaseCache, Db, DbConfig};
+use pinion_orm::{ConnectionManager, DatabaseCache, DbConfig};
 
 fn options() -> CacheOptions {
     CacheOptions::new(&CacheConfig::default())
 }
 
 async fn cache_on(url: &str, options: CacheOptions) -> DatabaseCache {
-    let db = Db::start(&DbConfig::new(url.to_string(), vec![])).expect("db");
+    let db = ConnectionManager::start(&DbConfig::new(url.to_string(), vec![])).expect("db");
     let cache = DatabaseCache::new(db, options);
     cache.ensure_table().await.expect("table");
     cache
@@ -211,7 +211,7 @@ fn two_tier_keeps_serving_from_l1_when_the_database_tier_fails() {
             Some("hello")
         );
         // Break the L2 tier: drop its table.
-        let admin = Db::start(&DbConfig::new(url.clone(), vec![])).expect("db");
+        let admin = ConnectionManager::start(&DbConfig::new(url.clone(), vec![])).expect("db");
         admin
             .primary()
             .batch_execute("DROP TABLE pinion_cache")

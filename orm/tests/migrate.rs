@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{eventually, run, Cluster};
 use pinion_orm::migrate::{self, Migration, Report};
-use pinion_orm::{ConnectOptions, Db, DbConfig};
+use pinion_orm::{ConnectOptions, ConnectionManager, DbConfig};
 
 /// The shared private cluster and how many tests are using it.
 static CLUSTER: Mutex<(usize, Option<Cluster>)> = Mutex::new((0, None));
@@ -64,7 +64,7 @@ impl TestDb {
         let url = self.url.clone();
         let sql = format!("SELECT ({sql})::text");
         run(async move {
-            let db = Db::start(&DbConfig::new(url, vec![])).expect("db");
+            let db = ConnectionManager::start(&DbConfig::new(url, vec![])).expect("db");
             db.primary().wait_connected().await.expect("connected");
             db.primary()
                 .query(&sql, &[])
@@ -320,7 +320,7 @@ fn a_migrator_waits_while_another_session_holds_the_lock() {
     let url = db.url.clone();
     run(async move {
         // Stands in for another instance mid-migration: a session holding the lock.
-        let holder = Db::start(&DbConfig::new(url.clone(), vec![])).expect("db");
+        let holder = ConnectionManager::start(&DbConfig::new(url.clone(), vec![])).expect("db");
         let holder = holder.primary();
         holder.wait_connected().await.expect("connected");
         holder

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use common::{eventually, run, Cluster};
 use pinion_orm::tokio_postgres::types::{ToSql, Type};
-use pinion_orm::{Db, DbConfig, PipelineStatement};
+use pinion_orm::{ConnectionManager, DbConfig, PipelineStatement};
 
-fn db(url: &str) -> std::rc::Rc<Db> {
+fn db(url: &str) -> std::rc::Rc<ConnectionManager> {
     let mut cfg = DbConfig::new(url.to_string(), vec![]);
     cfg.connect.connect_timeout = Duration::from_secs(3);
-    Db::start(&cfg).expect("db")
+    ConnectionManager::start(&cfg).expect("db")
 }
 
 #[test]
@@ -255,7 +255,7 @@ fn speaks_scram_md5_and_cleartext_passwords_and_names_a_refusal() {
         for (role, _) in roles {
             let mut cfg = DbConfig::new(format!("postgresql://{role}:wrong@{host}"), vec![]);
             cfg.connect.connect_timeout = Duration::from_secs(1);
-            let db = Db::start(&cfg).expect("db");
+            let db = ConnectionManager::start(&cfg).expect("db");
             let err = db
                 .primary()
                 .query_pipelined(&one, [[] as [&(dyn ToSql + Sync); 0]])

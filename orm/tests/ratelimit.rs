@@ -1,4 +1,4 @@
-//! PgRateStore against the real primary: two independent stores (two `Db`s on two threads,
+//! PgRateStore against the real primary: two independent stores (two `ConnectionManager`s on two threads,
 //! as two server processes would have) enforce one limit under concurrency, GCRA in SQL
 //! decides exactly, and idle rows are purged.
 
@@ -10,12 +10,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{eventually, run, Cluster};
 use futures_util::future::join_all;
-use pinion_orm::{Db, DbConfig, GcraState, PgRateStore, RATE_LIMIT_TABLE};
+use pinion_orm::{ConnectionManager, DbConfig, GcraState, PgRateStore, RATE_LIMIT_TABLE};
 
 const SEC: u64 = 1_000_000_000;
 
-async fn store_on(url: &str) -> (Rc<Db>, PgRateStore) {
-    let db = Db::start(&DbConfig::new(url.to_string(), vec![])).expect("db");
+async fn store_on(url: &str) -> (Rc<ConnectionManager>, PgRateStore) {
+    let db = ConnectionManager::start(&DbConfig::new(url.to_string(), vec![])).expect("db");
     let store = PgRateStore::new(Rc::clone(&db));
     store.ensure_table().await.expect("table");
     (db, store)

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{eventually, run, Cluster};
-use pinion_orm::{Db, DbConfig, Role};
+use pinion_orm::{ConnectionManager, DbConfig, Role};
 
 fn config(c: &Cluster) -> DbConfig {
     let mut cfg = DbConfig::new(c.primary.clone(), vec![c.replica.clone()]);
@@ -18,7 +18,7 @@ fn config(c: &Cluster) -> DbConfig {
 fn reads_go_to_the_replica_and_writes_to_the_primary() {
     let cluster = Cluster::shared();
     run(async {
-        let db = Db::start(&config(&cluster)).expect("db");
+        let db = ConnectionManager::start(&config(&cluster)).expect("db");
         for d in db.databases() {
             d.wait_connected().await.expect("connected");
         }
@@ -28,8 +28,8 @@ fn reads_go_to_the_replica_and_writes_to_the_primary() {
             reader.is_in_recovery().await.expect("query"),
             "read not served by a standby"
         );
-        let session = db.session(false);
-        let writer = session.write();
+        let routing = db.routing(false);
+        let writer = routing.write();
         assert!(!writer.is_in_recovery().await.expect("query"));
         writer
             .batch_execute(
@@ -63,20 +63,20 @@ fn reads_go_to_the_replica_and_writes_to_the_primary() {
 fn a_request_that_wrote_reads_from_the_primary() {
     let cluster = Cluster::shared();
     run(async {
-        let db = Db::start(&config(&cluster)).expect("db");
+        let db = ConnectionManager::start(&config(&cluster)).expect("db");
         for d in db.databases() {
             d.wait_connected().await.expect("connected");
         }
-        let session = db.session(false);
-        assert_eq!(session.read().role(), Role::Replica);
-        session.write();
-        assert!(session.wrote());
-        assert_eq!(session.read().role(), Role::Primary);
-        assert!(!session.read().is_in_recovery().await.expect("query"));
+        let routing = db.routing(false);
+        assert_eq!(routing.read().role(), Role::Replica);
+        routing.write();
+        assert!(routing.wrote());
+        assert_eq!(routing.read().role(), Role::Primary);
+        assert!(!routing.read().is_in_recovery().await.expect("query"));
         // A client that wrote a moment ago (sticky cookie) reads from the primary too.
-        assert_eq!(db.session(true).read().role(), Role::Primary);
+        assert_eq!(db.routing(true).read().role(), Role::Primary);
         // Primary-only (UNLOGGED) tables are always read from the primary.
-        let fresh = db.session(false);
+        let fresh = db.routing(false);
         assert_eq!(
             fresh.read_tables(&["pinion_sessions"]).role(),
             Role::Primary
@@ -90,7 +90,7 @@ fn a_request_that_wrote_reads_from_the_primary() {
 fn a_terminated_connection_fails_clearly_then_recovers() {
     let cluster = Cluster::shared();
     run(async {
-        let db = Db::start(&config(&cluster)).expect("db");
+        let db = ConnectionManager::start(&config(&cluster)).expect("db");
         let primary = db.primary();
         primary.wait_connected().await.expect("connected");
         let pid: i32 = primary
@@ -138,7 +138,7 @@ fn a_terminated_connection_fails_clearly_then_recovers() {
 fn reads_fall_back_to_the_primary_while_the_replica_is_down() {
     let cluster = Cluster::private("fallback");
     run(async {
-        let db = Db::start(&config(&cluster)).expect("db");
+        let db = ConnectionManager::start(&config(&cluster)).expect("db");
         for d in db.databases() {
             d.wait_connected().await.expect("connected");
         }
@@ -176,7 +176,7 @@ fn the_pool_queues_waiters_beyond_its_size() {
     run(async {
         let mut cfg = config(&cluster);
         cfg.pool_size_per_thread = 1;
-        let db = Db::start(&cfg).expect("db");
+        let db = ConnectionManager::start(&cfg).expect("db");
         let primary = db.primary();
         assert_eq!(
             (
@@ -233,7 +233,7 @@ fn connects_over_a_unix_socket() {
         dir.display()
     );
     run(async {
-        let db = Db::start(&DbConfig::new(url, vec![])).expect("db");
+        let db = ConnectionManager::start(&DbConfig::new(url, vec![])).expect("db");
         let one: i32 = db
             .primary()
             .query_one("SELECT 1", &[])
@@ -258,7 +258,7 @@ fn a_statement_past_query_timeout_fails_with_a_timeout_and_the_next_one_runs() {
     run(async {
         let mut cfg = config(&cluster);
         cfg.query_timeout = Duration::from_millis(300);
-        let db = Db::start(&cfg).expect("db");
+        let db = ConnectionManager::start(&cfg).expect("db");
         let primary = db.using("default").expect("default");
         primary.wait_connected().await.expect("connected");
         let began = std::time::Instant::now();

@@ -249,7 +249,10 @@ mod tests {
     #[test]
     fn an_orm_error_is_classified_by_its_predicates() {
         // A bad URL fails before any connection: a configuration error, the server's fault.
-        let e = match pinion_orm::Db::start(&pinion_orm::DbConfig::new("no-scheme", vec![])) {
+        let e = match pinion_orm::ConnectionManager::start(&pinion_orm::DbConfig::new(
+            "no-scheme",
+            vec![],
+        )) {
             Ok(_) => panic!("a URL without a scheme was accepted"),
             Err(e) => e,
         };

@@ -27,13 +27,13 @@
 //! `text/html` and not JSON.
 //!
 //! ```
-//! use pinion_orm::Db;
+//! use pinion_orm::ConnectionManager;
 //! use pinion_server::extract::Path;
 //! use pinion_server::{Ctx, Response, Router, StatusCode};
 //! use pinion_web::{Error, Result};
 //!
 //! struct App {
-//!     db: std::rc::Rc<Db>,
+//!     db: std::rc::Rc<ConnectionManager>,
 //! }
 //!
 //! // No row: 404. Database down: 503 with Retry-After. Too slow: 504. Anything else: 500.

@@ -12,15 +12,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use pinion_config::{IoDriver, Settings};
-use pinion_orm::{Db, DbConfig};
+use pinion_orm::{ConnectionManager, DbConfig};
 use pinion_server::middleware::RequestId;
 use pinion_server::{Ctx, Response, Router, ServerHandle, Stack};
 use pinion_web::Result;
 
 /// A database that is up, and one on a port nothing listens on.
 struct App {
-    up: Rc<Db>,
-    down: Rc<Db>,
+    up: Rc<ConnectionManager>,
+    down: Rc<ConnectionManager>,
 }
 
 async fn missing(ctx: &Ctx<App>) -> Result<Response> {
@@ -112,8 +112,8 @@ impl Server {
         let seed = SEED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) << 8;
         let handle = pinion_server::start(&settings, move |worker| {
             let app = App {
-                up: Db::start(&up_cfg).expect("a valid URL"),
-                down: Db::start(&down_cfg).expect("a valid URL"),
+                up: ConnectionManager::start(&up_cfg).expect("a valid URL"),
+                down: ConnectionManager::start(&down_cfg).expect("a valid URL"),
             };
             let router = Router::new()
                 .get("/missing", missing)

@@ -11,7 +11,7 @@ use pinion_server::{Ctx, Error, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::routes::world::SELECT_WORLD;
-use crate::state::db_session;
+use crate::state::db_routing;
 use crate::AppState;
 
 #[derive(Serialize)]
@@ -55,8 +55,8 @@ pub struct NewNumber {
 /// `GET /worlds/{id}`: one row, read where the routing says (404 when there is none).
 pub async fn show(ctx: &Ctx<AppState>, req: Request) -> pinion_web::Result<Response> {
     let id = world_id(&req)?;
-    let session = db_session(ctx, &req)?;
-    let db = session.read();
+    let routing = db_routing(ctx, &req)?;
+    let db = routing.read();
     let row = db.query_one(SELECT_WORLD, &[&id]).await?;
     Ok(Response::json(&Served {
         id: row.try_get(0)?,
@@ -83,8 +83,8 @@ pub async fn update(
         ));
     }
     let state = ctx.state();
-    let session = db_session(ctx, &req)?;
-    session
+    let routing = db_routing(ctx, &req)?;
+    routing
         .write()
         .execute(
             "UPDATE world SET randomnumber = $2 WHERE id = $1",

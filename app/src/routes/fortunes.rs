@@ -11,7 +11,7 @@ use pinion_orm::PipelineStatement;
 use pinion_server::{Bytes, Ctx, Request, Response};
 use pinion_web::Result;
 
-use crate::state::db_session;
+use crate::state::db_routing;
 use crate::AppState;
 
 /// The statement the route runs (prepared once per connection).
@@ -86,10 +86,10 @@ pub fn render(fortunes: &mut [Fortune<'_>]) -> Result<Bytes> {
 pub async fn fortunes(ctx: &Ctx<AppState>, req: Request) -> Result<Response> {
     static STATEMENT: OnceLock<PipelineStatement> = OnceLock::new();
     let select = STATEMENT.get_or_init(|| PipelineStatement::new(SELECT_FORTUNES, &[]));
-    let session = db_session(ctx, &req)?;
+    let routing = db_routing(ctx, &req)?;
     // A batch of one (see `world::read_worlds`): the rows come back through the pipeline
     // connection, decoded without tokio-postgres's per-row bookkeeping.
-    let mut results = session
+    let mut results = routing
         .read_tables(&["fortune"])
         .query_pipelined(select, [[] as [&(dyn ToSql + Sync); 0]])
         .await?;

@@ -10,7 +10,7 @@ use pinion_server::{Ctx, Request, Response};
 use pinion_web::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::state::db_session;
+use crate::state::db_routing;
 use crate::AppState;
 
 /// One row of `world`, serialized as TechEmpower names it.
@@ -156,9 +156,9 @@ async fn read_worlds(db: &pinion_orm::Database, ids: &[i32]) -> Result<Vec<World
 /// `GET /db`: one random row (a batch of one: see [`read_worlds`]).
 pub async fn db(ctx: &Ctx<AppState>, req: Request) -> Result<Response> {
     let state = ctx.state();
-    let session = db_session(ctx, &req)?;
+    let routing = db_routing(ctx, &req)?;
     let id = state.random_world_value();
-    let worlds = read_worlds(session.read(), &[id]).await?;
+    let worlds = read_worlds(routing.read(), &[id]).await?;
     match worlds.first() {
         Some(world) => Ok(world.response()),
         None => Err(Error::internal(format!("world row {id} is missing"))),
@@ -169,10 +169,10 @@ pub async fn db(ctx: &Ctx<AppState>, req: Request) -> Result<Response> {
 pub async fn queries(ctx: &Ctx<AppState>, req: Request) -> Result<Response> {
     let state = ctx.state();
     let n = query_count(&req, "q");
-    let session = db_session(ctx, &req)?;
+    let routing = db_routing(ctx, &req)?;
     let ids: Vec<i32> = (0..n).map(|_| state.random_world_value()).collect();
     Ok(World::array_response(
-        &read_worlds(session.read(), &ids).await?,
+        &read_worlds(routing.read(), &ids).await?,
     ))
 }
 
@@ -182,8 +182,8 @@ pub async fn queries(ctx: &Ctx<AppState>, req: Request) -> Result<Response> {
 pub async fn updates(ctx: &Ctx<AppState>, req: Request) -> Result<Response> {
     let state = ctx.state();
     let n = query_count(&req, "q");
-    let session = db_session(ctx, &req)?;
-    let primary = session.write();
+    let routing = db_routing(ctx, &req)?;
+    let primary = routing.write();
     let ids: Vec<i32> = (0..n).map(|_| state.random_world_value()).collect();
     let mut worlds = read_worlds(primary, &ids).await?;
     // An id drawn twice gets one new number, so the answer matches what is stored.
@@ -257,8 +257,8 @@ pub async fn cached_queries(ctx: &Ctx<AppState>, req: Request) -> Result<Respons
         let world = state
             .worlds
             .get_or_compute(world_key_of(&mut key, id), Ttl::Default, || async {
-                let session = db_session(ctx, &req)?;
-                let row = session.read().query_one(SELECT_WORLD, &[&id]).await?;
+                let routing = db_routing(ctx, &req)?;
+                let row = routing.read().query_one(SELECT_WORLD, &[&id]).await?;
                 World::from_row(&row)
             })
             .await?;
@@ -271,7 +271,10 @@ pub async fn cached_queries(ctx: &Ctx<AppState>, req: Request) -> Result<Respons
 ///
 /// # Errors
 /// The database error, or a cache error.
-pub async fn prime(db: &pinion_orm::Db, cache: &crate::state::WorldCache) -> Result<usize, String> {
+pub async fn prime(
+    db: &pinion_orm::ConnectionManager,
+    cache: &crate::state::WorldCache,
+) -> Result<usize, String> {
     let rows = db
         .primary()
         .query("SELECT id, randomnumber FROM world", &[])

@@ -160,9 +160,11 @@ impl Cluster {
     /// Runs `sql` on the cluster's own database (CREATE and DROP DATABASE).
     fn admin_execute(&self, sql: &str) {
         run(async {
-            let admin =
-                pinion_orm::Db::start(&pinion_orm::DbConfig::new(self.primary.clone(), vec![]))
-                    .expect("db");
+            let admin = pinion_orm::ConnectionManager::start(&pinion_orm::DbConfig::new(
+                self.primary.clone(),
+                vec![],
+            ))
+            .expect("db");
             admin
                 .primary()
                 .batch_execute(sql)
