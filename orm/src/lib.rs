@@ -32,6 +32,7 @@
 //! - [`ConnectionManager`], [`Routing`]: routing;
 //! - [`migrate`](crate::migrate): migrations;
 //! - [`DatabaseCache`]: the PostgreSQL cache backend;
+//! - [`row`]: [`FromRow`] (derivable) and [`RowRef`], typed rows from both row types;
 //! - [`Error`].
 
 mod cache;
@@ -46,14 +47,17 @@ mod pipeline;
 mod pool;
 mod ratelimit;
 mod rent_io;
+pub mod row;
 
 pub use cache::{DatabaseCache, CACHE_TABLE};
 pub use database::{Database, QueryObserver, Role};
 pub use dial::ConnectOptions;
 pub use error::Error;
 pub use manager::{ConnectionManager, DbConfig, Routing, DEFAULT_PRIMARY_ONLY_TABLES, PRIMARY};
+pub use pinion_orm_macros::FromRow;
 pub use pipeline::{PipelineRow, PipelineStatement};
 pub use pool::PooledClient;
 pub use ratelimit::{GcraState, PgRateStore, RATE_LIMIT_TABLE};
+pub use row::{FromRow, RowRef};
 /// Re-exported: rows, parameter types and errors come from tokio-postgres.
 pub use tokio_postgres;

@@ -4,8 +4,7 @@ use std::sync::OnceLock;
 
 use pinion_cache::{Cache, Ttl};
 use pinion_orm::tokio_postgres::types::{ToSql, Type};
-use pinion_orm::tokio_postgres::Row;
-use pinion_orm::PipelineStatement;
+use pinion_orm::{FromRow, PipelineStatement};
 use pinion_server::{Ctx, Request, Response};
 use pinion_web::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -13,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::state::db_routing;
 use crate::AppState;
 
-/// One row of `world`, serialized as TechEmpower names it.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+/// One row of `world` (`SELECT id, randomnumber`, decoded by position), serialized as
+/// TechEmpower names it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, FromRow)]
 pub struct World {
     /// Primary key, 1..=10000.
     pub id: i32,
@@ -94,17 +94,6 @@ impl World {
             2 + worlds.len() * 41,
         )
     }
-
-    /// A row of `SELECT id, randomnumber …`.
-    ///
-    /// # Errors
-    /// An internal error when the columns do not have the expected types.
-    pub fn from_row(row: &Row) -> Result<World> {
-        Ok(World {
-            id: row.try_get(0)?,
-            random_number: row.try_get(1)?,
-        })
-    }
 }
 
 /// The `q` (or `count`) parameter as TechEmpower defines it: clamped to 1..=500, and 1 when
@@ -144,10 +133,7 @@ async fn read_worlds(db: &pinion_orm::Database, ids: &[i32]) -> Result<Vec<World
     ids.iter()
         .zip(&results)
         .map(|(id, rows)| match rows.first() {
-            Some(row) => Ok(World {
-                id: row.get(0)?,
-                random_number: row.get(1)?,
-            }),
+            Some(row) => Ok(World::from_row(row)?),
             None => Err(Error::internal(format!("world row {id} is missing"))),
         })
         .collect()
@@ -259,7 +245,7 @@ pub async fn cached_queries(ctx: &Ctx<AppState>, req: Request) -> Result<Respons
             .get_or_compute(world_key_of(&mut key, id), Ttl::Default, || async {
                 let routing = db_routing(ctx, &req)?;
                 let row = routing.read().query_one(SELECT_WORLD, &[&id]).await?;
-                World::from_row(&row)
+                Ok::<_, Error>(World::from_row(&row)?)
             })
             .await?;
         worlds.push(world);
