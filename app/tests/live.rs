@@ -69,25 +69,10 @@ impl Stream {
     }
 }
 
-fn wait_until_ready(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, _, body) = request(
-            addr,
-            "GET /health/ready HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-        );
-        if status == 200 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "not ready: {body}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn a_write_reaches_every_stream_on_every_worker() {
+    // No wait for readiness: the write below waits for the primary's connection itself.
     let server = serve_threads(2, database_env());
-    wait_until_ready(server.addr);
     // The kernel spreads connections over both workers' listeners.
     let mut streams: Vec<Stream> = (0..8).map(|_| Stream::open(server.addr)).collect();
     let (status, _, body) = request(
@@ -120,16 +105,10 @@ fn sigterm_with_open_event_streams_exits_zero_within_drain_timeout() {
         let rest = stream.read_to_close();
         assert!(rest.ends_with("0\r\n\r\n"), "{rest:?}");
     }
-    let status = loop {
-        if let Some(status) = server.child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            signalled.elapsed() < drain,
-            "still running after drain_timeout"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    // Its last log line says it is done; the exit follows at once.
+    let done = server.wait_for_logs(&["stopped"], 1);
+    assert_eq!(done.len(), 1, "no \"stopped\" line after SIGTERM");
+    let status = server.child.wait().expect("wait");
     assert_eq!(status.code(), Some(0));
     assert!(
         signalled.elapsed() < drain,

@@ -370,18 +370,7 @@ impl Key {
                 }
             }
             Key::SecretFallbacks => {
-                let items = value::string_list(raw, split_keys)?;
-                let several = items.len() > 1;
-                s.secret_key_fallbacks = items
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, item)| {
-                        SecretKey::parse(item).map_err(|reason| match several {
-                            true => format!("key {}: {reason}", i + 1),
-                            false => reason,
-                        })
-                    })
-                    .collect::<Result<_, _>>()?;
+                s.secret_key_fallbacks = list(raw, "key", SecretKey::parse)?;
             }
             Key::RequestId => s.request_id = value::boolean(raw)?,
             Key::ServerTiming => s.server_timing = value::boolean(raw)?,
@@ -511,12 +500,6 @@ impl Key {
 }
 
 /// An integer in `min..=max`, converted to the field's type.
-/// Splits an environment value of `secret_key_fallbacks` at commas (a key cannot hold one
-/// there; in the file, an array can), dropping empty items.
-fn split_keys(text: &str) -> Vec<&str> {
-    text.split(',').filter(|k| !k.trim().is_empty()).collect()
-}
-
 fn int<T: TryFrom<u64>>(raw: &Raw<'_>, min: u64, max: u64) -> Result<T, String> {
     let n = value::integer(raw, min, max)?;
     T::try_from(n).map_err(|_| "is too large for this platform".to_string())

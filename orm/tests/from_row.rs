@@ -3,11 +3,9 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{run, Cluster};
 use pinion_orm::tokio_postgres::types::{ToSql, Type};
-use pinion_orm::{ConnectionManager, DbConfig, FromRow, PipelineStatement};
+use pinion_orm::{ConnectionManager, FromRow, PipelineStatement};
 
 #[derive(Debug, PartialEq, FromRow)]
 struct Item {
@@ -23,9 +21,7 @@ const SELECT: &str = "SELECT g, 'item ' || g, CASE WHEN g % 2 = 0 THEN 'even' EN
                       FROM generate_series(1, $1) g ORDER BY g";
 
 fn db(url: &str) -> std::rc::Rc<ConnectionManager> {
-    let mut cfg = DbConfig::new(url.to_string(), vec![]);
-    cfg.connect.connect_timeout = Duration::from_secs(3);
-    ConnectionManager::start(&cfg).expect("db")
+    common::primary_only(url)
 }
 
 fn expected(n: i32) -> Vec<Item> {

@@ -11,9 +11,7 @@ use pinion_orm::tokio_postgres::types::{ToSql, Type};
 use pinion_orm::{ConnectionManager, DbConfig, PipelineStatement};
 
 fn db(url: &str) -> std::rc::Rc<ConnectionManager> {
-    let mut cfg = DbConfig::new(url.to_string(), vec![]);
-    cfg.connect.connect_timeout = Duration::from_secs(3);
-    ConnectionManager::start(&cfg).expect("db")
+    common::primary_only(url)
 }
 
 #[test]

@@ -108,6 +108,13 @@ impl Drop for Cluster {
 }
 
 /// Runs `f` on a monoio runtime with timers, as a worker thread would.
+/// A connection manager for the primary at `url` alone, giving up a dial after 3 s.
+pub fn primary_only(url: &str) -> std::rc::Rc<pinion_orm::ConnectionManager> {
+    let mut cfg = pinion_orm::DbConfig::new(url.to_string(), vec![]);
+    cfg.connect.connect_timeout = Duration::from_secs(3);
+    pinion_orm::ConnectionManager::start(&cfg).expect("db")
+}
+
 pub fn run<F: Future>(f: F) -> F::Output {
     monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()

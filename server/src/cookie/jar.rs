@@ -67,13 +67,19 @@ impl CookieJar {
     }
 
     /// The signed cookies: readable by the client, not changeable.
-    pub fn signed(&mut self) -> Signed<'_> {
-        Signed { jar: self }
+    pub fn signed(&mut self) -> Sealed<'_> {
+        Sealed {
+            jar: self,
+            seal: Seal::Signed,
+        }
     }
 
     /// The private cookies: encrypted, so the client can neither read nor change them.
-    pub fn private(&mut self) -> Private<'_> {
-        Private { jar: self }
+    pub fn private(&mut self) -> Sealed<'_> {
+        Sealed {
+            jar: self,
+            seal: Seal::Private,
+        }
     }
 
     /// `cookie` with the defaults applied where it says nothing.
@@ -152,63 +158,53 @@ impl std::fmt::Debug for CookieJar {
     }
 }
 
-/// The signed cookies of a [`CookieJar`] (from [`CookieJar::signed`]).
-pub struct Signed<'a> {
-    jar: &'a mut CookieJar,
+/// Which protection a [`Sealed`] view applies.
+#[derive(Clone, Copy)]
+enum Seal {
+    /// HMAC-SHA256: readable, not changeable.
+    Signed,
+    /// AES-256-GCM: neither readable nor changeable.
+    Private,
 }
 
-impl Signed<'_> {
-    /// The cookie `name` with its value verified, or `None` when it is absent or was changed.
-    /// One signed with a key of `secret_key_fallbacks` is accepted and signed again with
-    /// `secret_key` in the response.
+/// The signed ([`CookieJar::signed`]) or private ([`CookieJar::private`]) cookies of a jar.
+pub struct Sealed<'a> {
+    jar: &'a mut CookieJar,
+    seal: Seal,
+}
+
+impl Sealed<'_> {
+    /// The cookie `name` verified (signed) or decrypted (private), or `None` when it is absent
+    /// or was changed. One sealed with a key of `secret_key_fallbacks` is accepted and sealed
+    /// again with `secret_key` in the response.
     pub fn get(&mut self, name: &str) -> Option<Cookie<'static>> {
-        self.jar.open(
-            name,
-            "signed",
-            |jar, key, name| jar.signed(key).get(name),
-            |jar, key, cookie| jar.signed_mut(key).add(cookie),
-        )
+        match self.seal {
+            Seal::Signed => self.jar.open(
+                name,
+                "signed",
+                |jar, key, name| jar.signed(key).get(name),
+                |jar, key, cookie| jar.signed_mut(key).add(cookie),
+            ),
+            Seal::Private => self.jar.open(
+                name,
+                "private",
+                |jar, key, name| jar.private(key).get(name),
+                |jar, key, cookie| jar.private_mut(key).add(cookie),
+            ),
+        }
     }
 
-    /// Sets a signed cookie, with the jar's defaults.
+    /// Sets a sealed cookie, with the jar's defaults.
     pub fn add(&mut self, cookie: impl Into<Cookie<'static>>) {
         let cookie = self.jar.with_defaults(cookie.into());
         let keys = Arc::clone(&self.jar.keys);
-        self.jar.jar.signed_mut(keys.current()).add(cookie);
+        match self.seal {
+            Seal::Signed => self.jar.jar.signed_mut(keys.current()).add(cookie),
+            Seal::Private => self.jar.jar.private_mut(keys.current()).add(cookie),
+        }
     }
 
-    /// Removes a signed cookie, as [`CookieJar::remove`].
-    pub fn remove(&mut self, cookie: impl Into<Cookie<'static>>) {
-        self.jar.remove(cookie);
-    }
-}
-
-/// The private (encrypted) cookies of a [`CookieJar`] (from [`CookieJar::private`]).
-pub struct Private<'a> {
-    jar: &'a mut CookieJar,
-}
-
-impl Private<'_> {
-    /// The cookie `name` decrypted, or `None` when it is absent or does not decrypt. One
-    /// encrypted with a key of `secret_key_fallbacks` is accepted and encrypted again with
-    /// `secret_key` in the response.
-    pub fn get(&mut self, name: &str) -> Option<Cookie<'static>> {
-        self.jar.open(
-            name,
-            "private",
-            |jar, key, name| jar.private(key).get(name),
-            |jar, key, cookie| jar.private_mut(key).add(cookie),
-        )
-    }
-
-    /// Sets a private cookie, with the jar's defaults.
-    pub fn add(&mut self, cookie: impl Into<Cookie<'static>>) {
-        let cookie = self.jar.with_defaults(cookie.into());
-        let keys = Arc::clone(&self.jar.keys);
-        self.jar.jar.private_mut(keys.current()).add(cookie);
-    }
-
-    /// Removes a private cookie, as [`CookieJar::remove`].
+    /// Removes a sealed cookie, as [`CookieJar::remove`].
     pub fn remove(&mut self, cookie: impl Into<Cookie<'static>>) {
         self.jar.remove(cookie);
     }

@@ -39,5 +39,5 @@ mod keys;
 
 pub use cookie::{time, Cookie, CookieBuilder, Expiration, SameSite};
 pub(crate) use jar::signed_in_request;
-pub use jar::{CookieJar, Private, Signed};
+pub use jar::{CookieJar, Sealed};
 pub(crate) use keys::CookieKeys;
