@@ -23,19 +23,20 @@ pub struct Ctx<S> {
 }
 
 impl<S> Ctx<S> {
-    pub(crate) fn new(state: S, worker: usize, draining: Rc<Cell<bool>>) -> Ctx<S> {
+    /// A context for worker `worker`; `cookie_keys` are the process's, shared by every worker.
+    pub(crate) fn new(
+        state: S,
+        worker: usize,
+        draining: Rc<Cell<bool>>,
+        cookie_keys: Arc<CookieKeys>,
+    ) -> Ctx<S> {
         Ctx {
             state,
             worker,
             draining,
             trusted_proxies: Arc::from([]),
-            cookie_keys: Arc::new(CookieKeys::random()),
+            cookie_keys,
         }
-    }
-
-    pub(crate) fn with_cookie_keys(mut self, keys: Arc<CookieKeys>) -> Ctx<S> {
-        self.cookie_keys = keys;
-        self
     }
 
     /// The process's cookie keys, for the [`CookieJar`](crate::cookie::CookieJar).

@@ -95,9 +95,13 @@ impl<S> Shared<S> {
     ) -> Shared<S> {
         Shared {
             router,
-            ctx: Ctx::new(state, index, shutdown.flag())
-                .with_trusted_proxies(std::sync::Arc::clone(&cfg.trusted_proxies))
-                .with_cookie_keys(std::sync::Arc::clone(&cfg.cookie_keys)),
+            ctx: Ctx::new(
+                state,
+                index,
+                shutdown.flag(),
+                std::sync::Arc::clone(&cfg.cookie_keys),
+            )
+            .with_trusted_proxies(std::sync::Arc::clone(&cfg.trusted_proxies)),
             cfg,
             shutdown,
             sweeper,

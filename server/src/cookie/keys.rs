@@ -41,7 +41,8 @@ impl CookieKeys {
         CookieKeys { current, fallbacks }
     }
 
-    /// A random key and no fallbacks, for a context built without settings.
+    /// A random key and no fallbacks, for unit tests that build a context without settings.
+    #[cfg(test)]
     pub(crate) fn random() -> CookieKeys {
         CookieKeys {
             current: Key::generate(),

@@ -72,7 +72,12 @@ mod tests {
 
     #[test]
     fn a_mistyped_field_is_named_in_the_detail() {
-        let ctx = Ctx::new((), 0, Default::default());
+        let ctx = Ctx::new(
+            (),
+            0,
+            Default::default(),
+            std::sync::Arc::new(crate::cookie::CookieKeys::random()),
+        );
         let req = form_request(b"item=tea&quantity=two");
         let rejection = Form::<Order>::from_request(&req, &ctx).expect_err("mistyped");
         assert_eq!(rejection.status(), StatusCode::UNPROCESSABLE_ENTITY);
