@@ -12,7 +12,7 @@ use crate::deadline::Deadlines;
 use crate::dial::ConnectOptions;
 use crate::error::{Deadline, Error};
 use crate::pinned::Pinned;
-use crate::pipeline::{Pipeline, PipelineRow, PipelineStatement};
+use crate::pipeline::{Outcome, Pipeline, PipelineRow, PipelineStatement};
 use crate::pool::{Pool, PooledClient};
 
 /// What a database is for.
@@ -22,6 +22,8 @@ pub enum Role {
     Primary,
     /// A streaming standby: reads only.
     Replica,
+    /// Another database, configured by name, for the models bound to it.
+    Other,
 }
 
 impl Role {
@@ -30,6 +32,7 @@ impl Role {
         match self {
             Role::Primary => "primary",
             Role::Replica => "replica",
+            Role::Other => "other",
         }
     }
 }
@@ -53,6 +56,8 @@ pub struct Database {
     opts: ConnectOptions,
     /// The connection for [`query_pipelined`](Self::query_pipelined), opened on first use.
     pipeline: std::cell::OnceCell<Rc<Pipeline>>,
+    /// The ORM's statements by SQL text, their parameter types inferred by the server.
+    statements: std::cell::RefCell<rustc_hash::FxHashMap<Box<str>, PipelineStatement>>,
 }
 
 /// A callback told `(database name, duration)` after each statement run through a
@@ -88,6 +93,7 @@ impl Database {
             config,
             opts,
             pipeline: std::cell::OnceCell::new(),
+            statements: Default::default(),
         }
     }
 
@@ -154,7 +160,8 @@ impl Database {
         let run = std::pin::pin!(async {
             let live = self.pinned.get().await?;
             let stmt = live.statement(sql).await?;
-            live.client
+            live.conn
+                .client
                 .query(&stmt, params)
                 .await
                 .map_err(Error::from_pg)
@@ -172,7 +179,8 @@ impl Database {
             let live = self.pinned.get().await?;
             let stmt = live.statement(sql).await?;
             // tokio-postgres reports a missing row and extra rows alike: told apart here.
-            live.client
+            live.conn
+                .client
                 .query_opt(&stmt, params)
                 .await
                 .map_err(Error::from_pg)?
@@ -193,7 +201,8 @@ impl Database {
         let run = std::pin::pin!(async {
             let live = self.pinned.get().await?;
             let stmt = live.statement(sql).await?;
-            live.client
+            live.conn
+                .client
                 .query_opt(&stmt, params)
                 .await
                 .map_err(Error::from_pg)
@@ -209,7 +218,8 @@ impl Database {
         let run = std::pin::pin!(async {
             let live = self.pinned.get().await?;
             let stmt = live.statement(sql).await?;
-            live.client
+            live.conn
+                .client
                 .execute(&stmt, params)
                 .await
                 .map_err(Error::from_pg)
@@ -225,7 +235,11 @@ impl Database {
     pub async fn batch_execute(&self, sql: &str) -> Result<(), Error> {
         let run = std::pin::pin!(async {
             let live = self.pinned.get().await?;
-            live.client.batch_execute(sql).await.map_err(Error::from_pg)
+            live.conn
+                .client
+                .batch_execute(sql)
+                .await
+                .map_err(Error::from_pg)
         });
         self.deadline(run).await
     }
@@ -263,10 +277,35 @@ impl Database {
         I: IntoIterator,
         I::Item: AsRef<[&'p (dyn ToSql + Sync)]>,
     {
-        let pipeline = self
-            .pipeline
-            .get_or_init(|| Pipeline::start(Rc::clone(&self.name), self.config.clone(), self.opts));
-        let run = std::pin::pin!(pipeline.query(stmt, sets));
+        let run = std::pin::pin!(self.pipeline().query(stmt, sets));
+        self.deadline(run).await
+    }
+
+    fn pipeline(&self) -> &Pipeline {
+        self.pipeline
+            .get_or_init(|| Pipeline::start(Rc::clone(&self.name), self.config.clone(), self.opts))
+    }
+
+    /// Runs the ORM's `sql` once per parameter set of `sets` through the pipeline, in one
+    /// batch with one `Sync`: rows and affected counts of each run. The statement is
+    /// prepared once per connection, its parameter types inferred by the server.
+    pub(crate) async fn run_statement<'p, P: AsRef<[&'p (dyn ToSql + Sync)]>>(
+        &self,
+        sql: &str,
+        sets: &[P],
+    ) -> Result<Outcome, Error> {
+        let stmt = {
+            let mut statements = self.statements.borrow_mut();
+            match statements.get(sql) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = PipelineStatement::inferred(sql);
+                    statements.insert(sql.into(), s.clone());
+                    s
+                }
+            }
+        };
+        let run = std::pin::pin!(self.pipeline().run(&stmt, sets));
         self.deadline(run).await
     }
 
@@ -286,7 +325,8 @@ impl Database {
     pub async fn ping(&self) -> Result<(), Error> {
         let run = std::pin::pin!(async {
             let live = self.pinned.get().await?;
-            live.client
+            live.conn
+                .client
                 .simple_query("SELECT 1")
                 .await
                 .map_err(Error::from_pg)
@@ -312,7 +352,7 @@ impl Database {
     /// pointer moves here: passed by value, the future (several hundred bytes of
     /// tokio-postgres state) was copied twice per query, ~300 instructions of `memcpy`
     /// (callgrind, `/queries?q=20`).
-    async fn deadline<T>(
+    pub(crate) async fn deadline<T>(
         &self,
         run: impl std::future::Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {

@@ -26,6 +26,12 @@ enum Kind {
     Timeout(Deadline),
     /// A statement that must return one row returned none.
     NoRow,
+    /// A query that must match one row ([`QuerySet::get`](crate::QuerySet::get)) matched
+    /// several.
+    MultipleRows(&'static str),
+    /// The ORM was asked for something it cannot do (an update of a sliced query set, a
+    /// database that is not configured); the code is wrong, not the data.
+    Invalid(String),
     /// No connection is available (reconnecting, or the pool is shut).
     Unavailable(&'static str),
     /// PostgreSQL (or the protocol layer) reported an error for this query.
@@ -85,6 +91,14 @@ impl Error {
 
     pub(crate) fn no_row() -> Error {
         Error::new(Kind::NoRow)
+    }
+
+    pub(crate) fn multiple_rows(model: &'static str) -> Error {
+        Error::new(Kind::MultipleRows(model))
+    }
+
+    pub(crate) fn invalid(msg: impl Into<String>) -> Error {
+        Error::new(Kind::Invalid(msg.into()))
     }
 
     pub(crate) fn unavailable(what: &'static str) -> Error {
@@ -180,6 +194,27 @@ impl Error {
         matches!(self.kind, Kind::NoRow)
     }
 
+    /// Whether a query that must match one row ([`QuerySet::get`](crate::QuerySet::get))
+    /// matched several: the filter does not identify a row.
+    pub fn is_multiple_rows(&self) -> bool {
+        matches!(self.kind, Kind::MultipleRows(_))
+    }
+
+    /// Whether PostgreSQL aborted the transaction to keep it serializable (SQLSTATE
+    /// `40001`) or to break a deadlock (`40P01`): run again, it may well succeed.
+    pub fn is_serialization_failure(&self) -> bool {
+        matches!(self.code(), Some("40001" | "40P01"))
+    }
+
+    /// Whether a read failed for want of a connection rather than for the query: lost
+    /// mid-flight, unavailable, or not dialable. Another connection may answer it.
+    pub(crate) fn is_retryable_read(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::ConnectionLost(_) | Kind::Unavailable(_) | Kind::Connect(_)
+        )
+    }
+
     /// Whether PostgreSQL refused a write that would duplicate a unique key (SQLSTATE
     /// `23505`), on whichever client the statement ran.
     pub fn is_unique_violation(&self) -> bool {
@@ -240,6 +275,13 @@ impl fmt::Display for Error {
             Kind::ConnectionLost(None) => f.write_str("connection lost"),
             Kind::Timeout(deadline) => write!(f, "{} timed out", deadline.what()),
             Kind::NoRow => f.write_str("the query returned no row where one was required"),
+            Kind::MultipleRows(model) => {
+                write!(
+                    f,
+                    "the query matched several {model} rows where one was required"
+                )
+            }
+            Kind::Invalid(m) => write!(f, "invalid use of the ORM: {m}"),
             Kind::Unavailable(why) => write!(f, "unavailable: {why}"),
             Kind::Query(e) => match e.as_db_error() {
                 Some(db) => write!(f, "query failed: {} ({})", db.message(), db.code().code()),

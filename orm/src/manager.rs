@@ -6,11 +6,14 @@ use std::cell::Cell;
 use std::collections::HashSet;
 use std::rc::{Rc, Weak};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::database::{Database, Role};
 use crate::dial::ConnectOptions;
 use crate::error::Error;
+use crate::model::ModelMeta;
+use crate::router::{PrimaryReplicaRouter, Route, Router};
 
 /// Name of the primary database, as in `.using("default")`.
 pub const PRIMARY: &str = "default";
@@ -21,12 +24,17 @@ pub const DEFAULT_PRIMARY_ONLY_TABLES: &[&str] =
     &["pinion_sessions", "pinion_rate_limits", "pinion_cache"];
 
 /// Typed configuration of the databases, built by the binary from its settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DbConfig {
     /// URL of the primary (`postgres://user:pass@host:port/db`).
     pub primary_url: String,
     /// URLs of the streaming replicas, named `replica1`, `replica2`, … in this order.
     pub replica_urls: Vec<String>,
+    /// Other databases by name (`("analytics", url)`), for models bound to them with
+    /// `#[model(database = "analytics")]` or a [`Router`]; each is a primary of its own.
+    pub databases: Vec<(String, String)>,
+    /// Where each model's reads and writes go ([`PrimaryReplicaRouter`] by default).
+    pub router: Arc<dyn Router>,
     /// Pooled connections per database on each thread (for transactions).
     pub pool_size_per_thread: usize,
     /// Dial and socket options.
@@ -45,6 +53,8 @@ impl DbConfig {
         DbConfig {
             primary_url: primary_url.into(),
             replica_urls,
+            databases: Vec::new(),
+            router: Arc::new(PrimaryReplicaRouter),
             pool_size_per_thread: 4,
             connect: ConnectOptions::default(),
             query_timeout: Duration::from_secs(30),
@@ -55,6 +65,35 @@ impl DbConfig {
                 .collect(),
         }
     }
+
+    /// Installs `router` in place of [`PrimaryReplicaRouter`].
+    pub fn router(mut self, router: impl Router) -> DbConfig {
+        self.router = Arc::new(router);
+        self
+    }
+
+    /// Adds the database `name` at `url`, for models bound to it.
+    pub fn database(mut self, name: impl Into<String>, url: impl Into<String>) -> DbConfig {
+        self.databases.push((name.into(), url.into()));
+        self
+    }
+}
+
+impl std::fmt::Debug for DbConfig {
+    /// The URLs are left out: they hold passwords.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbConfig")
+            .field("replicas", &self.replica_urls.len())
+            .field(
+                "databases",
+                &self.databases.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("pool_size_per_thread", &self.pool_size_per_thread)
+            .field("query_timeout", &self.query_timeout)
+            .field("check_interval", &self.check_interval)
+            .field("primary_only_tables", &self.primary_only_tables)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The databases of one worker thread: the primary and its replicas, with the routing between
@@ -63,8 +102,11 @@ impl DbConfig {
 pub struct ConnectionManager {
     primary: Database,
     replicas: Vec<Database>,
+    /// The other named databases, each a primary of its own.
+    others: Vec<Database>,
     next: Cell<usize>,
     primary_only: HashSet<Box<str>>,
+    router: Arc<dyn Router>,
 }
 
 impl ConnectionManager {
@@ -97,9 +139,27 @@ impl ConnectionManager {
                 cfg.query_timeout,
             ));
         }
+        let mut others = Vec::with_capacity(cfg.databases.len());
+        for (name, url) in &cfg.databases {
+            if name == PRIMARY || name.starts_with("replica") {
+                return Err(Error::config(format!(
+                    "database name `{name}` is reserved for the primary and its replicas"
+                )));
+            }
+            others.push(Database::start(
+                name,
+                Role::Other,
+                parse(url)?,
+                cfg.connect,
+                cfg.pool_size_per_thread,
+                cfg.query_timeout,
+            ));
+        }
         let db = Rc::new(ConnectionManager {
             primary,
             replicas,
+            others,
+            router: Arc::clone(&cfg.router),
             next: Cell::new(0),
             primary_only: cfg
                 .primary_only_tables
@@ -137,17 +197,75 @@ impl ConnectionManager {
         self.replica().unwrap_or(&self.primary)
     }
 
-    /// The database named `name` (`default`, `replica1`, …), whatever its health.
+    /// The database named `name` (`default`, `replica1`, …, or another configured name),
+    /// whatever its health.
     pub fn using(&self, name: &str) -> Option<&Database> {
         if name == PRIMARY {
             return Some(&self.primary);
         }
-        self.replicas.iter().find(|d| d.name() == name)
+        self.replicas
+            .iter()
+            .chain(&self.others)
+            .find(|d| d.name() == name)
     }
 
-    /// Every database, primary first.
+    /// Every database, primary first, then the replicas, then the other named ones.
     pub fn databases(&self) -> impl Iterator<Item = &Database> {
-        std::iter::once(&self.primary).chain(self.replicas.iter())
+        std::iter::once(&self.primary)
+            .chain(self.replicas.iter())
+            .chain(self.others.iter())
+    }
+
+    /// The router in use.
+    pub fn router(&self) -> &dyn Router {
+        &*self.router
+    }
+
+    /// The database named `name`, or an error that names it.
+    pub(crate) fn named(&self, name: &str) -> Result<&Database, Error> {
+        self.using(name)
+            .ok_or_else(|| Error::invalid(format!("no database is configured as `{name}`")))
+    }
+
+    /// Where a read of `model` goes: `using` when given; else the router's answer, with
+    /// primary-only tables on the primary, and replica reads on the primary when
+    /// `on_primary` (the request wrote, or its sticky cookie says it did).
+    pub(crate) fn read_target(
+        &self,
+        model: &ModelMeta,
+        using: Option<&str>,
+        on_primary: bool,
+    ) -> Result<&Database, Error> {
+        if let Some(name) = using {
+            return self.named(name);
+        }
+        match self.router.db_for_read(model) {
+            Route::Primary => Ok(&self.primary),
+            Route::Replica => {
+                if on_primary || model.primary_only || self.is_primary_only(model.table) {
+                    Ok(&self.primary)
+                } else {
+                    Ok(self.reader())
+                }
+            }
+            Route::Named(name) => self.named(name),
+        }
+    }
+
+    /// Where a write of `model` goes: `using` when given, else the router's answer (a
+    /// replica answer means the primary).
+    pub(crate) fn write_target(
+        &self,
+        model: &ModelMeta,
+        using: Option<&str>,
+    ) -> Result<&Database, Error> {
+        if let Some(name) = using {
+            return self.named(name);
+        }
+        match self.router.db_for_write(model) {
+            Route::Primary | Route::Replica => Ok(&self.primary),
+            Route::Named(name) => self.named(name),
+        }
     }
 
     /// Whether reads of `table` must go to the primary.
@@ -207,6 +325,27 @@ impl<'a> Routing<'a> {
     /// The manager behind this routing scope, e.g. for `.using("default")`.
     pub fn db(&self) -> &'a ConnectionManager {
         self.db
+    }
+
+    /// Where a read of `model` goes for this request (see
+    /// [`ConnectionManager::read_target`]).
+    pub(crate) fn read_target(
+        &self,
+        model: &ModelMeta,
+        using: Option<&str>,
+    ) -> Result<&'a Database, Error> {
+        self.db
+            .read_target(model, using, self.wrote.get() || self.sticky)
+    }
+
+    /// Where a write of `model` goes; the rest of this request reads from the primary.
+    pub(crate) fn write_target(
+        &self,
+        model: &ModelMeta,
+        using: Option<&str>,
+    ) -> Result<&'a Database, Error> {
+        self.wrote.set(true);
+        self.db.write_target(model, using)
     }
 }
 

@@ -335,7 +335,7 @@ async fn close(session: Dialed) {
 /// Drops the client, which ends the connection task, and waits (boundedly) until it has, so
 /// the server has seen the session end when we return.
 async fn drop_session(session: Dialed) {
-    let Dialed { client, closed } = session;
+    let Dialed { client, closed, .. } = session;
     drop(client);
     let _ = monoio::time::timeout(CLOSE_TIMEOUT, closed.wait()).await;
 }

@@ -5,15 +5,14 @@
 //! (in-flight queries fail with "connection lost") and re-dials with exponential backoff until
 //! it is back. Queries meanwhile wait up to the connect timeout, then fail as unavailable.
 
-use rustc_hash::FxHashMap;
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use tokio_postgres::{Client, Config, Statement};
+use tokio_postgres::{Config, Statement};
 
-use crate::dial::{self, Closed, ConnectOptions, Dialed};
+use crate::dial::{self, ConnectOptions, Dialed};
 use crate::error::Error;
 
 /// First wait before re-dialing a lost connection; doubled per failure up to [`BACKOFF_MAX`].
@@ -21,41 +20,24 @@ pub(crate) const BACKOFF_START: Duration = Duration::from_millis(50);
 /// Longest wait between two dials.
 pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
-/// A live connection with its prepared statements.
+/// A live connection with its prepared statements (dropped with it on reconnect).
 pub(crate) struct Live {
-    pub(crate) client: Client,
-    closed: Rc<Closed>,
-    /// Prepared statements by SQL text. Per connection, since a statement exists only in the
-    /// session that prepared it; dropped with the connection on reconnect.
-    /// By SQL text, FxHash: every query looks its statement up here, and SipHash over the SQL
-    /// text was ~400 instructions of a `/db` request (callgrind).
-    statements: RefCell<FxHashMap<Box<str>, Statement>>,
+    pub(crate) conn: Dialed,
 }
 
 impl Live {
-    fn new(d: Dialed) -> Rc<Live> {
-        Rc::new(Live {
-            client: d.client,
-            closed: d.closed,
-            statements: RefCell::new(FxHashMap::default()),
-        })
+    fn new(conn: Dialed) -> Rc<Live> {
+        Rc::new(Live { conn })
     }
 
     /// Whether the socket is still up.
     pub(crate) fn is_open(&self) -> bool {
-        !self.closed.is_closed() && !self.client.is_closed()
+        !self.conn.closed.is_closed() && !self.conn.client.is_closed()
     }
 
     /// The prepared statement for `sql`, preparing it on first use.
     pub(crate) async fn statement(&self, sql: &str) -> Result<Statement, Error> {
-        if let Some(s) = self.statements.borrow().get(sql) {
-            return Ok(s.clone());
-        }
-        let stmt = self.client.prepare(sql).await.map_err(Error::from_pg)?;
-        self.statements
-            .borrow_mut()
-            .insert(sql.into(), stmt.clone());
-        Ok(stmt)
+        self.conn.statement(sql).await
     }
 }
 
@@ -143,7 +125,7 @@ impl Pinned {
                 Ok(dialed) => {
                     backoff = BACKOFF_START;
                     let live = Live::new(dialed);
-                    let closed = Rc::clone(&live.closed);
+                    let closed = Rc::clone(&live.conn.closed);
                     *this.state.borrow_mut() = State::Live(live);
                     if was_up {
                         tracing::info!(database = %this.name, "database connection re-established");

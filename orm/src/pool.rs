@@ -128,6 +128,16 @@ impl PooledClient {
     pub fn client_mut(&mut self) -> &mut Client {
         &mut self.conn.as_mut().expect("present until drop").client
     }
+
+    /// The connection with its statement cache.
+    pub(crate) fn dialed(&self) -> &Dialed {
+        self.conn.as_ref().expect("present until drop")
+    }
+
+    /// Closes the connection instead of returning it: it may be mid-statement.
+    pub(crate) fn discard(mut self) {
+        drop(self.conn.take());
+    }
 }
 
 impl Drop for PooledClient {

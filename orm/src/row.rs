@@ -87,3 +87,24 @@ pub fn expect_columns(what: &str, got: usize, want: usize) -> Result<(), Error> 
         if want == 1 { "" } else { "s" }
     )))
 }
+
+macro_rules! tuple_from_row {
+    ($n:literal: $($t:ident $i:tt),+) => {
+        /// A row of that many columns, by position: `(i64,)` for `SELECT count(*)`.
+        impl<$($t: for<'a> FromSql<'a>),+> FromRow for ($($t,)+) {
+            const COLUMNS: usize = $n;
+
+            fn from_row<R: RowRef + ?Sized>(row: &R) -> Result<Self, Error> {
+                expect_columns("a tuple", row.column_count(), $n)?;
+                Ok(($(row.get_column::<$t>($i)?,)+))
+            }
+        }
+    };
+}
+
+tuple_from_row!(1: A 0);
+tuple_from_row!(2: A 0, B 1);
+tuple_from_row!(3: A 0, B 1, C 2);
+tuple_from_row!(4: A 0, B 1, C 2, D 3);
+tuple_from_row!(5: A 0, B 1, C 2, D 3, E 4);
+tuple_from_row!(6: A 0, B 1, C 2, D 3, E 4, F 5);

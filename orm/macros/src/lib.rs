@@ -1,4 +1,7 @@
-//! Derive macros for `pinion-orm`, used through its re-exports (`pinion_orm::FromRow`).
+//! Derive macros for `pinion-orm`, used through its re-exports (`pinion_orm::FromRow`,
+//! `pinion_orm::Model`).
+
+mod model;
 
 use proc_macro::TokenStream;
 use quote::quote;
@@ -13,6 +16,25 @@ use syn::{parse_macro_input, Data, DeriveInput, Fields};
 pub fn derive_from_row(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     match from_row(&input) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+/// `#[derive(Model)]`: maps the struct to a table (and derives `FromRow` in field order).
+///
+/// On the struct, `#[model(...)]` takes `table = "name"` (default: the struct's name in
+/// snake case), `cache_ttl = "30s"` (query-cache lifetime of reads of this table; `ms`, `s`,
+/// `m`, `h`), `primary_only` (an UNLOGGED table: never read from a replica) and
+/// `database = "name"` (a database configured under that name). On a field: `primary_key`
+/// (exactly one field; add `auto` when the database assigns it, a serial or identity
+/// column), `column = "name"` (default: the field's name) and `foreign_key = Model`.
+///
+/// Each field becomes a typed column constant in upper case: `World::RANDOM_NUMBER`.
+#[proc_macro_derive(Model, attributes(model))]
+pub fn derive_model(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    match model::derive(&input) {
         Ok(tokens) => tokens.into(),
         Err(e) => e.to_compile_error().into(),
     }

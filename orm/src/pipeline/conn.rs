@@ -42,6 +42,10 @@ pub(crate) struct Outcome {
     pub(crate) results: Vec<Vec<PipelineRow>>,
     /// The column types a `Describe` returned (preparing a statement).
     pub(crate) described: Option<Arc<[Type]>>,
+    /// The parameter types a `Describe` returned (preparing a statement).
+    pub(crate) parameters: Option<Arc<[Type]>>,
+    /// The rows each statement of the batch affected (its command tag), in order.
+    pub(crate) counts: Vec<u64>,
     /// The first error PostgreSQL reported; the rest of the batch was skipped.
     pub(crate) error: Option<Error>,
 }
@@ -61,6 +65,8 @@ struct Job {
 pub(crate) struct Prepared {
     pub(crate) name: Rc<str>,
     pub(crate) columns: Arc<[Type]>,
+    /// The types parameters are encoded as: declared, or as the server inferred them.
+    pub(crate) parameters: Arc<[Type]>,
 }
 
 /// A live pipeline connection, shared by the writer task, the reader task and the callers.
@@ -169,13 +175,13 @@ impl Conn {
     pub(crate) fn query<'p, I>(
         &self,
         stmt: &Prepared,
-        types: &[Type],
         sets: I,
     ) -> Result<oneshot::Receiver<Outcome>, Error>
     where
         I: IntoIterator,
         I::Item: AsRef<[&'p (dyn ToSql + Sync)]>,
     {
+        let types: &[Type] = &stmt.parameters;
         self.submit(Arc::clone(&stmt.columns), |out| {
             for set in sets {
                 let params = set.as_ref();
@@ -259,10 +265,13 @@ impl Conn {
             return false;
         };
         match msg {
-            Message::ParseComplete
-            | Message::BindComplete
-            | Message::CloseComplete
-            | Message::ParameterDescription(_) => {}
+            Message::ParseComplete | Message::BindComplete | Message::CloseComplete => {}
+            Message::ParameterDescription(body) => match parameter_types(&body) {
+                Ok(types) => job.outcome.parameters = Some(types),
+                Err(e) => {
+                    job.outcome.error.get_or_insert(e);
+                }
+            },
             Message::RowDescription(body) => match column_types(&body) {
                 Ok(types) => job.outcome.described = Some(types),
                 Err(e) => {
@@ -273,11 +282,15 @@ impl Conn {
             Message::DataRow(body) => job
                 .current
                 .push(PipelineRow::new(Arc::clone(&job.columns), body)),
-            Message::CommandComplete(_)
-            | Message::EmptyQueryResponse
-            | Message::PortalSuspended => {
+            Message::CommandComplete(body) => {
                 let rows = std::mem::take(&mut job.current);
                 job.outcome.results.push(rows);
+                job.outcome.counts.push(affected(body.tag().unwrap_or("")));
+            }
+            Message::EmptyQueryResponse | Message::PortalSuspended => {
+                let rows = std::mem::take(&mut job.current);
+                job.outcome.results.push(rows);
+                job.outcome.counts.push(0);
             }
             Message::ErrorResponse(body) => {
                 let (severity, code, message) = error_fields(&body);
@@ -322,6 +335,40 @@ fn error_fields(body: &ErrorResponseBody) -> (String, String, String) {
         }
     }
     (severity, code, message)
+}
+
+/// The rows a command tag says its statement affected: the last word of `UPDATE 5`,
+/// `INSERT 0 5`, `DELETE 5`, `SELECT 5`; 0 for a tag without a count (`CREATE TABLE`).
+fn affected(tag: &str) -> u64 {
+    tag.rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The parameter types the server inferred for a statement; a type this client does not know
+/// is an error (values could not be encoded for it).
+fn parameter_types(
+    body: &postgres_protocol::message::backend::ParameterDescriptionBody,
+) -> Result<Arc<[Type]>, Error> {
+    let mut types = Vec::new();
+    let mut oids = body.parameters();
+    loop {
+        match oids.next() {
+            Ok(Some(oid)) => types.push(Type::from_oid(oid).ok_or_else(|| {
+                Error::types(format!(
+                    "parameter ${} has a type this client does not know (oid {oid})",
+                    types.len() + 1
+                ))
+            })?),
+            Ok(None) => return Ok(types.into()),
+            Err(e) => {
+                return Err(Error::types(format!(
+                    "malformed parameter description: {e}"
+                )))
+            }
+        }
+    }
 }
 
 /// The column types of a row description; a type this client does not know is an error

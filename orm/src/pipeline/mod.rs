@@ -31,6 +31,7 @@ use tokio_postgres::Config;
 use crate::dial::{self, ConnectOptions, Stream};
 use crate::error::Error;
 use crate::pinned::{wait_live, BACKOFF_MAX, BACKOFF_START};
+pub(crate) use conn::Outcome;
 use conn::{Conn, Prepared};
 pub use row::PipelineRow;
 
@@ -54,7 +55,8 @@ static NEXT_STATEMENT: AtomicUsize = AtomicUsize::new(0);
 pub struct PipelineStatement {
     id: usize,
     sql: Arc<str>,
-    types: Arc<[Type]>,
+    /// `None`: the server infers them when the statement is prepared (the ORM's statements).
+    types: Option<Arc<[Type]>>,
 }
 
 impl PipelineStatement {
@@ -63,7 +65,17 @@ impl PipelineStatement {
         PipelineStatement {
             id: NEXT_STATEMENT.fetch_add(1, Ordering::Relaxed),
             sql: sql.into(),
-            types: types.into(),
+            types: Some(types.into()),
+        }
+    }
+
+    /// A statement whose parameter types the server infers from the SQL when it prepares it
+    /// (the ORM's statements, whose values come typed from the model's columns).
+    pub(crate) fn inferred(sql: &str) -> PipelineStatement {
+        PipelineStatement {
+            id: NEXT_STATEMENT.fetch_add(1, Ordering::Relaxed),
+            sql: sql.into(),
+            types: None,
         }
     }
 
@@ -121,11 +133,25 @@ impl Pipeline {
         I: IntoIterator,
         I::Item: AsRef<[&'p (dyn ToSql + Sync)]>,
     {
+        Ok(self.run(stmt, sets).await?.results)
+    }
+
+    /// As [`query`](Self::query), with the rows each run affected too.
+    pub(crate) async fn run<'p, I>(
+        &self,
+        stmt: &PipelineStatement,
+        sets: I,
+    ) -> Result<Outcome, Error>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[&'p (dyn ToSql + Sync)]>,
+    {
         let conn = self.get().await?;
         let prepared = match conn.prepared(stmt.id) {
             Some(p) => p,
             None => {
-                let (name, rx) = conn.prepare(&stmt.sql, &stmt.types)?;
+                let declared = stmt.types.as_deref().unwrap_or(&[]);
+                let (name, rx) = conn.prepare(&stmt.sql, declared)?;
                 let outcome = rx.await.map_err(|_| Error::connection_lost(None))?;
                 if let Some(e) = outcome.error {
                     return Err(e);
@@ -133,16 +159,20 @@ impl Pipeline {
                 let prepared = Prepared {
                     name,
                     columns: outcome.described.unwrap_or_else(|| Arc::from([])),
+                    parameters: match &stmt.types {
+                        Some(types) => Arc::clone(types),
+                        None => outcome.parameters.unwrap_or_else(|| Arc::from([])),
+                    },
                 };
                 conn.remember(stmt.id, prepared.clone());
                 prepared
             }
         };
-        let rx = conn.query(&prepared, &stmt.types, sets)?;
+        let rx = conn.query(&prepared, sets)?;
         let outcome = rx.await.map_err(|_| Error::connection_lost(None))?;
         match outcome.error {
             Some(e) => Err(e),
-            None => Ok(outcome.results),
+            None => Ok(outcome),
         }
     }
 

@@ -1,0 +1,238 @@
+//! Where query sets run: an [`Executor`] is a request's [`Routing`], a
+//! [`ConnectionManager`] or a [`Transaction`]. Reads outside a transaction go through the
+//! pipeline connection of the database the router picks, and a read whose connection was
+//! lost is retried once on whatever healthy database the router picks then; writes go where
+//! the router says and are never retried.
+
+use std::rc::Rc;
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use crate::database::Database;
+use crate::error::Error;
+use crate::manager::{ConnectionManager, Routing};
+use crate::model::ModelMeta;
+use crate::pipeline::PipelineRow;
+use crate::row::FromRow;
+use crate::transaction::Transaction;
+
+/// Something query sets run on: a request's [`Routing`] (reads follow the router, and the
+/// primary after the request wrote), a [`ConnectionManager`] (the same, without a request),
+/// or a [`Transaction`] (everything on its connection).
+pub trait Executor: sealed::Sealed {}
+
+pub(crate) mod sealed {
+    use super::{ConnectionManager, Routing, Transaction};
+
+    /// What an executor is, for the ORM.
+    pub enum Scope<'a> {
+        Manager(&'a ConnectionManager),
+        Routing(&'a Routing<'a>),
+        Tx(&'a Transaction<'a>),
+    }
+
+    /// Keeps [`Executor`](super::Executor) to the crate's types.
+    pub trait Sealed {
+        fn scope(&self) -> Scope<'_>;
+    }
+}
+
+use sealed::{Scope, Sealed};
+
+impl Sealed for ConnectionManager {
+    fn scope(&self) -> Scope<'_> {
+        Scope::Manager(self)
+    }
+}
+impl Executor for ConnectionManager {}
+
+impl Sealed for Routing<'_> {
+    fn scope(&self) -> Scope<'_> {
+        Scope::Routing(self)
+    }
+}
+impl Executor for Routing<'_> {}
+
+impl Sealed for Transaction<'_> {
+    fn scope(&self) -> Scope<'_> {
+        Scope::Tx(self)
+    }
+}
+impl Executor for Transaction<'_> {}
+
+impl<T: Sealed> Sealed for Rc<T> {
+    fn scope(&self) -> Scope<'_> {
+        (**self).scope()
+    }
+}
+impl<T: Executor> Executor for Rc<T> {}
+
+impl<T: Sealed + ?Sized> Sealed for &T {
+    fn scope(&self) -> Scope<'_> {
+        (**self).scope()
+    }
+}
+impl<T: Executor + ?Sized> Executor for &T {}
+
+/// The parameters of one statement.
+pub(crate) type Params<'p> = [&'p (dyn ToSql + Sync)];
+
+/// Rows from either client.
+pub(crate) enum Rows {
+    Pipeline(Vec<PipelineRow>),
+    Client(Vec<Row>),
+}
+
+impl Rows {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Rows::Pipeline(r) => r.len(),
+            Rows::Client(r) => r.len(),
+        }
+    }
+
+    /// Every row as a `T`.
+    pub(crate) fn decode<T: FromRow>(&self) -> Result<Vec<T>, Error> {
+        match self {
+            Rows::Pipeline(r) => T::from_rows(r),
+            Rows::Client(r) => T::from_rows(r),
+        }
+    }
+
+    /// Sets `model`'s key from column `column` of row `i`.
+    pub(crate) fn set_key<M: crate::model::Model>(
+        &self,
+        i: usize,
+        column: usize,
+        model: &mut M,
+    ) -> Result<(), Error> {
+        let missing = || Error::types(format!("no key returned for {} #{i}", M::META.name));
+        match self {
+            Rows::Pipeline(r) => model.set_key_from(r.get(i).ok_or_else(missing)?, column),
+            Rows::Client(r) => model.set_key_from(r.get(i).ok_or_else(missing)?, column),
+        }
+    }
+
+    /// Row `i` as a `T`, `None` past the end.
+    pub(crate) fn decode_at<T: FromRow>(&self, i: usize) -> Result<Option<T>, Error> {
+        match self {
+            Rows::Pipeline(r) => r.get(i).map(T::from_row).transpose(),
+            Rows::Client(r) => r.get(i).map(T::from_row).transpose(),
+        }
+    }
+}
+
+impl Scope<'_> {
+    fn reader(&self, model: &ModelMeta, using: Option<&str>) -> Result<&Database, Error> {
+        match self {
+            Scope::Manager(m) => m.read_target(model, using, false),
+            Scope::Routing(r) => r.read_target(model, using),
+            Scope::Tx(tx) => Ok(tx.database()),
+        }
+    }
+}
+
+/// Runs the read `sql` once per parameter set (one batch, one `Sync`), and returns each
+/// run's rows. Retried once, where the router says then, when the connection failed.
+pub(crate) async fn read<'p, P: AsRef<Params<'p>>>(
+    db: &impl Executor,
+    model: &ModelMeta,
+    using: Option<&str>,
+    sql: &str,
+    sets: &[P],
+) -> Result<Vec<Rows>, Error> {
+    let scope = db.scope();
+    if let Scope::Tx(tx) = scope {
+        tx.check_model(model, using)?;
+        let mut all = Vec::with_capacity(sets.len());
+        for params in sets {
+            all.push(Rows::Client(tx.query(sql, params.as_ref()).await?));
+        }
+        return Ok(all);
+    }
+    let first = scope.reader(model, using)?;
+    let outcome = match first.run_statement(sql, sets).await {
+        Err(e) if e.is_retryable_read() => {
+            let again = scope.reader(model, using)?;
+            tracing::debug!(
+                failed = first.name(),
+                retry_on = again.name(),
+                error = %e,
+                "read retried on another connection"
+            );
+            again.run_statement(sql, sets).await?
+        }
+        other => other?,
+    };
+    Ok(outcome.results.into_iter().map(Rows::Pipeline).collect())
+}
+
+/// Runs the read `sql` once and returns its rows (see [`read`]).
+pub(crate) async fn read_one(
+    db: &impl Executor,
+    model: &ModelMeta,
+    using: Option<&str>,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<Rows, Error> {
+    read(db, model, using, sql, &[params])
+        .await?
+        .pop()
+        .ok_or_else(|| Error::types("the statement returned no result"))
+}
+
+/// Runs the write `sql` where the router sends writes of `model`; its rows (`RETURNING`) and
+/// the number of rows it affected. Never retried: it may have been applied.
+pub(crate) async fn write(
+    db: &impl Executor,
+    model: &ModelMeta,
+    using: Option<&str>,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<(Rows, u64), Error> {
+    let target = match db.scope() {
+        Scope::Tx(tx) => {
+            tx.check_model(model, using)?;
+            tx.note_write(model.table);
+            let rows = tx.query(sql, params).await?;
+            let n = rows.len() as u64;
+            return Ok((Rows::Client(rows), n));
+        }
+        Scope::Manager(m) => m.write_target(model, using)?,
+        Scope::Routing(r) => r.write_target(model, using)?,
+    };
+    let mut outcome = target.run_statement(sql, &[params]).await?;
+    let rows = outcome.results.pop().unwrap_or_default();
+    let count = outcome.counts.pop().unwrap_or(0);
+    Ok((Rows::Pipeline(rows), count))
+}
+
+/// Runs the write `sql` and returns the number of rows it affected.
+pub(crate) async fn execute(
+    db: &impl Executor,
+    model: &ModelMeta,
+    using: Option<&str>,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<u64, Error> {
+    if let Scope::Tx(tx) = db.scope() {
+        tx.check_model(model, using)?;
+        tx.note_write(model.table);
+        return tx.execute(sql, params).await;
+    }
+    Ok(write(db, model, using, sql, params).await?.1)
+}
+
+/// The first of `tables` that the executor's manager keeps on the primary.
+pub(crate) fn primary_only_table(
+    db: &impl Executor,
+    tables: &[&'static str],
+) -> Option<&'static str> {
+    let manager = match db.scope() {
+        Scope::Manager(m) => m,
+        Scope::Routing(r) => r.db(),
+        Scope::Tx(_) => return None,
+    };
+    tables.iter().copied().find(|t| manager.is_primary_only(t))
+}

@@ -1,0 +1,253 @@
+//! Query sets: `Model::objects()` narrowed with typed filters, ordered, sliced, then read
+//! (`all`, `first`, `get`, `count`, `exists`, aggregates, selected columns, `select_related`)
+//! or written (`update`, `delete`, `bulk_create`, `bulk_update`). Nothing runs until one of
+//! the `async` methods is given an [`Executor`].
+//!
+//! ```ignore
+//! let cheap = Product::objects()
+//!     .filter(Product::PRICE.lt(10) & Product::NAME.icontains(&search))
+//!     .order_by(Product::NAME.asc())
+//!     .limit(20)
+//!     .all(&db)
+//!     .await?;
+//! ```
+
+mod aggregate;
+mod batch;
+mod raw;
+mod related;
+pub(crate) mod sql;
+mod values;
+pub(crate) mod write;
+
+use std::marker::PhantomData;
+use std::rc::Rc;
+
+pub use aggregate::Summable;
+pub use batch::{batch, Batch};
+pub use raw::{raw, Raw};
+pub use related::Related;
+pub use values::{Columns, Values};
+pub use write::AnyColumn;
+
+use crate::error::Error;
+use crate::exec::{self, Executor};
+use crate::model::{Expr, ForeignKey, Model, Node, Order};
+use sql::Sql;
+
+/// A lazy query on `M`'s table; see the [module](self) docs.
+pub struct QuerySet<M> {
+    pub(crate) filters: Vec<Node>,
+    pub(crate) order: Vec<(usize, bool)>,
+    pub(crate) limit: Option<i64>,
+    pub(crate) offset: Option<i64>,
+    pub(crate) using: Option<Rc<str>>,
+    pub(crate) cache: bool,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for QuerySet<M> {
+    fn clone(&self) -> Self {
+        QuerySet {
+            filters: self.filters.clone(),
+            order: self.order.clone(),
+            limit: self.limit,
+            offset: self.offset,
+            using: self.using.clone(),
+            cache: self.cache,
+            _model: PhantomData,
+        }
+    }
+}
+
+impl<M: Model> std::fmt::Debug for QuerySet<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("QuerySet")
+            .field(&self.select_sql(None))
+            .finish()
+    }
+}
+
+impl<M: Model> Default for QuerySet<M> {
+    fn default() -> Self {
+        QuerySet::new()
+    }
+}
+
+impl<M: Model> QuerySet<M> {
+    /// Every row of `M`'s table: what [`Model::objects`] returns.
+    pub fn new() -> QuerySet<M> {
+        QuerySet {
+            filters: Vec::new(),
+            order: Vec::new(),
+            limit: None,
+            offset: None,
+            using: None,
+            cache: true,
+            _model: PhantomData,
+        }
+    }
+
+    /// Only the rows that match `expr` (and every earlier filter).
+    pub fn filter(mut self, expr: Expr<M>) -> QuerySet<M> {
+        self.filters.push(expr.node);
+        self
+    }
+
+    /// Only the rows that do not match `expr`.
+    pub fn exclude(mut self, expr: Expr<M>) -> QuerySet<M> {
+        self.filters.push(Node::Not(Box::new(expr.node)));
+        self
+    }
+
+    /// Orders by `order`, after any earlier ordering.
+    pub fn order_by(mut self, order: Order<M>) -> QuerySet<M> {
+        self.order.push((order.column, order.desc));
+        self
+    }
+
+    /// At most `n` rows.
+    pub fn limit(mut self, n: i64) -> QuerySet<M> {
+        self.limit = Some(n);
+        self
+    }
+
+    /// Skips the first `n` rows (order the query set for this to mean something).
+    pub fn offset(mut self, n: i64) -> QuerySet<M> {
+        self.offset = Some(n);
+        self
+    }
+
+    /// Runs on the database configured as `name` (`default`, `replica1`, …), whatever the
+    /// router says.
+    pub fn using(mut self, name: &str) -> QuerySet<M> {
+        self.using = Some(name.into());
+        self
+    }
+
+    /// Whether reads may be answered from the query cache (yes by default).
+    pub fn cache(mut self, on: bool) -> QuerySet<M> {
+        self.cache = on;
+        self
+    }
+
+    pub(crate) fn using_name(&self) -> Option<&str> {
+        self.using.as_deref()
+    }
+
+    /// `SELECT <columns> FROM <table> WHERE … ORDER BY … LIMIT … OFFSET …`.
+    pub(crate) fn select_sql(&self, default_order: Option<(usize, bool)>) -> Sql {
+        let meta = M::META;
+        let mut sql = Sql::new(64 + meta.select.len());
+        sql.push("SELECT ")
+            .push(meta.select)
+            .push(" FROM ")
+            .push(meta.quoted_table);
+        self.rest(&mut sql, default_order);
+        sql
+    }
+
+    /// Writes the filters, the order (`default_order` when there is none) and the slice.
+    fn rest(&self, sql: &mut Sql, default_order: Option<(usize, bool)>) {
+        let meta = M::META;
+        sql.filters(meta, None, &self.filters);
+        match (&self.order[..], default_order) {
+            ([], Some(order)) => sql.order(meta, None, &[order]),
+            (order, _) => sql.order(meta, None, order),
+        };
+        sql.slice(self.limit, self.offset);
+    }
+
+    /// The query without its slice, as a subquery when it has one: `FROM t WHERE …` or
+    /// `FROM (SELECT * FROM t WHERE … LIMIT …) AS t`.
+    fn write_from(&self, sql: &mut Sql) {
+        let meta = M::META;
+        if self.limit.is_none() && self.offset.is_none() {
+            sql.push(" FROM ").push(meta.quoted_table);
+            sql.filters(meta, None, &self.filters);
+        } else {
+            sql.push(" FROM (SELECT * FROM ").push(meta.quoted_table);
+            self.rest(sql, None);
+            sql.push(") AS ").push(meta.quoted_table);
+        }
+    }
+
+    async fn rows(&self, sql: &Sql, db: &impl Executor) -> Result<exec::Rows, Error> {
+        exec::read_one(db, M::META, self.using_name(), &sql.text, &sql.refs()).await
+    }
+
+    /// Every matching row.
+    ///
+    /// # Errors
+    /// The database's; a query error when a column does not decode into its field.
+    pub async fn all(&self, db: &impl Executor) -> Result<Vec<M>, Error> {
+        let sql = self.select_sql(None);
+        self.rows(&sql, db).await?.decode()
+    }
+
+    /// The first matching row (by primary key unless ordered), or `None`.
+    ///
+    /// # Errors
+    /// As [`all`](Self::all).
+    pub async fn first(&self, db: &impl Executor) -> Result<Option<M>, Error> {
+        let sql = self
+            .clone()
+            .limit(1)
+            .select_sql(Some((M::META.primary_key, false)));
+        self.rows(&sql, db).await?.decode_at(0)
+    }
+
+    /// The one matching row.
+    ///
+    /// # Errors
+    /// [`Error::is_no_row`] when none matches (a 404 through `pinion-web`),
+    /// [`Error::is_multiple_rows`] when several do; else as [`all`](Self::all).
+    pub async fn get(&self, db: &impl Executor) -> Result<M, Error> {
+        let sql = self.clone().limit(2).select_sql(None);
+        let rows = self.rows(&sql, db).await?;
+        match rows.len() {
+            0 => Err(Error::no_row()),
+            1 => rows.decode_at(0)?.ok_or_else(Error::no_row),
+            _ => Err(Error::multiple_rows(M::META.name)),
+        }
+    }
+
+    /// How many rows match (within the slice, when there is one).
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn count(&self, db: &impl Executor) -> Result<i64, Error> {
+        let mut sql = Sql::new(64);
+        sql.push("SELECT count(*)");
+        self.write_from(&mut sql);
+        let rows = self.rows(&sql, db).await?;
+        Ok(rows.decode_at::<(i64,)>(0)?.map_or(0, |(n,)| n))
+    }
+
+    /// Whether any row matches.
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn exists(&self, db: &impl Executor) -> Result<bool, Error> {
+        let mut sql = Sql::new(64);
+        sql.push("SELECT EXISTS(SELECT 1");
+        self.write_from(&mut sql);
+        sql.push(")");
+        let rows = self.rows(&sql, db).await?;
+        Ok(rows.decode_at::<(bool,)>(0)?.is_some_and(|(b,)| b))
+    }
+
+    /// Only `columns` of each row, decoded into a tuple (or, for one column, its value):
+    /// `World::objects().values((World::ID,))` reads `(i32,)`s, `.values(World::ID)` `i32`s.
+    pub fn values<C: Columns<M>>(self, columns: C) -> Values<M, C> {
+        Values::new(self, columns)
+    }
+
+    /// Each row with the `R` its foreign key points to, read in one `JOIN`.
+    pub fn select_related<R: Model>(self) -> Related<M, R>
+    where
+        M: ForeignKey<R>,
+    {
+        Related::new(self)
+    }
+}
