@@ -57,7 +57,7 @@ pub struct Database {
     /// The connection for [`query_pipelined`](Self::query_pipelined), opened on first use.
     pipeline: std::cell::OnceCell<Rc<Pipeline>>,
     /// The ORM's statements by SQL text, their parameter types inferred by the server.
-    statements: std::cell::RefCell<rustc_hash::FxHashMap<Box<str>, PipelineStatement>>,
+    statements: std::cell::RefCell<rustc_hash::FxHashMap<Box<str>, Rc<PipelineStatement>>>,
 }
 
 /// A callback told `(database name, duration)` after each statement run through a
@@ -287,25 +287,27 @@ impl Database {
     }
 
     /// Runs the ORM's `sql` once per parameter set of `sets` through the pipeline, in one
-    /// batch with one `Sync`: rows and affected counts of each run. The statement is
-    /// prepared once per connection, its parameter types inferred by the server.
+    /// batch with one `Sync`: the rows of each run, and when `counts` the rows each
+    /// affected. The statement is prepared once per connection, its parameter types
+    /// inferred by the server.
     pub(crate) async fn run_statement<'p, P: AsRef<[&'p (dyn ToSql + Sync)]>>(
         &self,
         sql: &str,
         sets: &[P],
+        counts: bool,
     ) -> Result<Outcome, Error> {
         let stmt = {
             let mut statements = self.statements.borrow_mut();
             match statements.get(sql) {
-                Some(s) => s.clone(),
+                Some(s) => Rc::clone(s),
                 None => {
-                    let s = PipelineStatement::inferred(sql);
-                    statements.insert(sql.into(), s.clone());
+                    let s = Rc::new(PipelineStatement::inferred(sql));
+                    statements.insert(sql.into(), Rc::clone(&s));
                     s
                 }
             }
         };
-        let run = std::pin::pin!(self.pipeline().run(&stmt, sets));
+        let run = std::pin::pin!(self.pipeline().run(&stmt, sets, counts));
         self.deadline(run).await
     }
 

@@ -77,6 +77,9 @@ pub(crate) struct Dialed {
     /// (callgrind).
     pub(crate) statements:
         std::cell::RefCell<rustc_hash::FxHashMap<Box<str>, tokio_postgres::Statement>>,
+    /// A transaction was left open on it (its future dropped): the pool rolls it back before
+    /// handing the connection out again.
+    pub(crate) needs_rollback: std::cell::Cell<bool>,
 }
 
 impl Dialed {
@@ -230,5 +233,6 @@ where
         client,
         closed,
         statements: Default::default(),
+        needs_rollback: Default::default(),
     })
 }

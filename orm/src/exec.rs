@@ -133,6 +133,46 @@ impl Scope<'_> {
     }
 }
 
+/// Runs `sql` once per parameter set through the pipeline of the database the router picks
+/// for reads; retried once, where the router says then, when the connection failed.
+async fn pipelined<'p, P: AsRef<Params<'p>>>(
+    scope: &Scope<'_>,
+    model: &ModelMeta,
+    using: Option<&str>,
+    sql: &str,
+    sets: &[P],
+) -> Result<crate::pipeline::Outcome, Error> {
+    let first = scope.reader(model, using)?;
+    match first.run_statement(sql, sets, false).await {
+        Err(e) if e.is_retryable_read() => {
+            // Boxed: the retry is rare, and inline it would double the size of every read's
+            // future.
+            Box::pin(retry(scope, first, e, model, using, sql, sets)).await
+        }
+        other => other,
+    }
+}
+
+/// The second try of a read whose connection failed.
+async fn retry<'p, P: AsRef<Params<'p>>>(
+    scope: &Scope<'_>,
+    failed: &Database,
+    error: Error,
+    model: &ModelMeta,
+    using: Option<&str>,
+    sql: &str,
+    sets: &[P],
+) -> Result<crate::pipeline::Outcome, Error> {
+    let again = scope.reader(model, using)?;
+    tracing::debug!(
+        failed = failed.name(),
+        retry_on = again.name(),
+        %error,
+        "read retried on another connection"
+    );
+    again.run_statement(sql, sets, false).await
+}
+
 /// Runs the read `sql` once per parameter set (one batch, one `Sync`), and returns each
 /// run's rows. Retried once, where the router says then, when the connection failed.
 pub(crate) async fn read<'p, P: AsRef<Params<'p>>>(
@@ -151,24 +191,12 @@ pub(crate) async fn read<'p, P: AsRef<Params<'p>>>(
         }
         return Ok(all);
     }
-    let first = scope.reader(model, using)?;
-    let outcome = match first.run_statement(sql, sets).await {
-        Err(e) if e.is_retryable_read() => {
-            let again = scope.reader(model, using)?;
-            tracing::debug!(
-                failed = first.name(),
-                retry_on = again.name(),
-                error = %e,
-                "read retried on another connection"
-            );
-            again.run_statement(sql, sets).await?
-        }
-        other => other?,
-    };
+    let outcome = pipelined(&scope, model, using, sql, sets).await?;
     Ok(outcome.results.into_iter().map(Rows::Pipeline).collect())
 }
 
-/// Runs the read `sql` once and returns its rows (see [`read`]).
+/// Runs the read `sql` once and returns its rows (see [`read`]). The hot path of a
+/// primary-key read: one future deep over the pipeline's.
 pub(crate) async fn read_one(
     db: &impl Executor,
     model: &ModelMeta,
@@ -176,10 +204,22 @@ pub(crate) async fn read_one(
     sql: &str,
     params: &Params<'_>,
 ) -> Result<Rows, Error> {
-    read(db, model, using, sql, &[params])
-        .await?
-        .pop()
-        .ok_or_else(|| Error::types("the statement returned no result"))
+    let scope = db.scope();
+    let first = match scope {
+        Scope::Tx(tx) => {
+            tx.check_model(model, using)?;
+            return Ok(Rows::Client(Box::pin(tx.query(sql, params)).await?));
+        }
+        _ => scope.reader(model, using)?,
+    };
+    let sets = [params];
+    let mut outcome = match first.run_statement(sql, &sets, false).await {
+        Err(e) if e.is_retryable_read() => {
+            Box::pin(retry(&scope, first, e, model, using, sql, &sets)).await?
+        }
+        other => other?,
+    };
+    Ok(Rows::Pipeline(outcome.results.pop().unwrap_or_default()))
 }
 
 /// Runs the write `sql` where the router sends writes of `model`; its rows (`RETURNING`) and
@@ -202,7 +242,7 @@ pub(crate) async fn write(
         Scope::Manager(m) => m.write_target(model, using)?,
         Scope::Routing(r) => r.write_target(model, using)?,
     };
-    let mut outcome = target.run_statement(sql, &[params]).await?;
+    let mut outcome = target.run_statement(sql, &[params], true).await?;
     let rows = outcome.results.pop().unwrap_or_default();
     let count = outcome.counts.pop().unwrap_or(0);
     Ok((Rows::Pipeline(rows), count))

@@ -3,7 +3,6 @@
 //! fallback to the primary, stickiness after writes, primary-only tables.
 
 use std::cell::Cell;
-use std::collections::HashSet;
 use std::rc::{Rc, Weak};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -105,7 +104,8 @@ pub struct ConnectionManager {
     /// The other named databases, each a primary of its own.
     others: Vec<Database>,
     next: Cell<usize>,
-    primary_only: HashSet<Box<str>>,
+    /// A few names, compared in a loop: cheaper than hashing the name on every read.
+    primary_only: Vec<Box<str>>,
     router: Arc<dyn Router>,
 }
 
@@ -270,7 +270,7 @@ impl ConnectionManager {
 
     /// Whether reads of `table` must go to the primary.
     pub fn is_primary_only(&self, table: &str) -> bool {
-        self.primary_only.contains(table)
+        self.primary_only.iter().any(|t| **t == *table)
     }
 
     /// A routing scope for one request. `sticky` (from the client's cookie) keeps its reads on
@@ -317,6 +317,12 @@ impl<'a> Routing<'a> {
         self.db.primary()
     }
 
+    /// Sends this request's later reads to the primary without writing: for a
+    /// read-modify-write that must read what it is about to change.
+    pub fn read_from_primary(&self) {
+        self.wrote.set(true);
+    }
+
     /// Whether this request wrote (the app then sets the sticky cookie).
     pub fn wrote(&self) -> bool {
         self.wrote.get()
@@ -339,13 +345,18 @@ impl<'a> Routing<'a> {
     }
 
     /// Where a write of `model` goes; the rest of this request reads from the primary.
+    ///
+    /// Marked as written only once the target is found: a write refused before it reached
+    /// any database (`.using("nope")`) wrote nothing, so it must neither send this request's
+    /// later reads to the primary nor make [`wrote`](Self::wrote) ask for the sticky cookie.
     pub(crate) fn write_target(
         &self,
         model: &ModelMeta,
         using: Option<&str>,
     ) -> Result<&'a Database, Error> {
+        let target = self.db.write_target(model, using)?;
         self.wrote.set(true);
-        self.db.write_target(model, using)
+        Ok(target)
     }
 }
 

@@ -91,9 +91,18 @@ impl Pool {
             let Some(d) = self.idle.borrow_mut().pop() else {
                 break None;
             };
-            if !d.closed.is_closed() && !d.client.is_closed() {
-                break Some(d);
+            if d.closed.is_closed() || d.client.is_closed() {
+                continue;
             }
+            if d.needs_rollback.get() {
+                // A transaction was dropped unfinished on it: end it here, in the runtime,
+                // rather than in a destructor that cannot wait.
+                if d.client.batch_execute("ROLLBACK").await.is_err() {
+                    continue;
+                }
+                d.needs_rollback.set(false);
+            }
+            break Some(d);
         };
         let dialed = match reused {
             Some(d) => d,
@@ -137,6 +146,14 @@ impl PooledClient {
     /// Closes the connection instead of returning it: it may be mid-statement.
     pub(crate) fn discard(mut self) {
         drop(self.conn.take());
+    }
+
+    /// Returns the connection with its transaction still open, for the pool to roll back
+    /// before its next use.
+    pub(crate) fn release_unfinished(self) {
+        if let Some(conn) = &self.conn {
+            conn.needs_rollback.set(true);
+        }
     }
 }
 

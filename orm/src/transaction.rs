@@ -124,28 +124,25 @@ struct TxState {
     failed: Cell<bool>,
     /// The connection may be mid-statement (a deadline passed) or gone: not reused.
     broken: Cell<bool>,
-    /// Hooks to run after the outer commit, with the savepoint depth that registered them.
-    on_commit: RefCell<Vec<(usize, Hook)>>,
+    /// Hooks to run after the outer commit, each with the savepoints it was registered
+    /// inside (see `Transaction::savepoints`).
+    on_commit: RefCell<Vec<(Rc<[u32]>, Hook)>>,
     /// Tables written, for the query cache.
     written: RefCell<Vec<&'static str>>,
     next_savepoint: Cell<u32>,
 }
 
 impl Drop for TxState {
-    /// Rolls back a transaction left unfinished (its future dropped): on a task of its own,
-    /// so that the connection goes back to the pool clean; a broken one is closed instead.
+    /// A transaction left unfinished (its future dropped) goes back to the pool marked, and
+    /// the pool rolls it back before handing the connection out again; nothing is spawned
+    /// here, so this is safe while the runtime shuts down. A broken connection is closed
+    /// instead (PostgreSQL rolls back what it had open).
     fn drop(&mut self) {
         let Some(conn) = self.conn.take() else { return };
         if self.broken.get() {
             conn.discard();
-            return;
-        }
-        if !self.finished.get() {
-            monoio::spawn(async move {
-                if conn.client().batch_execute("ROLLBACK").await.is_err() {
-                    conn.discard();
-                }
-            });
+        } else if !self.finished.get() {
+            conn.release_unfinished();
         }
     }
 }
@@ -156,7 +153,11 @@ impl Drop for TxState {
 pub struct Transaction<'a> {
     db: &'a Database,
     state: Rc<TxState>,
-    depth: usize,
+    /// The numbers of the savepoints this one is inside and its own, outermost first (empty
+    /// for the transaction itself): rolling back to savepoint `n` drops exactly the hooks
+    /// registered inside it, nested savepoints included, and keeps those of the savepoints
+    /// released before it at the same level.
+    savepoints: Rc<[u32]>,
 }
 
 impl<'a> Transaction<'a> {
@@ -172,7 +173,7 @@ impl<'a> Transaction<'a> {
         self.state
             .on_commit
             .borrow_mut()
-            .push((self.depth, Box::new(f)));
+            .push((Rc::clone(&self.savepoints), Box::new(f)));
     }
 
     /// Runs `sql` in the transaction and returns its rows.
@@ -234,7 +235,7 @@ impl<'a> Transaction<'a> {
         let inner = Transaction {
             db: self.db,
             state: Rc::clone(&self.state),
-            depth: self.depth + 1,
+            savepoints: self.savepoints.iter().copied().chain([n]).collect(),
         };
         match f(&inner).await {
             Ok(v) => {
@@ -242,14 +243,14 @@ impl<'a> Transaction<'a> {
                 Ok(v)
             }
             Err(e) => {
-                self.simple(&format!("ROLLBACK TO SAVEPOINT {name}"))
-                    .await?;
-                self.state.failed.set(failed_before);
-                let depth = self.depth;
+                // Its hooks go even when the rollback fails: its writes are not committed.
                 self.state
                     .on_commit
                     .borrow_mut()
-                    .retain(|(d, _)| *d <= depth);
+                    .retain(|(inside, _)| !inside.contains(&n));
+                self.simple(&format!("ROLLBACK TO SAVEPOINT {name}"))
+                    .await?;
+                self.state.failed.set(failed_before);
                 Err(e)
             }
         }
@@ -365,7 +366,7 @@ where
             written: RefCell::new(Vec::new()),
             next_savepoint: Cell::new(0),
         }),
-        depth: 0,
+        savepoints: Rc::from([]),
     };
     tx.simple(options.begin()).await?;
     match f(&tx).await {

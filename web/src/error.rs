@@ -199,6 +199,17 @@ impl fmt::Display for Error {
     }
 }
 
+impl pinion_orm::TransactionError for Error {
+    /// Whether the database error behind this one is a serialization failure or a deadlock,
+    /// so that `transaction_with(TxOptions::serializable(), …)` runs a handler's transaction
+    /// again.
+    fn is_serialization_failure(&self) -> bool {
+        std::error::Error::source(&self.inner)
+            .and_then(|s| s.downcast_ref::<pinion_orm::Error>())
+            .is_some_and(pinion_orm::Error::is_serialization_failure)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -91,6 +91,102 @@
 //!     .post("/buy/{stock}", buy);
 //! ```
 //!
+//! # Models in handlers
+//! A model is a struct with `#[derive(Model)]`; its query sets take the connection manager
+//! (or a request's `Routing`, or a transaction) and `?` maps their errors as above: no such
+//! row is a 404, a duplicate key a 409, the database down a 503.
+//!
+//! ```no_run
+//! use std::rc::Rc;
+//!
+//! use pinion_orm::{ConnectionManager, Model};
+//! use pinion_server::extract::{Form, Path, Query};
+//! use pinion_server::{Ctx, Response, Router, StatusCode};
+//! use pinion_web::Result;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Clone, Serialize, Model)]
+//! #[model(table = "products", cache_ttl = "30s")]
+//! struct Product {
+//!     #[model(primary_key, auto)]
+//!     id: i64,
+//!     name: String,
+//!     price_cents: i32,
+//! }
+//!
+//! #[derive(Debug, Clone, Model)]
+//! #[model(table = "order_lines")]
+//! struct Line {
+//!     #[model(primary_key, auto)]
+//!     id: i64,
+//!     #[model(foreign_key = Product)]
+//!     product_id: i64,
+//!     quantity: i32,
+//! }
+//!
+//! struct App {
+//!     db: Rc<ConnectionManager>,
+//! }
+//!
+//! #[derive(Deserialize)]
+//! struct Search {
+//!     q: String,
+//! }
+//!
+//! // GET /products?q=tea: read from a replica; `q` is a bound parameter, `%` in it is literal.
+//! async fn search(ctx: &Ctx<App>, Query(s): Query<Search>) -> Result<Response> {
+//!     let products = Product::objects()
+//!         .filter(Product::NAME.icontains(&s.q) & Product::PRICE_CENTS.lt(1_000))
+//!         .order_by(Product::NAME.asc())
+//!         .limit(20)
+//!         .all(&ctx.state().db)
+//!         .await?;
+//!     Ok(Response::json(&products)?)
+//! }
+//!
+//! // GET /products/{id}: no such product, 404.
+//! async fn show(ctx: &Ctx<App>, Path(id): Path<i64>) -> Result<Response> {
+//!     let product = Product::objects()
+//!         .filter(Product::ID.eq(id))
+//!         .get(&ctx.state().db)
+//!         .await?;
+//!     Ok(Response::json(&product)?)
+//! }
+//!
+//! #[derive(Deserialize)]
+//! struct NewLine {
+//!     product: i64,
+//!     quantity: i32,
+//! }
+//!
+//! // POST /lines: reads and writes in one transaction on the primary.
+//! async fn add_line(ctx: &Ctx<App>, Form(new): Form<NewLine>) -> Result<StatusCode> {
+//!     ctx.state()
+//!         .db
+//!         .transaction(async |tx| {
+//!             let product = Product::objects()
+//!                 .filter(Product::ID.eq(new.product))
+//!                 .get(tx)
+//!                 .await?;
+//!             let mut line = Line {
+//!                 id: 0,
+//!                 product_id: product.id,
+//!                 quantity: new.quantity,
+//!             };
+//!             line.save(tx).await?;
+//!             tx.on_commit(move || tracing::info!(product = product.id, "line added"));
+//!             Ok::<_, pinion_web::Error>(())
+//!         })
+//!         .await?;
+//!     Ok(StatusCode::CREATED)
+//! }
+//!
+//! let _router: Router<App> = Router::new()
+//!     .get("/products", search)
+//!     .get("/products/{id}", show)
+//!     .post("/lines", add_line);
+//! ```
+//!
 //! # Layout
 //! - [`Error`], [`Result`]: the classification and its constructors (`error.rs`).
 

@@ -1,4 +1,5 @@
-//! The README's "Errors" example is the crate's doc test, word for word, so it compiles.
+//! The README's "Errors" and "Models and query sets" examples are the crate's doc tests, word
+//! for word, so they compile.
 
 /// The first fenced block after the line that contains `start`.
 fn first_block(lines: &[&str], start: &str) -> Vec<String> {
@@ -12,18 +13,30 @@ fn first_block(lines: &[&str], start: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn the_readme_example_is_the_doc_test() {
-    let readme: Vec<&str> = include_str!("../../README.md").lines().collect();
-    let lib: Vec<&str> = include_str!("../src/lib.rs")
+fn lib() -> Vec<&'static str> {
+    include_str!("../src/lib.rs")
         .lines()
         .map(|l| {
             l.strip_prefix("//! ")
                 .unwrap_or(l.trim_start_matches("//!"))
         })
-        .collect();
-    let doc = first_block(&lib, "# Errors in one place");
+        .collect()
+}
+
+#[test]
+fn the_readme_example_is_the_doc_test() {
+    let readme: Vec<&str> = include_str!("../../README.md").lines().collect();
+    let doc = first_block(&lib(), "# Errors in one place");
     let shown = first_block(&readme, "### Errors");
     assert!(doc.len() > 10, "{doc:?}");
+    assert_eq!(shown, doc);
+}
+
+#[test]
+fn the_readme_models_example_is_the_doc_test() {
+    let readme: Vec<&str> = include_str!("../../README.md").lines().collect();
+    let doc = first_block(&lib(), "# Models in handlers");
+    let shown = first_block(&readme, "### Models and query sets");
+    assert!(doc.len() > 40, "{doc:?}");
     assert_eq!(shown, doc);
 }

@@ -10,7 +10,10 @@ use pinion_server::sse::{Event, Sse};
 use pinion_server::{Ctx, Error, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use crate::routes::world::SELECT_WORLD;
+use pinion_orm::query::raw;
+use pinion_orm::Model;
+
+use crate::routes::world::World;
 use crate::state::db_routing;
 use crate::AppState;
 
@@ -52,16 +55,25 @@ pub struct NewNumber {
     random_number: i32,
 }
 
-/// `GET /worlds/{id}`: one row, read where the routing says (404 when there is none).
+/// `GET /worlds/{id}`: one row, read where the routing says (404 when there is none), with
+/// the server that answered: raw SQL declaring the table it reads, so that it is routed as
+/// `World`'s reads are.
 pub async fn show(ctx: &Ctx<AppState>, req: Request) -> pinion_web::Result<Response> {
     let id = world_id(&req)?;
     let routing = db_routing(ctx, &req)?;
-    let db = routing.read();
-    let row = db.query_one(SELECT_WORLD, &[&id]).await?;
+    let row: Option<(i32, i32, bool)> =
+        raw("SELECT id, randomnumber, pg_is_in_recovery() FROM world WHERE id = $1")
+            .bind(id)
+            .reads_model::<World>()
+            .first(&routing)
+            .await?;
+    let Some((id, random_number, standby)) = row else {
+        return Err(pinion_web::Error::not_found());
+    };
     Ok(Response::json(&Served {
-        id: row.try_get(0)?,
-        random_number: row.try_get(1)?,
-        served_by: db.role().as_str(),
+        id,
+        random_number,
+        served_by: if standby { "replica" } else { "primary" },
     })?)
 }
 
@@ -84,13 +96,13 @@ pub async fn update(
     }
     let state = ctx.state();
     let routing = db_routing(ctx, &req)?;
-    routing
-        .write()
-        .execute(
-            "UPDATE world SET randomnumber = $2 WHERE id = $1",
-            &[&id, &number],
-        )
+    let changed = World::objects()
+        .filter(World::ID.eq(id))
+        .update([World::RANDOM_NUMBER.set(number)], &routing)
         .await?;
+    if changed == 0 {
+        return Err(pinion_web::Error::not_found());
+    }
     if let Some(cookie) = state.sticky_cookie() {
         jar.signed().add(cookie);
     }

@@ -3,23 +3,24 @@
 use std::sync::OnceLock;
 
 use pinion_cache::{Cache, Ttl};
-use pinion_orm::tokio_postgres::types::{ToSql, Type};
-use pinion_orm::{FromRow, PipelineStatement};
+use pinion_orm::{batch, Model};
 use pinion_server::{Ctx, Request, Response};
-use pinion_web::{Error, Result};
+use pinion_web::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::state::db_routing;
 use crate::AppState;
 
-/// One row of `world` (`SELECT id, randomnumber`, decoded by position), serialized as
-/// TechEmpower names it.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, FromRow)]
+/// A row of `world`, serialized as TechEmpower names it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Model)]
+#[model(table = "world")]
 pub struct World {
     /// Primary key, 1..=10000.
+    #[model(primary_key)]
     pub id: i32,
     /// The value `/updates` changes.
     #[serde(rename = "randomNumber")]
+    #[model(column = "randomnumber")]
     pub random_number: i32,
 }
 
@@ -36,14 +37,6 @@ fn json_response(write: impl FnOnce(&mut Vec<u8>), capacity: usize) -> Response 
         body.into(),
     )
 }
-
-/// The statement every read uses (prepared once per connection).
-pub const SELECT_WORLD: &str = "SELECT id, randomnumber FROM world WHERE id = $1";
-
-/// One bulk update for all rows of an `/updates` request, ids sorted (the same lock order in
-/// every request, so concurrent updates cannot deadlock).
-pub const UPDATE_WORLDS: &str = "UPDATE world SET randomnumber = v.r \
-     FROM (SELECT * FROM unnest($1::int[], $2::int[]) AS t(id, r)) AS v WHERE world.id = v.id";
 
 impl World {
     /// Appends `{"id":…,"randomNumber":…}`: the same bytes as serde_json's, without its
@@ -105,61 +98,32 @@ pub fn query_count(req: &Request, name: &str) -> usize {
         .clamp(1, 500) as usize
 }
 
-/// [`SELECT_WORLD`] for batches: its parameter is an `INT4`.
-fn select_world_batch() -> &'static PipelineStatement {
-    static STATEMENT: OnceLock<PipelineStatement> = OnceLock::new();
-    STATEMENT.get_or_init(|| PipelineStatement::new(SELECT_WORLD, &[Type::INT4]))
+/// The query of one `world` row. TechEmpower forbids caching its database tests' reads, so
+/// they bypass the query cache.
+fn world(id: i32) -> pinion_orm::QuerySet<World> {
+    World::objects().filter(World::ID.eq(id)).cache(false)
 }
 
-/// [`UPDATE_WORLDS`] for the pipeline: its parameters are two `INT4[]`.
-fn update_worlds_batch() -> &'static PipelineStatement {
-    static STATEMENT: OnceLock<PipelineStatement> = OnceLock::new();
-    STATEMENT.get_or_init(|| {
-        PipelineStatement::new(UPDATE_WORLDS, &[Type::INT4_ARRAY, Type::INT4_ARRAY])
-    })
-}
-
-/// Reads `ids` in one batch ended by one `Sync` (`Database::query_pipelined`): PostgreSQL
-/// answers all of them in one send. Twenty reads pipelined through tokio-postgres came back
-/// in up to twenty sends, and the worker woke for most of them: 153 µs of server CPU per
-/// `/queries?q=20` request against 52 µs with one flush per request (bench/ANALYSIS.md).
-async fn read_worlds(db: &pinion_orm::Database, ids: &[i32]) -> Result<Vec<World>> {
-    let results = db
-        .query_pipelined(
-            select_world_batch(),
-            ids.iter().map(|id| [id as &(dyn ToSql + Sync)]),
-        )
-        .await?;
-    ids.iter()
-        .zip(&results)
-        .map(|(id, rows)| match rows.first() {
-            Some(row) => Ok(World::from_row(row)?),
-            None => Err(Error::internal(format!("world row {id} is missing"))),
-        })
-        .collect()
-}
-
-/// `GET /db`: one random row (a batch of one: see [`read_worlds`]).
+/// `GET /db`: one random row.
 pub async fn db(ctx: &Ctx<AppState>, req: Request) -> Result<Response> {
-    let state = ctx.state();
     let routing = db_routing(ctx, &req)?;
-    let id = state.random_world_value();
-    let worlds = read_worlds(routing.read(), &[id]).await?;
-    match worlds.first() {
-        Some(world) => Ok(world.response()),
-        None => Err(Error::internal(format!("world row {id} is missing"))),
-    }
+    let id = ctx.state().random_world_value();
+    Ok(world(id).get(&routing).await?.response())
 }
 
-/// `GET /queries?q=N`: N random rows, one SELECT each, pipelined.
+/// `GET /queries?q=N`: N random rows, one SELECT each, in one batch ended by one `Sync`:
+/// PostgreSQL answers all of them in one send. Twenty reads pipelined through tokio-postgres
+/// came back in up to twenty sends, and the worker woke for most of them: 153 µs of server
+/// CPU per `/queries?q=20` request against 52 µs with one flush per request
+/// (bench/ANALYSIS.md).
 pub async fn queries(ctx: &Ctx<AppState>, req: Request) -> Result<Response> {
     let state = ctx.state();
     let n = query_count(&req, "q");
     let routing = db_routing(ctx, &req)?;
-    let ids: Vec<i32> = (0..n).map(|_| state.random_world_value()).collect();
-    Ok(World::array_response(
-        &read_worlds(routing.read(), &ids).await?,
-    ))
+    let worlds = batch((0..n).map(|_| world(state.random_world_value())))
+        .get(&routing)
+        .await?;
+    Ok(World::array_response(&worlds))
 }
 
 /// `GET /updates?q=N`: reads N random rows, gives each a new random number and writes them
@@ -169,30 +133,26 @@ pub async fn updates(ctx: &Ctx<AppState>, req: Request) -> Result<Response> {
     let state = ctx.state();
     let n = query_count(&req, "q");
     let routing = db_routing(ctx, &req)?;
-    let primary = routing.write();
-    let ids: Vec<i32> = (0..n).map(|_| state.random_world_value()).collect();
-    let mut worlds = read_worlds(primary, &ids).await?;
+    routing.read_from_primary();
+    let mut worlds = batch((0..n).map(|_| world(state.random_world_value())))
+        .get(&routing)
+        .await?;
     // An id drawn twice gets one new number, so the answer matches what is stored.
-    let mut changes: Vec<(i32, i32)> = Vec::with_capacity(n);
+    let mut changes: Vec<World> = Vec::with_capacity(n);
     for w in &mut worlds {
-        match changes.iter().find(|(id, _)| *id == w.id) {
-            Some(&(_, r)) => w.random_number = r,
+        match changes.iter().find(|c| c.id == w.id) {
+            Some(c) => w.random_number = c.random_number,
             None => {
                 w.random_number = state.random_world_value();
-                changes.push((w.id, w.random_number));
+                changes.push(*w);
             }
         }
     }
-    changes.sort_unstable_by_key(|&(id, _)| id);
-    let (ids, numbers): (Vec<i32>, Vec<i32>) = changes.into_iter().unzip();
-    // On the pipeline connection too, which the reads above just used: concurrent requests'
-    // reads and writes share its sends and reads, where the pinned connection was a second
-    // socket to wake up for.
-    primary
-        .query_pipelined(
-            update_worlds_batch(),
-            [[&ids as &(dyn ToSql + Sync), &numbers]],
-        )
+    // Ids sorted: every request locks rows in the same order, so concurrent updates cannot
+    // deadlock.
+    changes.sort_unstable_by_key(|w| w.id);
+    World::objects()
+        .bulk_update(&changes, &[&World::RANDOM_NUMBER], &routing)
         .await?;
     Ok(World::array_response(&worlds))
 }
@@ -244,8 +204,7 @@ pub async fn cached_queries(ctx: &Ctx<AppState>, req: Request) -> Result<Respons
             .worlds
             .get_or_compute(world_key_of(&mut key, id), Ttl::Default, || async {
                 let routing = db_routing(ctx, &req)?;
-                let row = routing.read().query_one(SELECT_WORLD, &[&id]).await?;
-                Ok::<_, Error>(World::from_row(&row)?)
+                Ok::<_, pinion_web::Error>(world(id).get(&routing).await?)
             })
             .await?;
         worlds.push(world);
@@ -261,20 +220,20 @@ pub async fn prime(
     db: &pinion_orm::ConnectionManager,
     cache: &crate::state::WorldCache,
 ) -> Result<usize, String> {
-    let rows = db
-        .primary()
-        .query("SELECT id, randomnumber FROM world", &[])
+    let worlds = World::objects()
+        .using(pinion_orm::PRIMARY)
+        .cache(false)
+        .all(db)
         .await
         .map_err(|e| e.to_string())?;
     let mut key = String::with_capacity(16);
-    for row in &rows {
-        let world = World::from_row(row).map_err(|e| e.to_string())?;
+    for world in &worlds {
         cache
-            .set(world_key(&mut key, world.id), world, Ttl::Default)
+            .set(world_key(&mut key, world.id), *world, Ttl::Default)
             .await
             .map_err(|e| e.to_string())?;
     }
-    Ok(rows.len())
+    Ok(worlds.len())
 }
 
 #[cfg(test)]

@@ -13,8 +13,43 @@ use tokio_postgres::types::ToSql;
 
 use super::Model;
 
-/// A value bound as a parameter: shared, so that a query set clones cheaply.
-pub(crate) type Param = Rc<dyn ToSql + Sync>;
+/// A value bound as a parameter: the common integers inline, anything else shared, so that
+/// a query set clones cheaply and a primary-key filter allocates nothing for its value.
+#[derive(Clone)]
+pub(crate) enum Param {
+    I32(i32),
+    I64(i64),
+    Shared(Rc<dyn ToSql + Sync>),
+}
+
+impl Param {
+    /// `value` as a parameter.
+    pub(crate) fn new<T: Value>(value: T) -> Param {
+        let any: &dyn std::any::Any = &value;
+        if let Some(&n) = any.downcast_ref::<i32>() {
+            Param::I32(n)
+        } else if let Some(&n) = any.downcast_ref::<i64>() {
+            Param::I64(n)
+        } else {
+            Param::Shared(Rc::new(value))
+        }
+    }
+
+    /// The value as tokio-postgres encodes it.
+    pub(crate) fn as_sql(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            Param::I32(n) => n,
+            Param::I64(n) => n,
+            Param::Shared(v) => &**v,
+        }
+    }
+}
+
+impl fmt::Debug for Param {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_sql(), f)
+    }
+}
 
 /// A type a column can hold and a filter can bind: anything tokio-postgres can encode.
 pub trait Value: ToSql + Sync + 'static {}
@@ -96,7 +131,7 @@ impl<M: Model, T: Value> Column<M, T> {
         Expr::new(Node::Compare {
             column: self.index,
             op,
-            value: Rc::new(value.into()),
+            value: Param::new(value.into()),
         })
     }
 
@@ -136,7 +171,7 @@ impl<M: Model, T: Value> Column<M, T> {
         let values: Vec<T> = values.into_iter().map(Into::into).collect();
         Expr::new(Node::Any {
             column: self.index,
-            values: Rc::new(values),
+            values: Param::new(values),
         })
     }
 
@@ -144,7 +179,7 @@ impl<M: Model, T: Value> Column<M, T> {
     pub fn set(self, value: impl Into<T>) -> Assign<M> {
         Assign {
             column: self.index,
-            value: Rc::new(value.into()),
+            value: Param::new(value.into()),
             _model: PhantomData,
         }
     }
@@ -161,7 +196,7 @@ impl<M: Model, T: Text> Column<M, T> {
         Expr::new(Node::Compare {
             column: self.index,
             op,
-            value: Rc::new(pattern),
+            value: Param::new(pattern),
         })
     }
 
@@ -358,7 +393,7 @@ impl<M> Clone for Assign<M> {
     fn clone(&self) -> Self {
         Assign {
             column: self.column,
-            value: Rc::clone(&self.value),
+            value: self.value.clone(),
             _model: PhantomData,
         }
     }

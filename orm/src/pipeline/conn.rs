@@ -52,6 +52,9 @@ pub(crate) struct Outcome {
 
 /// A batch waiting for its answers.
 struct Job {
+    /// Whether the caller wants the affected counts (writes): reading a command tag costs a
+    /// UTF-8 check and a parse, which reads skip.
+    counts: bool,
     /// The column types of the batch's statement, for its rows.
     columns: Arc<[Type]>,
     /// Rows of the statement being answered.
@@ -146,7 +149,7 @@ impl Conn {
         let n = self.next_name.get();
         self.next_name.set(n.wrapping_add(1));
         let name: Rc<str> = format!("p{n}").into();
-        let rx = self.submit(Arc::from([]), |out| {
+        let rx = self.submit(Arc::from([]), false, |out| {
             frontend::parse(&name, sql, types.iter().map(Type::oid), out)
                 .map_err(|e| Error::types(format!("cannot encode the statement: {e}")))?;
             frontend::describe(b'S', &name, out)
@@ -176,13 +179,14 @@ impl Conn {
         &self,
         stmt: &Prepared,
         sets: I,
+        counts: bool,
     ) -> Result<oneshot::Receiver<Outcome>, Error>
     where
         I: IntoIterator,
         I::Item: AsRef<[&'p (dyn ToSql + Sync)]>,
     {
         let types: &[Type] = &stmt.parameters;
-        self.submit(Arc::clone(&stmt.columns), |out| {
+        self.submit(Arc::clone(&stmt.columns), counts, |out| {
             for set in sets {
                 let params = set.as_ref();
                 if params.len() != types.len() {
@@ -222,6 +226,7 @@ impl Conn {
     fn submit(
         &self,
         columns: Arc<[Type]>,
+        counts: bool,
         encode: impl FnOnce(&mut BytesMut) -> Result<(), Error>,
     ) -> Result<oneshot::Receiver<Outcome>, Error> {
         if self.closed.is_closed() {
@@ -236,6 +241,7 @@ impl Conn {
         drop(out);
         let (done, rx) = oneshot::channel();
         self.jobs.borrow_mut().push_back(Job {
+            counts,
             columns,
             current: Vec::new(),
             outcome: Outcome::default(),
@@ -285,12 +291,16 @@ impl Conn {
             Message::CommandComplete(body) => {
                 let rows = std::mem::take(&mut job.current);
                 job.outcome.results.push(rows);
-                job.outcome.counts.push(affected(body.tag().unwrap_or("")));
+                if job.counts {
+                    job.outcome.counts.push(affected(body.tag().unwrap_or("")));
+                }
             }
             Message::EmptyQueryResponse | Message::PortalSuspended => {
                 let rows = std::mem::take(&mut job.current);
                 job.outcome.results.push(rows);
-                job.outcome.counts.push(0);
+                if job.counts {
+                    job.outcome.counts.push(0);
+                }
             }
             Message::ErrorResponse(body) => {
                 let (severity, code, message) = error_fields(&body);

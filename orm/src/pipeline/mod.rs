@@ -133,14 +133,15 @@ impl Pipeline {
         I: IntoIterator,
         I::Item: AsRef<[&'p (dyn ToSql + Sync)]>,
     {
-        Ok(self.run(stmt, sets).await?.results)
+        Ok(self.run(stmt, sets, false).await?.results)
     }
 
-    /// As [`query`](Self::query), with the rows each run affected too.
+    /// As [`query`](Self::query), with the rows each run affected too when `counts`.
     pub(crate) async fn run<'p, I>(
         &self,
         stmt: &PipelineStatement,
         sets: I,
+        counts: bool,
     ) -> Result<Outcome, Error>
     where
         I: IntoIterator,
@@ -168,7 +169,7 @@ impl Pipeline {
                 prepared
             }
         };
-        let rx = conn.query(&prepared, sets)?;
+        let rx = conn.query(&prepared, sets, counts)?;
         let outcome = rx.await.map_err(|_| Error::connection_lost(None))?;
         match outcome.error {
             Some(e) => Err(e),

@@ -5,7 +5,7 @@ use tokio_postgres::types::FromSql;
 use super::sql::Sql;
 use super::QuerySet;
 use crate::error::Error;
-use crate::exec::Executor;
+use crate::exec::{self, Executor};
 use crate::model::{Column, Model};
 
 /// A column type that sums: integers sum to an `i64` (`bigint`, so no `numeric` to
@@ -52,7 +52,7 @@ impl<M: Model> QuerySet<M> {
         sql.column(M::META, None, column);
         sql.push(")").push(cast);
         self.write_from(&mut sql);
-        let rows = self.rows(&sql, db).await?;
+        let rows = exec::read_one(db, M::META, self.using_name(), &sql.text, &sql.refs()).await?;
         Ok(rows.decode_at::<(Option<T>,)>(0)?.and_then(|(v,)| v))
     }
 

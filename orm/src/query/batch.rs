@@ -76,7 +76,7 @@ impl<M: Model> Batch<M> {
         let sqls = self
             .sets
             .iter()
-            .map(|s| s.clone().limit(1).select_sql(pk))
+            .map(|s| s.select_sql_at_most(Some(1), pk))
             .collect();
         self.run(sqls, db)
             .await?
@@ -94,7 +94,7 @@ impl<M: Model> Batch<M> {
         let sqls = self
             .sets
             .iter()
-            .map(|s| s.clone().limit(2).select_sql(None))
+            .map(|s| s.select_sql_at_most(Some(2), None))
             .collect();
         self.run(sqls, db)
             .await?

@@ -137,25 +137,44 @@ impl<M: Model> QuerySet<M> {
 
     /// `SELECT <columns> FROM <table> WHERE … ORDER BY … LIMIT … OFFSET …`.
     pub(crate) fn select_sql(&self, default_order: Option<(usize, bool)>) -> Sql {
+        self.select_sql_at_most(None, default_order)
+    }
+
+    /// As [`select_sql`](Self::select_sql), with at most `most` rows (`first`, `get`).
+    pub(crate) fn select_sql_at_most(
+        &self,
+        most: Option<u8>,
+        default_order: Option<(usize, bool)>,
+    ) -> Sql {
         let meta = M::META;
-        let mut sql = Sql::new(64 + meta.select.len());
+        let mut sql = Sql::new(80 + meta.select.len());
         sql.push("SELECT ")
             .push(meta.select)
             .push(" FROM ")
             .push(meta.quoted_table);
-        self.rest(&mut sql, default_order);
+        self.rest_at_most(&mut sql, most, default_order);
         sql
     }
 
     /// Writes the filters, the order (`default_order` when there is none) and the slice.
     fn rest(&self, sql: &mut Sql, default_order: Option<(usize, bool)>) {
+        self.rest_at_most(sql, None, default_order);
+    }
+
+    /// As [`rest`](Self::rest), with the limit lowered to `most`.
+    pub(crate) fn rest_at_most(
+        &self,
+        sql: &mut Sql,
+        most: Option<u8>,
+        default_order: Option<(usize, bool)>,
+    ) {
         let meta = M::META;
         sql.filters(meta, None, &self.filters);
         match (&self.order[..], default_order) {
             ([], Some(order)) => sql.order(meta, None, &[order]),
             (order, _) => sql.order(meta, None, order),
         };
-        sql.slice(self.limit, self.offset);
+        sql.slice(self.limit, most, self.offset);
     }
 
     /// The query without its slice, as a subquery when it has one: `FROM t WHERE …` or
@@ -172,17 +191,15 @@ impl<M: Model> QuerySet<M> {
         }
     }
 
-    async fn rows(&self, sql: &Sql, db: &impl Executor) -> Result<exec::Rows, Error> {
-        exec::read_one(db, M::META, self.using_name(), &sql.text, &sql.refs()).await
-    }
-
     /// Every matching row.
     ///
     /// # Errors
     /// The database's; a query error when a column does not decode into its field.
     pub async fn all(&self, db: &impl Executor) -> Result<Vec<M>, Error> {
         let sql = self.select_sql(None);
-        self.rows(&sql, db).await?.decode()
+        exec::read_one(db, M::META, self.using_name(), &sql.text, &sql.refs())
+            .await?
+            .decode()
     }
 
     /// The first matching row (by primary key unless ordered), or `None`.
@@ -194,7 +211,9 @@ impl<M: Model> QuerySet<M> {
             .clone()
             .limit(1)
             .select_sql(Some((M::META.primary_key, false)));
-        self.rows(&sql, db).await?.decode_at(0)
+        exec::read_one(db, M::META, self.using_name(), &sql.text, &sql.refs())
+            .await?
+            .decode_at(0)
     }
 
     /// The one matching row.
@@ -203,8 +222,8 @@ impl<M: Model> QuerySet<M> {
     /// [`Error::is_no_row`] when none matches (a 404 through `pinion-web`),
     /// [`Error::is_multiple_rows`] when several do; else as [`all`](Self::all).
     pub async fn get(&self, db: &impl Executor) -> Result<M, Error> {
-        let sql = self.clone().limit(2).select_sql(None);
-        let rows = self.rows(&sql, db).await?;
+        let sql = self.select_sql_at_most(Some(2), None);
+        let rows = exec::read_one(db, M::META, self.using_name(), &sql.text, &sql.refs()).await?;
         match rows.len() {
             0 => Err(Error::no_row()),
             1 => rows.decode_at(0)?.ok_or_else(Error::no_row),
@@ -220,7 +239,7 @@ impl<M: Model> QuerySet<M> {
         let mut sql = Sql::new(64);
         sql.push("SELECT count(*)");
         self.write_from(&mut sql);
-        let rows = self.rows(&sql, db).await?;
+        let rows = exec::read_one(db, M::META, self.using_name(), &sql.text, &sql.refs()).await?;
         Ok(rows.decode_at::<(i64,)>(0)?.map_or(0, |(n,)| n))
     }
 
@@ -233,7 +252,7 @@ impl<M: Model> QuerySet<M> {
         sql.push("SELECT EXISTS(SELECT 1");
         self.write_from(&mut sql);
         sql.push(")");
-        let rows = self.rows(&sql, db).await?;
+        let rows = exec::read_one(db, M::META, self.using_name(), &sql.text, &sql.refs()).await?;
         Ok(rows.decode_at::<(bool,)>(0)?.is_some_and(|(b,)| b))
     }
 

@@ -45,7 +45,7 @@ pub fn raw(sql: &str) -> Raw {
 impl Raw {
     /// Binds the next parameter (`$1` first).
     pub fn bind(mut self, value: impl Value) -> Raw {
-        self.sql.params.push(Rc::new(value));
+        self.sql.params.push(crate::model::Param::new(value));
         self
     }
 

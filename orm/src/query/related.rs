@@ -101,7 +101,7 @@ impl<M: ForeignKey<R>, R: Model> Related<M, R> {
             ([], Some(order)) => sql.order(m, Some("t0"), &[order]),
             (order, _) => sql.order(m, Some("t0"), order),
         };
-        sql.slice(query.limit, query.offset);
+        sql.slice(query.limit, None, query.offset);
         sql
     }
 

@@ -1,8 +1,6 @@
 //! SQL text and its bound parameters, written from a query set. Identifiers come from the
 //! model (quoted by the derive); every value becomes `$n`.
 
-use std::rc::Rc;
-
 use tokio_postgres::types::ToSql;
 
 use crate::model::{ModelMeta, Node, Param};
@@ -17,7 +15,7 @@ impl Sql {
     pub(crate) fn new(capacity: usize) -> Sql {
         Sql {
             text: String::with_capacity(capacity),
-            params: Vec::new(),
+            params: Vec::with_capacity(4),
         }
     }
 
@@ -98,12 +96,12 @@ impl Sql {
                 self.text.push(' ');
                 self.text.push_str(op);
                 self.text.push(' ');
-                self.bind(Rc::clone(value));
+                self.bind(value.clone());
             }
             Node::Any { column, values } => {
                 self.column(meta, alias, *column);
                 self.push(" = ANY(");
-                self.bind(Rc::clone(values));
+                self.bind(values.clone());
                 self.push(")");
             }
             Node::Null { column, negated } => {
@@ -159,25 +157,40 @@ impl Sql {
         self
     }
 
-    /// Writes ` LIMIT $n` / ` OFFSET $n` with the values bound.
-    pub(crate) fn slice(&mut self, limit: Option<i64>, offset: Option<i64>) -> &mut Sql {
-        if let Some(limit) = limit {
-            self.push(" LIMIT ");
-            self.bind(Rc::new(limit));
+    /// Writes ` LIMIT $n` / ` OFFSET $n` with the values bound; `most` (the ORM's own 1 or 2
+    /// of `first` and `get`, never a caller's value) is written as a literal when the caller
+    /// set no lower limit, so that a primary-key read binds one parameter, not two.
+    pub(crate) fn slice(
+        &mut self,
+        limit: Option<i64>,
+        most: Option<u8>,
+        offset: Option<i64>,
+    ) -> &mut Sql {
+        match (limit, most) {
+            (Some(l), Some(m)) if l <= i64::from(m) => {
+                self.push(" LIMIT ");
+                self.bind(Param::I64(l));
+            }
+            (_, Some(m)) => {
+                self.push(" LIMIT ");
+                self.push(itoa::Buffer::new().format(m));
+            }
+            (Some(l), None) => {
+                self.push(" LIMIT ");
+                self.bind(Param::I64(l));
+            }
+            (None, None) => {}
         }
         if let Some(offset) = offset {
             self.push(" OFFSET ");
-            self.bind(Rc::new(offset));
+            self.bind(Param::I64(offset));
         }
         self
     }
 
     /// The parameters as tokio-postgres takes them.
     pub(crate) fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
-        self.params
-            .iter()
-            .map(|p| &**p as &(dyn ToSql + Sync))
-            .collect()
+        self.params.iter().map(Param::as_sql).collect()
     }
 }
 
