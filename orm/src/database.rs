@@ -56,6 +56,11 @@ pub struct Database {
     opts: ConnectOptions,
     /// The connection for [`query_pipelined`](Self::query_pipelined), opened on first use.
     pipeline: std::cell::OnceCell<Rc<Pipeline>>,
+    /// The WAL position this replica had replayed at its last health check (0 for the
+    /// primary, and before the first check).
+    replayed: Cell<u64>,
+    /// The process's query cache, which this database's writes bump.
+    query_cache: std::cell::RefCell<Option<std::sync::Arc<crate::query_cache::QueryCache>>>,
     /// The ORM's statements by SQL text, their parameter types inferred by the server.
     statements: std::cell::RefCell<rustc_hash::FxHashMap<Box<str>, Rc<PipelineStatement>>>,
 }
@@ -94,6 +99,106 @@ impl Database {
             opts,
             pipeline: std::cell::OnceCell::new(),
             statements: Default::default(),
+            replayed: Cell::new(0),
+            query_cache: std::cell::RefCell::new(None),
+        }
+    }
+
+    pub(crate) fn set_query_cache(
+        &self,
+        cache: Option<std::sync::Arc<crate::query_cache::QueryCache>>,
+    ) {
+        *self.query_cache.borrow_mut() = cache;
+    }
+
+    /// The query cache this database's writes bump, if any.
+    pub(crate) fn query_cache(&self) -> Option<std::sync::Arc<crate::query_cache::QueryCache>> {
+        self.query_cache.borrow().clone()
+    }
+
+    /// The WAL position this replica had replayed at its last health check.
+    pub fn replayed_lsn(&self) -> u64 {
+        self.replayed.get()
+    }
+
+    /// Pings a replica and reads how far it has replayed (`pg_last_wal_replay_lsn()`): the
+    /// query cache fills from it only what it has replayed. Updates health as
+    /// [`ping`](Self::ping) does.
+    ///
+    /// # Errors
+    /// As `query`.
+    pub async fn check_replay(&self) -> Result<u64, Error> {
+        let result = async {
+            let row = self
+                .query_one("SELECT pg_last_wal_replay_lsn()", &[])
+                .await?;
+            let lsn: Option<tokio_postgres::types::PgLsn> =
+                row.try_get(0).map_err(Error::from_pg)?;
+            Ok(lsn.map_or(0, u64::from))
+        }
+        .await;
+        self.healthy.set(result.is_ok());
+        if let Ok(lsn) = result {
+            self.replayed.set(lsn);
+        }
+        result
+    }
+
+    /// Runs the ORM's write `sql` with the `NOTIFY` of the tables it wrote in the same
+    /// implicit transaction (so the notification is sent only if it commits), then reads the
+    /// primary's WAL position after the commit, all in one send: the write's outcome (with
+    /// affected counts) and that position.
+    pub(crate) async fn run_write_notified(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        payload: &str,
+    ) -> Result<(Outcome, u64), Error> {
+        let write = self.orm_statement(sql);
+        let notify = self.orm_statement("SELECT pg_notify($1, $2)");
+        let lsn = self.orm_statement("SELECT pg_current_wal_lsn()");
+        let channel = crate::query_cache::CHANNEL;
+        let notify_params: [&(dyn ToSql + Sync); 2] = [&channel, &payload];
+        let first = [(&*write, params), (&*notify, &notify_params[..])];
+        let second = [(&*lsn, &[][..])];
+        let jobs = [
+            crate::pipeline::Job {
+                parts: &first,
+                counts: true,
+            },
+            crate::pipeline::Job {
+                parts: &second,
+                counts: false,
+            },
+        ];
+        let run = std::pin::pin!(self.pipeline().run_jobs(&jobs));
+        let mut outcomes = self.deadline(run).await?;
+        let position = outcomes
+            .pop()
+            .and_then(|mut o| o.results.pop())
+            .and_then(|mut rows| rows.pop())
+            .map(|row| row.get::<tokio_postgres::types::PgLsn>(0))
+            .transpose()?
+            .map_or(0, u64::from);
+        let mut outcome = outcomes
+            .pop()
+            .ok_or_else(|| Error::types("the write returned no result"))?;
+        // Keep only the write's own result and count, not the notification's.
+        outcome.results.truncate(1);
+        outcome.counts.truncate(1);
+        Ok((outcome, position))
+    }
+
+    /// The ORM's statement for `sql`, its parameter types inferred by the server.
+    fn orm_statement(&self, sql: &str) -> Rc<PipelineStatement> {
+        let mut statements = self.statements.borrow_mut();
+        match statements.get(sql) {
+            Some(s) => Rc::clone(s),
+            None => {
+                let s = Rc::new(PipelineStatement::inferred(sql));
+                statements.insert(sql.into(), Rc::clone(&s));
+                s
+            }
         }
     }
 
@@ -296,17 +401,7 @@ impl Database {
         sets: &[P],
         counts: bool,
     ) -> Result<Outcome, Error> {
-        let stmt = {
-            let mut statements = self.statements.borrow_mut();
-            match statements.get(sql) {
-                Some(s) => Rc::clone(s),
-                None => {
-                    let s = Rc::new(PipelineStatement::inferred(sql));
-                    statements.insert(sql.into(), Rc::clone(&s));
-                    s
-                }
-            }
-        };
+        let stmt = self.orm_statement(sql);
         let run = std::pin::pin!(self.pipeline().run(&stmt, sets, counts));
         self.deadline(run).await
     }

@@ -213,19 +213,76 @@ fn tune_tcp(stream: &monoio::net::TcpStream, opts: &ConnectOptions) -> std::io::
     sock.set_tcp_user_timeout(Some(opts.user_timeout))
 }
 
+/// What a listening connection hands each notification's payload to.
+pub(crate) type OnNotify = Rc<dyn Fn(&str)>;
+
+/// Connects as [`connect`] does, and hands the payload of every notification (`LISTEN`) the
+/// connection receives to `on_notify`.
+///
+/// # Errors
+/// As [`connect`].
+pub(crate) async fn connect_listening(
+    config: &Config,
+    opts: &ConnectOptions,
+    on_notify: OnNotify,
+) -> Result<Dialed, Error> {
+    connect_with(config, opts, |stream| {
+        let on_notify = Rc::clone(&on_notify);
+        async move {
+            match stream {
+                Stream::Tcp(stream) => {
+                    finish_with(config, RentIo::new(stream), Some(on_notify)).await
+                }
+                Stream::Unix(stream) => {
+                    finish_with(config, RentIo::new(stream), Some(on_notify)).await
+                }
+            }
+        }
+    })
+    .await
+}
+
 async fn finish<S>(config: &Config, stream: S) -> Result<Dialed, Error>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
-    let (client, connection) = config
+    finish_with(config, stream, None).await
+}
+
+async fn finish_with<S>(
+    config: &Config,
+    stream: S,
+    on_notify: Option<OnNotify>,
+) -> Result<Dialed, Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+{
+    let (client, mut connection) = config
         .connect_raw(stream, NoTls)
         .await
         .map_err(Error::connect)?;
     let closed = Rc::new(Closed::default());
     let on_close = Rc::clone(&closed);
     monoio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "database connection ended");
+        match on_notify {
+            None => {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "database connection ended");
+                }
+            }
+            Some(on_notify) => loop {
+                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                        on_notify(n.payload());
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "database connection ended");
+                        break;
+                    }
+                    None => break,
+                }
+            },
         }
         on_close.set();
     });

@@ -5,15 +5,18 @@
 //! the router says and are never retried.
 
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use crate::database::Database;
+use crate::database::{Database, Role};
 use crate::error::Error;
 use crate::manager::{ConnectionManager, Routing};
 use crate::model::ModelMeta;
 use crate::pipeline::PipelineRow;
+use crate::query_cache::{CachedRows, QueryCache};
 use crate::row::FromRow;
 use crate::transaction::Transaction;
 
@@ -78,10 +81,18 @@ impl<T: Executor + ?Sized> Executor for &T {}
 /// The parameters of one statement.
 pub(crate) type Params<'p> = [&'p (dyn ToSql + Sync)];
 
-/// Rows from either client.
+/// Rows from either client, or from the query cache.
 pub(crate) enum Rows {
     Pipeline(Vec<PipelineRow>),
     Client(Vec<Row>),
+    Cached(Arc<CachedRows>),
+}
+
+/// What a read may do with the query cache: the tables it reads (all of them, joins too) and
+/// how long its result may live (`None`: the cache's default).
+pub(crate) struct CacheSpec<'a> {
+    pub(crate) tables: &'a [&'static str],
+    pub(crate) ttl: Option<Duration>,
 }
 
 impl Rows {
@@ -89,6 +100,7 @@ impl Rows {
         match self {
             Rows::Pipeline(r) => r.len(),
             Rows::Client(r) => r.len(),
+            Rows::Cached(r) => r.len(),
         }
     }
 
@@ -97,6 +109,10 @@ impl Rows {
         match self {
             Rows::Pipeline(r) => T::from_rows(r),
             Rows::Client(r) => T::from_rows(r),
+            Rows::Cached(r) => (0..r.len())
+                .filter_map(|i| r.row(i))
+                .map(|row| T::from_row(&row))
+                .collect(),
         }
     }
 
@@ -111,6 +127,7 @@ impl Rows {
         match self {
             Rows::Pipeline(r) => model.set_key_from(r.get(i).ok_or_else(missing)?, column),
             Rows::Client(r) => model.set_key_from(r.get(i).ok_or_else(missing)?, column),
+            Rows::Cached(r) => model.set_key_from(&r.row(i).ok_or_else(missing)?, column),
         }
     }
 
@@ -119,11 +136,21 @@ impl Rows {
         match self {
             Rows::Pipeline(r) => r.get(i).map(T::from_row).transpose(),
             Rows::Client(r) => r.get(i).map(T::from_row).transpose(),
+            Rows::Cached(r) => r.row(i).map(|row| T::from_row(&row)).transpose(),
         }
     }
 }
 
 impl Scope<'_> {
+    /// The manager behind a routing scope (none for a transaction).
+    fn manager(&self) -> Option<&ConnectionManager> {
+        match self {
+            Scope::Manager(m) => Some(m),
+            Scope::Routing(r) => Some(r.db()),
+            Scope::Tx(_) => None,
+        }
+    }
+
     fn reader(&self, model: &ModelMeta, using: Option<&str>) -> Result<&Database, Error> {
         match self {
             Scope::Manager(m) => m.read_target(model, using, false),
@@ -195,12 +222,14 @@ pub(crate) async fn read<'p, P: AsRef<Params<'p>>>(
     Ok(outcome.results.into_iter().map(Rows::Pipeline).collect())
 }
 
-/// Runs the read `sql` once and returns its rows (see [`read`]). The hot path of a
-/// primary-key read: one future deep over the pipeline's.
+/// Runs the read `sql` once and returns its rows (see [`read`]); through the query cache
+/// when `cache` says it may. The hot path of a primary-key read: one future deep over the
+/// pipeline's.
 pub(crate) async fn read_one(
     db: &impl Executor,
     model: &ModelMeta,
     using: Option<&str>,
+    cache: Option<&CacheSpec<'_>>,
     sql: &str,
     params: &Params<'_>,
 ) -> Result<Rows, Error> {
@@ -208,10 +237,20 @@ pub(crate) async fn read_one(
     let first = match scope {
         Scope::Tx(tx) => {
             tx.check_model(model, using)?;
+            if cache.is_some() {
+                if let Some(qc) = tx.database().query_cache() {
+                    qc.count_bypass();
+                }
+            }
             return Ok(Rows::Client(Box::pin(tx.query(sql, params)).await?));
         }
         _ => scope.reader(model, using)?,
     };
+    if let Some(spec) = cache {
+        if let Some(qc) = scope.manager().and_then(ConnectionManager::query_cache) {
+            return Box::pin(cached(&scope, qc, spec, first, model, using, sql, params)).await;
+        }
+    }
     let sets = [params];
     let mut outcome = match first.run_statement(sql, &sets, false).await {
         Err(e) if e.is_retryable_read() => {
@@ -222,19 +261,72 @@ pub(crate) async fn read_one(
     Ok(Rows::Pipeline(outcome.results.pop().unwrap_or_default()))
 }
 
-/// Runs the write `sql` where the router sends writes of `model`; its rows (`RETURNING`) and
-/// the number of rows it affected. Never retried: it may have been applied.
+/// A read through the query cache: the versions of its tables are read first and make the
+/// key; a hit is answered at once; a miss runs on a database that has replayed the tables'
+/// last bump (a lagging replica is passed over for the primary), and the result is stored
+/// under the versions read before it ran.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the read's whole description, passed through"
+)]
+async fn cached(
+    scope: &Scope<'_>,
+    qc: &QueryCache,
+    spec: &CacheSpec<'_>,
+    first: &Database,
+    model: &ModelMeta,
+    using: Option<&str>,
+    sql: &str,
+    params: &Params<'_>,
+) -> Result<Rows, Error> {
+    let manager = scope
+        .manager()
+        .ok_or_else(|| Error::invalid("no manager"))?;
+    let seen = match (using, qc.key(spec.tables, sql, params)) {
+        (None, Some(seen)) => seen,
+        _ => {
+            // Bypassed (the listener is down; or a database forced by name, which the
+            // replica rule cannot choose for).
+            let mut outcome = first.run_statement(sql, &[params], false).await?;
+            return Ok(Rows::Pipeline(outcome.results.pop().unwrap_or_default()));
+        }
+    };
+    if let Some(rows) = qc.get(&seen).await {
+        return Ok(Rows::Cached(rows));
+    }
+    let target = manager.fill_target(first, seen.lsn);
+    let mut outcome = match target.run_statement(sql, &[params], false).await {
+        Err(e) if e.is_retryable_read() => {
+            let again = manager.fill_target(scope.reader(model, using)?, seen.lsn);
+            tracing::debug!(failed = target.name(), retry_on = again.name(), error = %e, "read retried on another connection");
+            again.run_statement(sql, &[params], false).await?
+        }
+        other => other?,
+    };
+    let rows = outcome.results.pop().unwrap_or_default();
+    qc.fill(&seen, CachedRows::from_pipeline(&rows)?, spec.ttl)
+        .await;
+    Ok(Rows::Pipeline(rows))
+}
+
+/// Runs the write `sql` (which writes `tables`) where the router sends writes of `model`;
+/// its rows (`RETURNING`) and the number of rows it affected. Never retried: it may have
+/// been applied. With a query cache, the tables' versions are bumped once it committed, and
+/// other processes are told in the same implicit transaction.
 pub(crate) async fn write(
     db: &impl Executor,
     model: &ModelMeta,
     using: Option<&str>,
+    tables: &[&'static str],
     sql: &str,
     params: &Params<'_>,
 ) -> Result<(Rows, u64), Error> {
     let target = match db.scope() {
         Scope::Tx(tx) => {
             tx.check_model(model, using)?;
-            tx.note_write(model.table);
+            for t in tables {
+                tx.note_write(t);
+            }
             let rows = tx.query(sql, params).await?;
             let n = rows.len() as u64;
             return Ok((Rows::Client(rows), n));
@@ -242,26 +334,43 @@ pub(crate) async fn write(
         Scope::Manager(m) => m.write_target(model, using)?,
         Scope::Routing(r) => r.write_target(model, using)?,
     };
-    let mut outcome = target.run_statement(sql, &[params], true).await?;
+    let mut outcome = match target.query_cache() {
+        Some(qc) if target.role() == Role::Primary && !tables.is_empty() => {
+            let (outcome, lsn) = target
+                .run_write_notified(sql, params, &tables.join(","))
+                .await?;
+            qc.bump(tables, lsn);
+            outcome
+        }
+        Some(qc) => {
+            let outcome = target.run_statement(sql, &[params], true).await?;
+            qc.bump(tables, 0);
+            outcome
+        }
+        None => target.run_statement(sql, &[params], true).await?,
+    };
     let rows = outcome.results.pop().unwrap_or_default();
     let count = outcome.counts.pop().unwrap_or(0);
     Ok((Rows::Pipeline(rows), count))
 }
 
-/// Runs the write `sql` and returns the number of rows it affected.
+/// Runs the write `sql` (which writes `tables`) and returns the number of rows it affected.
 pub(crate) async fn execute(
     db: &impl Executor,
     model: &ModelMeta,
     using: Option<&str>,
+    tables: &[&'static str],
     sql: &str,
     params: &Params<'_>,
 ) -> Result<u64, Error> {
     if let Scope::Tx(tx) = db.scope() {
         tx.check_model(model, using)?;
-        tx.note_write(model.table);
+        for t in tables {
+            tx.note_write(t);
+        }
         return tx.execute(sql, params).await;
     }
-    Ok(write(db, model, using, sql, params).await?.1)
+    Ok(write(db, model, using, tables, sql, params).await?.1)
 }
 
 /// The first of `tables` that the executor's manager keeps on the primary.

@@ -34,6 +34,8 @@ pub struct DbConfig {
     pub databases: Vec<(String, String)>,
     /// Where each model's reads and writes go ([`PrimaryReplicaRouter`] by default).
     pub router: Arc<dyn Router>,
+    /// The process's query cache (none: query sets always run); one for every thread.
+    pub query_cache: Option<Arc<crate::query_cache::QueryCache>>,
     /// Pooled connections per database on each thread (for transactions).
     pub pool_size_per_thread: usize,
     /// Dial and socket options.
@@ -54,6 +56,7 @@ impl DbConfig {
             replica_urls,
             databases: Vec::new(),
             router: Arc::new(PrimaryReplicaRouter),
+            query_cache: None,
             pool_size_per_thread: 4,
             connect: ConnectOptions::default(),
             query_timeout: Duration::from_secs(30),
@@ -107,6 +110,7 @@ pub struct ConnectionManager {
     /// A few names, compared in a loop: cheaper than hashing the name on every read.
     primary_only: Vec<Box<str>>,
     router: Arc<dyn Router>,
+    query_cache: Option<Arc<crate::query_cache::QueryCache>>,
 }
 
 impl ConnectionManager {
@@ -160,6 +164,7 @@ impl ConnectionManager {
             replicas,
             others,
             router: Arc::clone(&cfg.router),
+            query_cache: cfg.query_cache.clone(),
             next: Cell::new(0),
             primary_only: cfg
                 .primary_only_tables
@@ -167,6 +172,9 @@ impl ConnectionManager {
                 .map(|t| t.as_str().into())
                 .collect(),
         });
+        for d in db.databases() {
+            d.set_query_cache(db.query_cache.clone());
+        }
         if !db.replicas.is_empty() {
             monoio::spawn(check_replicas(Rc::downgrade(&db), cfg.check_interval));
         }
@@ -219,6 +227,23 @@ impl ConnectionManager {
     /// The router in use.
     pub fn router(&self) -> &dyn Router {
         &*self.router
+    }
+
+    /// The query cache, when one is configured.
+    pub fn query_cache(&self) -> Option<&crate::query_cache::QueryCache> {
+        self.query_cache.as_deref()
+    }
+
+    /// Where a read that fills the query cache goes: as [`read_target`](Self::read_target),
+    /// but a replica that has not replayed `lsn` (the position after the last bump of the
+    /// tables read) is passed over for the primary, so that it cannot cache rows a commit
+    /// already replaced.
+    pub(crate) fn fill_target<'a>(&'a self, read: &'a Database, lsn: u64) -> &'a Database {
+        if read.role() == Role::Replica && read.replayed_lsn() < lsn {
+            &self.primary
+        } else {
+            read
+        }
     }
 
     /// The database named `name`, or an error that names it.
@@ -368,7 +393,7 @@ async fn check_replicas(db: Weak<ConnectionManager>, interval: Duration) {
         let Some(db) = db.upgrade() else { return };
         for r in &db.replicas {
             let was = r.is_healthy();
-            let now = r.ping().await.is_ok() && r.is_connected();
+            let now = r.check_replay().await.is_ok() && r.is_connected();
             if was != now {
                 if now {
                     tracing::info!(

@@ -19,11 +19,12 @@ use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use crate::database::Database;
+use crate::database::{Database, Role};
 use crate::error::Error;
 use crate::manager::{ConnectionManager, Routing};
 use crate::model::ModelMeta;
 use crate::pool::PooledClient;
+use crate::query_cache::CHANNEL;
 
 /// How a transaction starts: its isolation level, whether it only reads, and how many times
 /// [`transaction_with`](ConnectionManager::transaction_with) runs it again after a
@@ -380,9 +381,33 @@ where
                 )
                 .into());
             }
+            // With a query cache, the tables written are announced in the transaction, so
+            // that other processes hear of it only if it commits, and bumped here after it.
+            let written: Vec<&'static str> = tx.state.written.borrow().clone();
+            let cache = if written.is_empty() {
+                None
+            } else {
+                db.query_cache()
+            };
+            let on_primary = db.role() == Role::Primary;
+            if cache.is_some() && on_primary {
+                let payload = written.join(",");
+                let notified = tx
+                    .query("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+                    .await;
+                if let Err(e) = notified {
+                    let _ = tx.simple("ROLLBACK").await;
+                    tx.state.finished.set(true);
+                    return Err(e.into());
+                }
+            }
             let committed = tx.simple("COMMIT").await;
             tx.state.finished.set(true);
             committed?;
+            if let Some(cache) = cache {
+                let lsn = if on_primary { commit_lsn(&tx).await } else { 0 };
+                cache.bump(&written, lsn);
+            }
             let hooks = std::mem::take(&mut *tx.state.on_commit.borrow_mut());
             for (_, hook) in hooks {
                 hook();
@@ -395,6 +420,26 @@ where
             Err(e)
         }
     }
+}
+
+/// The primary's WAL position after a commit, read on the transaction's connection (or the
+/// pinned one); `u64::MAX`, which keeps fills of the tables on the primary until the next
+/// full invalidation, when neither answers.
+async fn commit_lsn(tx: &Transaction<'_>) -> u64 {
+    const SQL: &str = "SELECT pg_current_wal_lsn()";
+    let read = |rows: Vec<Row>| -> Option<u64> {
+        let lsn: tokio_postgres::types::PgLsn = rows.first()?.try_get(0).ok()?;
+        Some(u64::from(lsn))
+    };
+    if let Some(lsn) = tx.query(SQL, &[]).await.ok().and_then(read) {
+        return lsn;
+    }
+    tx.db
+        .query(SQL, &[])
+        .await
+        .ok()
+        .and_then(read)
+        .unwrap_or(u64::MAX)
 }
 
 impl ConnectionManager {

@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod pg;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_pinion");
 
 pub fn repo() -> &'static Path {

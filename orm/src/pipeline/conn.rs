@@ -55,12 +55,58 @@ struct Job {
     /// Whether the caller wants the affected counts (writes): reading a command tag costs a
     /// UTF-8 check and a parse, which reads skip.
     counts: bool,
-    /// The column types of the batch's statement, for its rows.
+    /// The column types of the statement being answered, for its rows.
     columns: Arc<[Type]>,
+    /// The column types of the job's later statements, in order (a job of several
+    /// statements).
+    later: Vec<Arc<[Type]>>,
     /// Rows of the statement being answered.
     current: Vec<PipelineRow>,
     outcome: Outcome,
     done: oneshot::Sender<Outcome>,
+}
+
+impl Job {
+    /// Moves on to the next statement's columns, if the job has several statements.
+    fn next_statement(&mut self) {
+        if !self.later.is_empty() {
+            self.columns = self.later.remove(0);
+        }
+    }
+}
+
+/// Encodes `Bind` (every parameter and column in binary) and `Execute` for `stmt`.
+fn bind_execute(
+    out: &mut BytesMut,
+    stmt: &Prepared,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<(), Error> {
+    let types: &[Type] = &stmt.parameters;
+    if params.len() != types.len() {
+        return Err(Error::types(format!(
+            "the statement takes {} parameters, {} given",
+            types.len(),
+            params.len()
+        )));
+    }
+    frontend::bind(
+        "",
+        &stmt.name,
+        Some(1),
+        params.iter().zip(types),
+        |(param, ty), buf| match param.to_sql_checked(ty, buf)? {
+            tokio_postgres::types::IsNull::Yes => Ok(postgres_protocol::IsNull::Yes),
+            tokio_postgres::types::IsNull::No => Ok(postgres_protocol::IsNull::No),
+        },
+        Some(1),
+        out,
+    )
+    .map_err(|e| match e {
+        frontend::BindError::Conversion(e) => Error::types(e.to_string()),
+        frontend::BindError::Serialization(e) => Error::types(e.to_string()),
+    })?;
+    frontend::execute("", 0, out)
+        .map_err(|e| Error::types(format!("cannot encode the statement: {e}")))
 }
 
 /// A statement prepared on this connection.
@@ -149,7 +195,7 @@ impl Conn {
         let n = self.next_name.get();
         self.next_name.set(n.wrapping_add(1));
         let name: Rc<str> = format!("p{n}").into();
-        let rx = self.submit(Arc::from([]), false, |out| {
+        let rx = self.submit(Arc::from([]), Vec::new(), false, |out| {
             frontend::parse(&name, sql, types.iter().map(Type::oid), out)
                 .map_err(|e| Error::types(format!("cannot encode the statement: {e}")))?;
             frontend::describe(b'S', &name, out)
@@ -185,35 +231,32 @@ impl Conn {
         I: IntoIterator,
         I::Item: AsRef<[&'p (dyn ToSql + Sync)]>,
     {
-        let types: &[Type] = &stmt.parameters;
-        self.submit(Arc::clone(&stmt.columns), counts, |out| {
+        self.submit(Arc::clone(&stmt.columns), Vec::new(), counts, |out| {
             for set in sets {
-                let params = set.as_ref();
-                if params.len() != types.len() {
-                    return Err(Error::types(format!(
-                        "the statement takes {} parameters, {} given",
-                        types.len(),
-                        params.len()
-                    )));
-                }
-                frontend::bind(
-                    "",
-                    &stmt.name,
-                    Some(1), // every parameter in binary
-                    params.iter().zip(types),
-                    |(param, ty), buf| match param.to_sql_checked(ty, buf)? {
-                        tokio_postgres::types::IsNull::Yes => Ok(postgres_protocol::IsNull::Yes),
-                        tokio_postgres::types::IsNull::No => Ok(postgres_protocol::IsNull::No),
-                    },
-                    Some(1), // every column in binary
-                    out,
-                )
-                .map_err(|e| match e {
-                    frontend::BindError::Conversion(e) => Error::types(e.to_string()),
-                    frontend::BindError::Serialization(e) => Error::types(e.to_string()),
-                })?;
-                frontend::execute("", 0, out)
-                    .map_err(|e| Error::types(format!("cannot encode the statement: {e}")))?;
+                bind_execute(out, stmt, set.as_ref())?;
+            }
+            frontend::sync(out);
+            Ok(())
+        })
+    }
+
+    /// Queues one `Bind`/`Execute` per part, each its own prepared statement, and one `Sync`
+    /// after them: one implicit transaction (a write and its `pg_notify` commit together).
+    ///
+    /// # Errors
+    /// As [`query`](Self::query); nothing is queued for an empty `parts`.
+    pub(crate) fn query_each(
+        &self,
+        parts: &[(&Prepared, &[&(dyn ToSql + Sync)])],
+        counts: bool,
+    ) -> Result<oneshot::Receiver<Outcome>, Error> {
+        let Some(((first, _), rest)) = parts.split_first() else {
+            return Err(Error::invalid("an empty batch"));
+        };
+        let later = rest.iter().map(|(p, _)| Arc::clone(&p.columns)).collect();
+        self.submit(Arc::clone(&first.columns), later, counts, |out| {
+            for (stmt, params) in parts {
+                bind_execute(out, stmt, params)?;
             }
             frontend::sync(out);
             Ok(())
@@ -226,6 +269,7 @@ impl Conn {
     fn submit(
         &self,
         columns: Arc<[Type]>,
+        later: Vec<Arc<[Type]>>,
         counts: bool,
         encode: impl FnOnce(&mut BytesMut) -> Result<(), Error>,
     ) -> Result<oneshot::Receiver<Outcome>, Error> {
@@ -243,6 +287,7 @@ impl Conn {
         self.jobs.borrow_mut().push_back(Job {
             counts,
             columns,
+            later,
             current: Vec::new(),
             outcome: Outcome::default(),
             done,
@@ -294,6 +339,7 @@ impl Conn {
                 if job.counts {
                     job.outcome.counts.push(affected(body.tag().unwrap_or("")));
                 }
+                job.next_statement();
             }
             Message::EmptyQueryResponse | Message::PortalSuspended => {
                 let rows = std::mem::take(&mut job.current);
@@ -301,6 +347,7 @@ impl Conn {
                 if job.counts {
                     job.outcome.counts.push(0);
                 }
+                job.next_statement();
             }
             Message::ErrorResponse(body) => {
                 let (severity, code, message) = error_fields(&body);

@@ -85,6 +85,12 @@ impl PipelineStatement {
     }
 }
 
+/// One job of [`Pipeline::run_jobs`]: statements with their parameters, ended by one `Sync`.
+pub(crate) struct Job<'s, 'p> {
+    pub(crate) parts: &'s [(&'s PipelineStatement, &'s [&'p (dyn ToSql + Sync)])],
+    pub(crate) counts: bool,
+}
+
 enum State {
     Live(Rc<Conn>),
     Connecting,
@@ -148,33 +154,69 @@ impl Pipeline {
         I::Item: AsRef<[&'p (dyn ToSql + Sync)]>,
     {
         let conn = self.get().await?;
-        let prepared = match conn.prepared(stmt.id) {
-            Some(p) => p,
-            None => {
-                let declared = stmt.types.as_deref().unwrap_or(&[]);
-                let (name, rx) = conn.prepare(&stmt.sql, declared)?;
-                let outcome = rx.await.map_err(|_| Error::connection_lost(None))?;
-                if let Some(e) = outcome.error {
-                    return Err(e);
-                }
-                let prepared = Prepared {
-                    name,
-                    columns: outcome.described.unwrap_or_else(|| Arc::from([])),
-                    parameters: match &stmt.types {
-                        Some(types) => Arc::clone(types),
-                        None => outcome.parameters.unwrap_or_else(|| Arc::from([])),
-                    },
-                };
-                conn.remember(stmt.id, prepared.clone());
-                prepared
-            }
-        };
+        let prepared = Self::prepared(&conn, stmt).await?;
         let rx = conn.query(&prepared, sets, counts)?;
         let outcome = rx.await.map_err(|_| Error::connection_lost(None))?;
         match outcome.error {
             Some(e) => Err(e),
             None => Ok(outcome),
         }
+    }
+
+    /// `stmt` as prepared on `conn`, preparing it there first if needed.
+    async fn prepared(conn: &Conn, stmt: &PipelineStatement) -> Result<Prepared, Error> {
+        if let Some(p) = conn.prepared(stmt.id) {
+            return Ok(p);
+        }
+        let declared = stmt.types.as_deref().unwrap_or(&[]);
+        let (name, rx) = conn.prepare(&stmt.sql, declared)?;
+        let outcome = rx.await.map_err(|_| Error::connection_lost(None))?;
+        if let Some(e) = outcome.error {
+            return Err(e);
+        }
+        let prepared = Prepared {
+            name,
+            columns: outcome.described.unwrap_or_else(|| Arc::from([])),
+            parameters: match &stmt.types {
+                Some(types) => Arc::clone(types),
+                None => outcome.parameters.unwrap_or_else(|| Arc::from([])),
+            },
+        };
+        conn.remember(stmt.id, prepared.clone());
+        Ok(prepared)
+    }
+
+    /// Runs `jobs` submitted together (one send each way): each job its statements in order
+    /// and one `Sync`, so each job is one implicit transaction; with the affected counts
+    /// when asked. The outcomes in order; the first error fails the whole call.
+    pub(crate) async fn run_jobs(&self, jobs: &[Job<'_, '_>]) -> Result<Vec<Outcome>, Error> {
+        let conn = self.get().await?;
+        let mut prepared = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let mut parts = Vec::with_capacity(job.parts.len());
+            for (stmt, _) in job.parts {
+                parts.push(Self::prepared(&conn, stmt).await?);
+            }
+            prepared.push(parts);
+        }
+        let mut waiting = Vec::with_capacity(jobs.len());
+        for (job, parts) in jobs.iter().zip(&prepared) {
+            let each: Vec<(&Prepared, &[&(dyn ToSql + Sync)])> = parts
+                .iter()
+                .zip(job.parts)
+                .map(|(p, (_, params))| (p, *params))
+                .collect();
+            waiting.push(conn.query_each(&each, job.counts)?);
+        }
+        let mut outcomes = Vec::with_capacity(waiting.len());
+        for rx in waiting {
+            let outcome = rx.await.map_err(|_| Error::connection_lost(None))?;
+            if let Some(e) = outcome.error {
+                return Err(e);
+            }
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
     }
 
     /// The live connection, waiting up to the connect timeout while one is being dialed.

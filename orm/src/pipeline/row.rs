@@ -22,6 +22,16 @@ impl PipelineRow {
         PipelineRow { columns, body }
     }
 
+    /// The column types.
+    pub(crate) fn column_types(&self) -> &[Type] {
+        &self.columns
+    }
+
+    /// The raw row.
+    pub(crate) fn body(&self) -> &DataRowBody {
+        &self.body
+    }
+
     /// How many columns the row has.
     pub fn len(&self) -> usize {
         self.columns.len()

@@ -52,7 +52,15 @@ impl<M: Model> QuerySet<M> {
         sql.column(M::META, None, column);
         sql.push(")").push(cast);
         self.write_from(&mut sql);
-        let rows = exec::read_one(db, M::META, self.using_name(), &sql.text, &sql.refs()).await?;
+        let rows = exec::read_one(
+            db,
+            M::META,
+            self.using_name(),
+            self.cache_spec().as_ref(),
+            &sql.text,
+            &sql.refs(),
+        )
+        .await?;
         Ok(rows.decode_at::<(Option<T>,)>(0)?.and_then(|(v,)| v))
     }
 

@@ -135,6 +135,14 @@ impl<M: Model> QuerySet<M> {
         self.using.as_deref()
     }
 
+    /// How reads of this query set may use the query cache: `None` after `cache(false)`.
+    pub(crate) fn cache_spec(&self) -> Option<exec::CacheSpec<'static>> {
+        self.cache.then(|| exec::CacheSpec {
+            tables: std::slice::from_ref(&M::META.table),
+            ttl: M::META.cache_ttl,
+        })
+    }
+
     /// `SELECT <columns> FROM <table> WHERE … ORDER BY … LIMIT … OFFSET …`.
     pub(crate) fn select_sql(&self, default_order: Option<(usize, bool)>) -> Sql {
         self.select_sql_at_most(None, default_order)
@@ -197,9 +205,16 @@ impl<M: Model> QuerySet<M> {
     /// The database's; a query error when a column does not decode into its field.
     pub async fn all(&self, db: &impl Executor) -> Result<Vec<M>, Error> {
         let sql = self.select_sql(None);
-        exec::read_one(db, M::META, self.using_name(), &sql.text, &sql.refs())
-            .await?
-            .decode()
+        exec::read_one(
+            db,
+            M::META,
+            self.using_name(),
+            self.cache_spec().as_ref(),
+            &sql.text,
+            &sql.refs(),
+        )
+        .await?
+        .decode()
     }
 
     /// The first matching row (by primary key unless ordered), or `None`.
@@ -211,9 +226,16 @@ impl<M: Model> QuerySet<M> {
             .clone()
             .limit(1)
             .select_sql(Some((M::META.primary_key, false)));
-        exec::read_one(db, M::META, self.using_name(), &sql.text, &sql.refs())
-            .await?
-            .decode_at(0)
+        exec::read_one(
+            db,
+            M::META,
+            self.using_name(),
+            self.cache_spec().as_ref(),
+            &sql.text,
+            &sql.refs(),
+        )
+        .await?
+        .decode_at(0)
     }
 
     /// The one matching row.
@@ -223,7 +245,15 @@ impl<M: Model> QuerySet<M> {
     /// [`Error::is_multiple_rows`] when several do; else as [`all`](Self::all).
     pub async fn get(&self, db: &impl Executor) -> Result<M, Error> {
         let sql = self.select_sql_at_most(Some(2), None);
-        let rows = exec::read_one(db, M::META, self.using_name(), &sql.text, &sql.refs()).await?;
+        let rows = exec::read_one(
+            db,
+            M::META,
+            self.using_name(),
+            self.cache_spec().as_ref(),
+            &sql.text,
+            &sql.refs(),
+        )
+        .await?;
         match rows.len() {
             0 => Err(Error::no_row()),
             1 => rows.decode_at(0)?.ok_or_else(Error::no_row),
@@ -239,7 +269,15 @@ impl<M: Model> QuerySet<M> {
         let mut sql = Sql::new(64);
         sql.push("SELECT count(*)");
         self.write_from(&mut sql);
-        let rows = exec::read_one(db, M::META, self.using_name(), &sql.text, &sql.refs()).await?;
+        let rows = exec::read_one(
+            db,
+            M::META,
+            self.using_name(),
+            self.cache_spec().as_ref(),
+            &sql.text,
+            &sql.refs(),
+        )
+        .await?;
         Ok(rows.decode_at::<(i64,)>(0)?.map_or(0, |(n,)| n))
     }
 
@@ -252,7 +290,15 @@ impl<M: Model> QuerySet<M> {
         sql.push("SELECT EXISTS(SELECT 1");
         self.write_from(&mut sql);
         sql.push(")");
-        let rows = exec::read_one(db, M::META, self.using_name(), &sql.text, &sql.refs()).await?;
+        let rows = exec::read_one(
+            db,
+            M::META,
+            self.using_name(),
+            self.cache_spec().as_ref(),
+            &sql.text,
+            &sql.refs(),
+        )
+        .await?;
         Ok(rows.decode_at::<(bool,)>(0)?.is_some_and(|(b,)| b))
     }
 

@@ -15,6 +15,7 @@ pub struct Raw {
     reads: Vec<&'static str>,
     writes: Vec<&'static str>,
     using: Option<Rc<str>>,
+    cache: bool,
 }
 
 /// Hand-written SQL with `$1`, `$2`… bound by [`bind`](Raw::bind), declaring the tables it
@@ -39,6 +40,7 @@ pub fn raw(sql: &str) -> Raw {
         reads: Vec::new(),
         writes: Vec::new(),
         using: None,
+        cache: true,
     }
 }
 
@@ -63,6 +65,13 @@ impl Raw {
     /// Declares that the statement writes `table`: it then runs where writes go.
     pub fn writes(mut self, table: &'static str) -> Raw {
         self.writes.push(table);
+        self
+    }
+
+    /// Whether a read may be answered from the query cache (yes by default; its key holds
+    /// the versions of the tables it declares it reads).
+    pub fn cache(mut self, on: bool) -> Raw {
+        self.cache = on;
         self
     }
 
@@ -104,11 +113,30 @@ impl Raw {
         let meta = self.meta(db)?;
         let using = self.using.as_deref();
         let rows = if self.writes.is_empty() {
-            exec::read_one(db, &meta, using, &self.sql.text, &self.sql.refs()).await?
+            let spec = self.cache.then_some(exec::CacheSpec {
+                tables: &self.reads,
+                ttl: None,
+            });
+            exec::read_one(
+                db,
+                &meta,
+                using,
+                spec.as_ref(),
+                &self.sql.text,
+                &self.sql.refs(),
+            )
+            .await?
         } else {
-            exec::write(db, &meta, using, &self.sql.text, &self.sql.refs())
-                .await?
-                .0
+            exec::write(
+                db,
+                &meta,
+                using,
+                &self.writes,
+                &self.sql.text,
+                &self.sql.refs(),
+            )
+            .await?
+            .0
         };
         rows.decode()
     }
@@ -136,6 +164,7 @@ impl Raw {
             db,
             &meta,
             self.using.as_deref(),
+            &self.writes,
             &self.sql.text,
             &self.sql.refs(),
         )

@@ -112,8 +112,25 @@ impl<M: ForeignKey<R>, R: Model> Related<M, R> {
         } else {
             M::META
         };
-        let rows =
-            exec::read_one(db, model, self.query.using_name(), &sql.text, &sql.refs()).await?;
+        // Cached under both tables' versions: a write to either invalidates it.
+        let tables = [M::META.table, R::META.table];
+        let ttl = match (M::META.cache_ttl, R::META.cache_ttl) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let spec = self.query.cache.then_some(exec::CacheSpec {
+            tables: &tables,
+            ttl,
+        });
+        let rows = exec::read_one(
+            db,
+            model,
+            self.query.using_name(),
+            spec.as_ref(),
+            &sql.text,
+            &sql.refs(),
+        )
+        .await?;
         let pairs: Vec<Pair<M, R>> = rows.decode()?;
         Ok(pairs.into_iter().map(|Pair(m, r)| (m, r)).collect())
     }

@@ -85,7 +85,15 @@ impl<M: Model, C: Columns<M>> Values<M, C> {
     }
 
     async fn rows(&self, sql: &Sql, db: &impl Executor) -> Result<exec::Rows, Error> {
-        exec::read_one(db, M::META, self.query.using_name(), &sql.text, &sql.refs()).await
+        exec::read_one(
+            db,
+            M::META,
+            self.query.using_name(),
+            self.query.cache_spec().as_ref(),
+            &sql.text,
+            &sql.refs(),
+        )
+        .await
     }
 
     /// The columns of every matching row.

@@ -65,7 +65,15 @@ pub(crate) async fn save<M: Model>(m: &mut M, db: &impl Executor) -> Result<Save
         sql.push(" RETURNING ");
         sql.column(meta, None, pk);
         let params: Vec<&(dyn ToSql + Sync)> = others.iter().map(|&c| m.column_value(c)).collect();
-        let (rows, _) = exec::write(db, meta, None, &sql.text, &params).await?;
+        let (rows, _) = exec::write(
+            db,
+            meta,
+            None,
+            std::slice::from_ref(&meta.table),
+            &sql.text,
+            &params,
+        )
+        .await?;
         drop(params);
         rows.set_key(0, 0, m)?;
         true
@@ -92,7 +100,15 @@ pub(crate) async fn save<M: Model>(m: &mut M, db: &impl Executor) -> Result<Save
         // id on one it updated: one statement tells which it did.
         sql.push(" RETURNING (xmax = 0)");
         let params: Vec<&(dyn ToSql + Sync)> = all.iter().map(|&c| m.column_value(c)).collect();
-        let (rows, _) = exec::write(db, meta, None, &sql.text, &params).await?;
+        let (rows, _) = exec::write(
+            db,
+            meta,
+            None,
+            std::slice::from_ref(&meta.table),
+            &sql.text,
+            &params,
+        )
+        .await?;
         rows.decode_at::<(bool,)>(0)?
             .is_some_and(|(inserted,)| inserted)
     };
@@ -109,7 +125,16 @@ pub(crate) async fn delete<M: Model>(m: &M, db: &impl Executor) -> Result<bool, 
         .push(" WHERE ");
     sql.column(meta, None, meta.primary_key).push(" = $1");
     let params = [m.column_value(meta.primary_key)];
-    let deleted = exec::execute(db, meta, None, &sql.text, &params).await? > 0;
+    let deleted = exec::execute(
+        db,
+        meta,
+        None,
+        std::slice::from_ref(&meta.table),
+        &sql.text,
+        &params,
+    )
+    .await?
+        > 0;
     if deleted {
         signals::send_post_delete(m);
     }
@@ -154,7 +179,15 @@ impl<M: Model> QuerySet<M> {
             return Err(Error::invalid("update() needs at least one column to set"));
         }
         sql.filters(meta, None, &self.filters);
-        exec::execute(db, meta, self.using_name(), &sql.text, &sql.refs()).await
+        exec::execute(
+            db,
+            meta,
+            self.using_name(),
+            std::slice::from_ref(&meta.table),
+            &sql.text,
+            &sql.refs(),
+        )
+        .await
     }
 
     /// Deletes every matching row, in one `DELETE`; the number of rows deleted. No
@@ -168,7 +201,15 @@ impl<M: Model> QuerySet<M> {
         let mut sql = Sql::new(64);
         sql.push("DELETE FROM ").push(meta.quoted_table);
         sql.filters(meta, None, &self.filters);
-        exec::execute(db, meta, self.using_name(), &sql.text, &sql.refs()).await
+        exec::execute(
+            db,
+            meta,
+            self.using_name(),
+            std::slice::from_ref(&meta.table),
+            &sql.text,
+            &sql.refs(),
+        )
+        .await
     }
 
     /// Inserts `objects` in one multi-row `INSERT` (split only past PostgreSQL's parameter
@@ -217,8 +258,15 @@ impl<M: Model> QuerySet<M> {
                 .iter()
                 .flat_map(|o| columns.iter().map(move |&c| o.column_value(c)))
                 .collect();
-            let (rows, count) =
-                exec::write(db, meta, self.using_name(), &sql.text, &params).await?;
+            let (rows, count) = exec::write(
+                db,
+                meta,
+                self.using_name(),
+                std::slice::from_ref(&meta.table),
+                &sql.text,
+                &params,
+            )
+            .await?;
             drop(params);
             if auto {
                 for (i, o) in chunk.iter_mut().enumerate() {
@@ -294,6 +342,14 @@ impl<M: Model> QuerySet<M> {
                     .chain(columns.iter().map(move |&c| o.column_value(c)))
             })
             .collect();
-        exec::execute(db, meta, self.using_name(), &sql.text, &params).await
+        exec::execute(
+            db,
+            meta,
+            self.using_name(),
+            std::slice::from_ref(&meta.table),
+            &sql.text,
+            &params,
+        )
+        .await
     }
 }

@@ -1,0 +1,266 @@
+//! The query cache: results of query-set reads kept in a [`pinion_cache::Cache`] under a key
+//! made of the SQL, its parameters and the current version of every table the query reads.
+//!
+//! Correctness rests on three rules:
+//! - **Versions are read before the query runs**, and the result is stored under them: a
+//!   write committed while the query runs bumps the version, so whatever the query saw is
+//!   stored under a version no later read asks for.
+//! - **Versions are bumped after commit**, by every write path, in this process at once and
+//!   in every other process through `NOTIFY` sent in the writing transaction (delivered only
+//!   if it commits) to the process's one [listening connection](listen). While that
+//!   connection is down the cache is bypassed; when it is back, every version is bumped
+//!   (notifications sent meanwhile are gone).
+//! - **Replicas never fill the cache with what a bump made stale**: each bump records the
+//!   primary's WAL position after the commit, and a read that fills the cache for a bumped
+//!   table goes to a replica only once that replica has replayed past it, else to the primary.
+//!
+//! Versions start at a random base per process, so two processes sharing a remote tier never
+//! mean different data by the same key.
+
+mod listener;
+mod rows;
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use pinion_cache::{Cache, Ttl};
+use rustc_hash::FxHashMap;
+
+pub use listener::{listen, Listener};
+pub(crate) use rows::CachedRows;
+
+/// The channel that carries version bumps between processes.
+pub const CHANNEL: &str = "pinion_query_cache";
+
+/// A boxed future of the store: the cache trait's futures are not object-safe, and the
+/// backend is chosen at start-up.
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// The cache backend, type-erased.
+trait Store: Send + Sync {
+    fn get<'a>(&'a self, key: &'a str) -> Boxed<'a, Option<Arc<CachedRows>>>;
+    fn set<'a>(&'a self, key: &'a str, rows: CachedRows, ttl: Ttl) -> Boxed<'a, ()>;
+}
+
+impl<C: Cache + Send + Sync + 'static> Store for C {
+    fn get<'a>(&'a self, key: &'a str) -> Boxed<'a, Option<Arc<CachedRows>>> {
+        Box::pin(async move {
+            match self.get_shared::<CachedRows>(key).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(error = %e, "query cache read failed; the query runs instead");
+                    None
+                }
+            }
+        })
+    }
+
+    fn set<'a>(&'a self, key: &'a str, rows: CachedRows, ttl: Ttl) -> Boxed<'a, ()> {
+        Box::pin(async move {
+            if let Err(e) = Cache::set(self, key, rows, ttl).await {
+                tracing::warn!(error = %e, "query cache write failed");
+            }
+        })
+    }
+}
+
+/// What a table's entry in the version table holds.
+#[derive(Debug, Clone, Copy)]
+struct TableVersion {
+    version: u64,
+    /// The primary's WAL position after the last bump: a replica that has not replayed this
+    /// far may still return the rows that bump invalidated.
+    lsn: u64,
+}
+
+/// The versions a read saw, before it ran.
+pub(crate) struct Seen {
+    pub(crate) key: String,
+    /// The highest WAL position among the tables read.
+    pub(crate) lsn: u64,
+}
+
+/// Counts for `/metrics` (`pinion_query_cache_*_total`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QueryCacheStats {
+    /// Reads answered from the cache.
+    pub hits: u64,
+    /// Cacheable reads that ran and filled the cache.
+    pub misses: u64,
+    /// Reads that skipped the cache: `.cache(false)`, inside a transaction, or while the
+    /// listening connection is down.
+    pub bypasses: u64,
+    /// Table versions bumped (by a write here, or a notification from another process).
+    pub invalidations: u64,
+}
+
+/// The process's query cache; one, shared by every worker thread (the versions and the
+/// backend are lock-protected inside).
+pub struct QueryCache {
+    store: Box<dyn Store>,
+    versions: RwLock<FxHashMap<Box<str>, TableVersion>>,
+    /// Where new tables' versions start: random per process.
+    base: u64,
+    /// Part of every key; bumped to invalidate everything at once.
+    epoch: AtomicU64,
+    /// The WAL position every fill must have replayed, whatever its tables (set when the
+    /// listening connection came back).
+    floor: AtomicU64,
+    /// Whether another process's writes reach us: false while the listening connection is
+    /// down (then the cache is bypassed). True without a listener (a single process).
+    in_sync: AtomicBool,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    bypasses: AtomicU64,
+    invalidations: AtomicU64,
+}
+
+impl std::fmt::Debug for QueryCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryCache")
+            .field("stats", &self.stats())
+            .field("in_sync", &self.is_in_sync())
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueryCache {
+    /// A query cache over `store` (a `LocMemCache` by default; a `TwoTierCache` or the
+    /// `DatabaseCache` work too). Reads default to the store's `cache_ttl`, or the model's.
+    pub fn new<C: Cache + Send + Sync + 'static>(store: C) -> Arc<QueryCache> {
+        let base = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ u64::from(std::process::id()) << 32;
+        Arc::new(QueryCache {
+            store: Box::new(store),
+            versions: RwLock::new(FxHashMap::default()),
+            base,
+            epoch: AtomicU64::new(base),
+            floor: AtomicU64::new(0),
+            in_sync: AtomicBool::new(true),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            bypasses: AtomicU64::new(0),
+            invalidations: AtomicU64::new(0),
+        })
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> QueryCacheStats {
+        QueryCacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            bypasses: self.bypasses.load(Ordering::Relaxed),
+            invalidations: self.invalidations.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether other processes' writes reach this one (its listening connection is up, or it
+    /// has none): while not, reads bypass the cache.
+    pub fn is_in_sync(&self) -> bool {
+        self.in_sync.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_in_sync(&self, up: bool) {
+        self.in_sync.store(up, Ordering::Release);
+    }
+
+    pub(crate) fn count_bypass(&self) {
+        self.bypasses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The key of `sql` with `params` over `tables`, at their current versions; `None` when
+    /// the cache must be bypassed now.
+    pub(crate) fn key(
+        &self,
+        tables: &[&str],
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Option<Seen> {
+        if !self.is_in_sync() {
+            self.count_bypass();
+            return None;
+        }
+        let mut key = String::with_capacity(32 + sql.len() + 16 * params.len());
+        let _ = write!(key, "q:{:x}", self.epoch.load(Ordering::Acquire));
+        let mut lsn = self.floor.load(Ordering::Acquire);
+        {
+            let versions = self.versions.read();
+            for t in tables {
+                let v = versions.get(*t).copied().unwrap_or(TableVersion {
+                    version: self.base,
+                    lsn: 0,
+                });
+                lsn = lsn.max(v.lsn);
+                let _ = write!(key, ":{:x}", v.version);
+            }
+        }
+        key.push('\u{1f}');
+        key.push_str(sql);
+        for p in params {
+            let _ = write!(key, "\u{1f}{p:?}");
+        }
+        Some(Seen { key, lsn })
+    }
+
+    pub(crate) async fn get(&self, seen: &Seen) -> Option<Arc<CachedRows>> {
+        let found = self.store.get(&seen.key).await;
+        if found.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        found
+    }
+
+    pub(crate) async fn fill(&self, seen: &Seen, rows: CachedRows, ttl: Option<Duration>) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let ttl = ttl.map_or(Ttl::Default, Ttl::After);
+        self.store.set(&seen.key, rows, ttl).await;
+    }
+
+    /// Bumps the versions of `tables`, after a commit; `lsn` is the primary's WAL position
+    /// read after it (0 when the write went to a database without replicas).
+    pub fn bump(&self, tables: &[&str], lsn: u64) {
+        if tables.is_empty() {
+            return;
+        }
+        let mut versions = self.versions.write();
+        for t in tables {
+            let entry = versions.entry((*t).into()).or_insert(TableVersion {
+                version: self.base,
+                lsn: 0,
+            });
+            entry.version = entry.version.wrapping_add(1);
+            entry.lsn = entry.lsn.max(lsn);
+        }
+        self.invalidations
+            .fetch_add(tables.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Invalidates every entry at once (the listening connection was lost: notifications
+    /// sent meanwhile are gone); `lsn` is the primary's WAL position read once it was back,
+    /// which every write missed meanwhile lies behind.
+    pub(crate) fn bump_all(&self, lsn: u64) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let mut versions = self.versions.write();
+        for v in versions.values_mut() {
+            v.version = v.version.wrapping_add(1);
+            // An unknown position (`u64::MAX`) lies behind this one: it was a commit before
+            // the reconnection.
+            v.lsn = if v.lsn == u64::MAX {
+                lsn
+            } else {
+                v.lsn.max(lsn)
+            };
+        }
+        // Tables not seen yet: none of their entries exist under the new epoch.
+        self.floor.fetch_max(lsn, Ordering::AcqRel);
+        self.invalidations.fetch_add(1, Ordering::Relaxed);
+    }
+}
