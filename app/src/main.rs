@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use pinion_cache::{CacheConfig, LocMemCache, LocMemConfig, StampedeProtection, XFetchConfig};
-use pinion_orm::{ConnectOptions, ConnectionManager, DbConfig};
+use pinion_orm::{ConnectOptions, ConnectionManager, DbConfig, QueryCache};
 use pinion_server::telemetry::ThreadTelemetry;
 
 /// mimalloc instead of glibc malloc: per-thread free lists suit a thread-per-core server, and
@@ -132,7 +132,29 @@ fn serve(settings: &Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let db_config = db_config(settings);
+    let mut db_config = db_config(settings);
+    // One query cache for the process, with its listening connection to the primary: kept
+    // until the process ends.
+    let mut _listener = None;
+    if let (Some(cfg), true) = (&mut db_config, settings.query_cache) {
+        let cache = QueryCache::new(LocMemCache::new(&LocMemConfig {
+            cache: CacheConfig {
+                cache_ttl: settings.cache_ttl,
+                key_prefix: "orm".to_string(),
+                ..CacheConfig::default()
+            },
+            max_entries: settings.cache_max_entries,
+        }));
+        match pinion_orm::query_cache::listen(Arc::clone(&cache), &cfg.primary_url, cfg.connect) {
+            Ok(listener) => {
+                _listener = Some(listener);
+                cfg.query_cache = Some(cache);
+            }
+            Err(e) => {
+                tracing::error!("query cache disabled: {e}");
+            }
+        }
+    }
     let sticky_window = settings.sticky_window;
     let worlds = Arc::new(StampedeProtection::new(
         LocMemCache::new(&LocMemConfig {
@@ -197,6 +219,18 @@ fn serve(settings: &Settings) -> ExitCode {
             let stats = cache.inner().stats();
             sink.cache("worlds", stats.hits, stats.misses);
         });
+        if let Some(qc) = db_config.as_ref().and_then(|c| c.query_cache.clone()) {
+            t.add_source(move |sink| {
+                let s = qc.stats();
+                sink.query_cache(
+                    s.hits,
+                    s.misses,
+                    s.bypasses,
+                    s.invalidations,
+                    qc.is_in_sync(),
+                );
+            });
+        }
     }
     let worker_settings = settings.clone();
     let feed = pinion_app::live::WorldFeed::new();

@@ -68,6 +68,7 @@ pub(crate) enum Key {
     MigrationsDir,
     CacheTtl,
     CacheMaxEntries,
+    QueryCache,
     SecurityHeaders,
     Hsts,
     ContentSecurityPolicy,
@@ -102,7 +103,7 @@ pub(crate) enum Rendered<'a> {
 
 impl Key {
     /// Every key, in the README table's order (also the order of `render_masked`).
-    pub(crate) const ALL: [Key; 55] = [
+    pub(crate) const ALL: [Key; 56] = [
         Key::Bind,
         Key::Port,
         Key::Threads,
@@ -136,6 +137,7 @@ impl Key {
         Key::MigrationsDir,
         Key::CacheTtl,
         Key::CacheMaxEntries,
+        Key::QueryCache,
         Key::SecurityHeaders,
         Key::Hsts,
         Key::ContentSecurityPolicy,
@@ -201,6 +203,7 @@ impl Key {
             Key::MigrationsDir => ("migrations_dir", "PINION_MIGRATIONS_DIR"),
             Key::CacheTtl => ("cache_ttl", "PINION_CACHE_TTL"),
             Key::CacheMaxEntries => ("cache_max_entries", "PINION_CACHE_MAX_ENTRIES"),
+            Key::QueryCache => ("query_cache", "PINION_QUERY_CACHE"),
             Key::SecurityHeaders => ("security_headers", "PINION_SECURITY_HEADERS"),
             Key::Hsts => ("hsts", "PINION_HSTS"),
             Key::ContentSecurityPolicy => {
@@ -354,6 +357,7 @@ impl Key {
             Key::MigrationsDir => s.migrations_dir = directory(value::string(raw)?)?,
             Key::CacheTtl => s.cache_ttl = timeout(raw)?,
             Key::CacheMaxEntries => s.cache_max_entries = int(raw, 1, 100_000_000)?,
+            Key::QueryCache => s.query_cache = value::boolean(raw)?,
             Key::SecurityHeaders => s.security_headers = value::boolean(raw)?,
             Key::Hsts => s.hsts = value::boolean(raw)?,
             Key::ContentSecurityPolicy => {
@@ -458,6 +462,7 @@ impl Key {
             Key::MigrationsDir => value::render_string(&s.migrations_dir.to_string_lossy()),
             Key::CacheTtl => value::render_duration(s.cache_ttl),
             Key::CacheMaxEntries => s.cache_max_entries.to_string(),
+            Key::QueryCache => s.query_cache.to_string(),
             Key::SecurityHeaders => s.security_headers.to_string(),
             Key::Hsts => s.hsts.to_string(),
             Key::ContentSecurityPolicy => {

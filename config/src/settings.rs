@@ -162,6 +162,10 @@ pub const DEFAULT_REPLICA_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// 300 s.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
 
+/// Default for [`Settings::query_cache`]: on, since its invalidation follows every write the
+/// ORM makes, here and in other instances. Default is `true`.
+pub const DEFAULT_QUERY_CACHE: bool = true;
+
 /// Default for [`Settings::cache_max_entries`]: room for the TechEmpower `world` table (10 000
 /// rows) with headroom, a few MiB of memory. Default is 20 000.
 pub const DEFAULT_CACHE_MAX_ENTRIES: usize = 20_000;
@@ -523,6 +527,10 @@ pub struct Settings {
     /// Most entries the in-process cache (LocMemCache) holds before it evicts. Default is
     /// [`DEFAULT_CACHE_MAX_ENTRIES`].
     pub cache_max_entries: usize,
+    /// Whether ORM query-set reads go through the query cache (an in-process LocMemCache of
+    /// `cache_max_entries`, invalidated by table versions across instances). Default is
+    /// [`DEFAULT_QUERY_CACHE`].
+    pub query_cache: bool,
 
     /// Whether every response gets the OWASP security headers. Default is
     /// [`DEFAULT_SECURITY_HEADERS`].
@@ -639,6 +647,7 @@ impl Default for Settings {
             migrations_dir: PathBuf::from(DEFAULT_MIGRATIONS_DIR),
             cache_ttl: DEFAULT_CACHE_TTL,
             cache_max_entries: DEFAULT_CACHE_MAX_ENTRIES,
+            query_cache: DEFAULT_QUERY_CACHE,
             security_headers: DEFAULT_SECURITY_HEADERS,
             hsts: DEFAULT_HSTS,
             content_security_policy: Some(DEFAULT_CONTENT_SECURITY_POLICY.to_string()),

@@ -660,6 +660,16 @@ const RULES: &[Rule] = &[
         bad_env: &[("-5", "must be")],
     },
     Rule {
+        key: "query_cache",
+        good_file: &["true", "false"],
+        bad_file: &[
+            ("1", "must be true or false"),
+            (r#""sure""#, "must be true or false"),
+        ],
+        good_env: &["off", "false"],
+        bad_env: &[("maybe", "must be true or false")],
+    },
+    Rule {
         key: "security_headers",
         good_file: &["true", "false"],
         bad_file: &[
@@ -1196,6 +1206,7 @@ fn render_masked_round_trips() {
         migrations_dir: PathBuf::from("/srv/pinion/migrations \"v2\""),
         cache_ttl: Duration::from_millis(90_500),
         cache_max_entries: 1234,
+        query_cache: false,
         security_headers: false,
         hsts: true,
         content_security_policy: None,

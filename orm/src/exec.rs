@@ -180,7 +180,13 @@ async fn pipelined<'p, P: AsRef<Params<'p>>>(
     }
 }
 
-/// The second try of a read whose connection failed.
+/// How many more times a read whose connection failed is run: once on whatever healthy
+/// database the router picks then, and once more if that connection is lost too (every
+/// backend terminated at once: the retry may land on a connection that dies a millisecond
+/// later; the next try then waits for a connection dialed after the failure).
+const READ_RETRIES: usize = 2;
+
+/// The next tries of a read whose connection failed.
 async fn retry<'p, P: AsRef<Params<'p>>>(
     scope: &Scope<'_>,
     failed: &Database,
@@ -190,14 +196,26 @@ async fn retry<'p, P: AsRef<Params<'p>>>(
     sql: &str,
     sets: &[P],
 ) -> Result<crate::pipeline::Outcome, Error> {
-    let again = scope.reader(model, using)?;
-    tracing::debug!(
-        failed = failed.name(),
-        retry_on = again.name(),
-        %error,
-        "read retried on another connection"
-    );
-    again.run_statement(sql, sets, false).await
+    let mut failed_on = failed.name().to_string();
+    let mut error = error;
+    for attempt in 1..=READ_RETRIES {
+        let again = scope.reader(model, using)?;
+        tracing::debug!(
+            failed = failed_on.as_str(),
+            retry_on = again.name(),
+            attempt,
+            %error,
+            "read retried on another connection"
+        );
+        match again.run_statement(sql, sets, false).await {
+            Err(e) if e.is_retryable_read() && attempt < READ_RETRIES => {
+                failed_on = again.name().to_string();
+                error = e;
+            }
+            other => return other,
+        }
+    }
+    Err(error)
 }
 
 /// Runs the read `sql` once per parameter set (one batch, one `Sync`), and returns each
@@ -282,26 +300,46 @@ async fn cached(
     let manager = scope
         .manager()
         .ok_or_else(|| Error::invalid("no manager"))?;
-    let seen = match (using, qc.key(spec.tables, sql, params)) {
-        (None, Some(seen)) => seen,
-        _ => {
+    let key = match using {
+        None => qc.key(spec.tables, sql, params),
+        Some(_) => {
+            qc.count_bypass();
+            None
+        }
+    };
+    let seen = match key {
+        Some(seen) => seen,
+        None => {
             // Bypassed (the listener is down; or a database forced by name, which the
-            // replica rule cannot choose for).
-            let mut outcome = first.run_statement(sql, &[params], false).await?;
+            // replica rule cannot choose for). Retried once like any read whose connection
+            // was lost: a listener outage often comes with lost connections (a restart, a
+            // network blip), and without the retry such reads failed where uncached ones
+            // succeeded.
+            let sets = [params];
+            let mut outcome = match first.run_statement(sql, &sets, false).await {
+                Err(e) if e.is_retryable_read() => {
+                    retry(scope, first, e, model, using, sql, &sets).await?
+                }
+                other => other?,
+            };
             return Ok(Rows::Pipeline(outcome.results.pop().unwrap_or_default()));
         }
     };
     if let Some(rows) = qc.get(&seen).await {
         return Ok(Rows::Cached(rows));
     }
-    let target = manager.fill_target(first, seen.lsn);
-    let mut outcome = match target.run_statement(sql, &[params], false).await {
-        Err(e) if e.is_retryable_read() => {
-            let again = manager.fill_target(scope.reader(model, using)?, seen.lsn);
-            tracing::debug!(failed = target.name(), retry_on = again.name(), error = %e, "read retried on another connection");
-            again.run_statement(sql, &[params], false).await?
+    let mut target = manager.fill_target(first, seen.lsn);
+    let mut attempt = 0;
+    let mut outcome = loop {
+        match target.run_statement(sql, &[params], false).await {
+            Err(e) if e.is_retryable_read() && attempt < READ_RETRIES => {
+                attempt += 1;
+                let again = manager.fill_target(scope.reader(model, using)?, seen.lsn);
+                tracing::debug!(failed = target.name(), retry_on = again.name(), attempt, error = %e, "read retried on another connection");
+                target = again;
+            }
+            other => break other?,
         }
-        other => other?,
     };
     let rows = outcome.results.pop().unwrap_or_default();
     qc.fill(&seen, CachedRows::from_pipeline(&rows)?, spec.ttl)

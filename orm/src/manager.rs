@@ -388,8 +388,14 @@ impl<'a> Routing<'a> {
 /// Pings every replica each `interval`: a failed ping takes it out of the read rotation, a
 /// good one puts it back. Ends when the `ConnectionManager` is dropped.
 async fn check_replicas(db: Weak<ConnectionManager>, interval: Duration) {
+    let mut first = true;
     loop {
-        monoio::time::sleep(interval).await;
+        // The first check runs at once: until a replica's replay position is known, the
+        // query cache fills from the primary.
+        if !first {
+            monoio::time::sleep(interval).await;
+        }
+        first = false;
         let Some(db) = db.upgrade() else { return };
         for r in &db.replicas {
             let was = r.is_healthy();

@@ -65,6 +65,8 @@ pub async fn show(ctx: &Ctx<AppState>, req: Request) -> pinion_web::Result<Respo
         raw("SELECT id, randomnumber, pg_is_in_recovery() FROM world WHERE id = $1")
             .bind(id)
             .reads_model::<World>()
+            // It shows which server answered: a cached answer would say where it was filled.
+            .cache(false)
             .first(&routing)
             .await?;
     let Some((id, random_number, standby)) = row else {

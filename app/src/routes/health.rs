@@ -16,6 +16,10 @@ struct Readiness<'a> {
     status: &'a str,
     draining: bool,
     databases: std::collections::BTreeMap<&'a str, DatabaseState<'a>>,
+    /// `in sync`, or `bypassed` while the query cache's listening connection is down (reads
+    /// then skip the cache, so the instance stays ready); absent without a query cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query_cache: Option<&'a str>,
 }
 
 /// `GET /health`: 200 while the process serves requests.
@@ -25,7 +29,8 @@ pub async fn live(_req: Request, _ctx: &Ctx<AppState>) -> Result<Response, Error
 
 /// `GET /health/ready`: 200 when this instance should get traffic; 503 while it drains or
 /// while the primary is unreachable. Replicas are reported but do not make it unready: reads
-/// fall back to the primary. Migrations ran before the listeners opened.
+/// fall back to the primary. The query cache's listener is reported too: while it is down the
+/// cache is bypassed, so results stay correct. Migrations ran before the listeners opened.
 pub async fn ready(_req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> {
     let state = ctx.state();
     let mut databases = std::collections::BTreeMap::new();
@@ -51,10 +56,22 @@ pub async fn ready(_req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error
     }
     let draining = ctx.is_draining();
     let ready = primary_up && !draining;
+    let query_cache = state
+        .db
+        .as_deref()
+        .and_then(pinion_orm::ConnectionManager::query_cache)
+        .map(|qc| {
+            if qc.is_in_sync() {
+                "in sync"
+            } else {
+                "bypassed"
+            }
+        });
     let body = Readiness {
         status: if ready { "ready" } else { "unavailable" },
         draining,
         databases,
+        query_cache,
     };
     let status = if ready {
         StatusCode::OK

@@ -134,6 +134,11 @@ async fn run(
             cache.bump_all(lsn);
             tracing::info!("query cache listener re-established; every cached query invalidated");
         } else {
+            // Writes committed before this first connection were notified to other
+            // processes, never to this one, and a lagging replica may not have replayed them
+            // yet: a fill from it would cache rows they replaced, under versions no bump will
+            // ever change. Every fill must come from a database that has replayed `lsn`.
+            cache.raise_floor(lsn);
             tracing::debug!("query cache listener up");
         }
         was_up = true;

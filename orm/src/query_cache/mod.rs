@@ -92,8 +92,9 @@ pub struct QueryCacheStats {
     pub hits: u64,
     /// Cacheable reads that ran and filled the cache.
     pub misses: u64,
-    /// Reads that skipped the cache: `.cache(false)`, inside a transaction, or while the
-    /// listening connection is down.
+    /// Cacheable reads that skipped the cache: inside a transaction, forced onto a database
+    /// by name (`.using`), or while the listening connection is down. (`.cache(false)` reads
+    /// opted out and are not counted.)
     pub bypasses: u64,
     /// Table versions bumped (by a write here, or a notification from another process).
     pub invalidations: u64,
@@ -109,7 +110,7 @@ pub struct QueryCache {
     /// Part of every key; bumped to invalidate everything at once.
     epoch: AtomicU64,
     /// The WAL position every fill must have replayed, whatever its tables (set when the
-    /// listening connection came back).
+    /// listening connection first came up, and each time it came back).
     floor: AtomicU64,
     /// Whether another process's writes reach us: false while the listening connection is
     /// down (then the cache is bypassed). True without a listener (a single process).
@@ -241,6 +242,13 @@ impl QueryCache {
         }
         self.invalidations
             .fetch_add(tables.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Makes every later fill, whatever its tables, come from a database that has replayed
+    /// `lsn` (the primary's WAL position when the listening connection first came up: writes
+    /// committed before it were never notified here).
+    pub(crate) fn raise_floor(&self, lsn: u64) {
+        self.floor.fetch_max(lsn, Ordering::AcqRel);
     }
 
     /// Invalidates every entry at once (the listening connection was lost: notifications

@@ -13,20 +13,38 @@ pub(super) enum SourceMetric {
     PoolWaiters,
     CacheHits,
     CacheMisses,
+    QueryCacheHits,
+    QueryCacheMisses,
+    QueryCacheBypasses,
+    QueryCacheInvalidations,
+    QueryCacheInSync,
 }
 
 impl SourceMetric {
-    pub(super) const ALL: [SourceMetric; 4] = [
+    pub(super) const ALL: [SourceMetric; 9] = [
         SourceMetric::PoolAvailable,
         SourceMetric::PoolWaiters,
         SourceMetric::CacheHits,
         SourceMetric::CacheMisses,
+        SourceMetric::QueryCacheHits,
+        SourceMetric::QueryCacheMisses,
+        SourceMetric::QueryCacheBypasses,
+        SourceMetric::QueryCacheInvalidations,
+        SourceMetric::QueryCacheInSync,
     ];
 
     /// Whether the value is a cumulative count (kept when its reporter goes away) rather than
     /// a level (dropped with it).
     pub(super) fn is_counter(self) -> bool {
-        matches!(self, SourceMetric::CacheHits | SourceMetric::CacheMisses)
+        matches!(
+            self,
+            SourceMetric::CacheHits
+                | SourceMetric::CacheMisses
+                | SourceMetric::QueryCacheHits
+                | SourceMetric::QueryCacheMisses
+                | SourceMetric::QueryCacheBypasses
+                | SourceMetric::QueryCacheInvalidations
+        )
     }
 }
 
@@ -71,6 +89,26 @@ impl SourceSink {
     pub fn cache(&mut self, cache: &str, hits: u64, misses: u64) {
         self.add(SourceMetric::CacheHits, cache, hits);
         self.add(SourceMetric::CacheMisses, cache, misses);
+    }
+
+    /// Reports the ORM's query cache: running totals of reads answered from it
+    /// (`pinion_query_cache_hits_total`), reads that filled it (`…_misses_total`), cacheable
+    /// reads that skipped it (`…_bypasses_total`), table versions bumped
+    /// (`…_invalidations_total`), and whether other instances' writes reach it
+    /// (`pinion_query_cache_in_sync`, 1 or 0: its listening connection is up).
+    pub fn query_cache(
+        &mut self,
+        hits: u64,
+        misses: u64,
+        bypasses: u64,
+        invalidations: u64,
+        in_sync: bool,
+    ) {
+        self.add(SourceMetric::QueryCacheHits, "", hits);
+        self.add(SourceMetric::QueryCacheMisses, "", misses);
+        self.add(SourceMetric::QueryCacheBypasses, "", bypasses);
+        self.add(SourceMetric::QueryCacheInvalidations, "", invalidations);
+        self.add(SourceMetric::QueryCacheInSync, "", u64::from(in_sync));
     }
 
     fn add(&mut self, metric: SourceMetric, label: &str, value: u64) {

@@ -294,6 +294,31 @@ fn source_def(metric: SourceMetric) -> Def {
             help: "Cache lookups that found no live entry.",
             labels: &["cache"],
         },
+        SourceMetric::QueryCacheHits => Def {
+            name: "pinion_query_cache_hits_total",
+            help: "ORM reads answered from the query cache.",
+            labels: &[],
+        },
+        SourceMetric::QueryCacheMisses => Def {
+            name: "pinion_query_cache_misses_total",
+            help: "ORM reads that ran and filled the query cache.",
+            labels: &[],
+        },
+        SourceMetric::QueryCacheBypasses => Def {
+            name: "pinion_query_cache_bypasses_total",
+            help: "Cacheable ORM reads that skipped the query cache (in a transaction, or while its listener was down).",
+            labels: &[],
+        },
+        SourceMetric::QueryCacheInvalidations => Def {
+            name: "pinion_query_cache_invalidations_total",
+            help: "Table versions bumped in the query cache, by a write here or a notification from another instance.",
+            labels: &[],
+        },
+        SourceMetric::QueryCacheInSync => Def {
+            name: "pinion_query_cache_in_sync",
+            help: "1 while other instances' writes reach the query cache (its listening connection is up), else 0.",
+            labels: &[],
+        },
     }
 }
 
@@ -404,10 +429,12 @@ impl Collector for StoreCollector {
                 .iter()
                 .filter(|((m, _), _)| *m == metric)
                 .map(|((_, label), &v)| {
+                    let one = [&**label];
+                    let labels: &[&str] = if def.labels.is_empty() { &[] } else { &one };
                     if metric.is_counter() {
-                        counter(&def, &[label], v as f64)
+                        counter(&def, labels, v as f64)
                     } else {
-                        gauge(&def, &[label], v as f64)
+                        gauge(&def, labels, v as f64)
                     }
                 })
                 .collect();
