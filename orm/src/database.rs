@@ -15,6 +15,10 @@ use crate::pinned::Pinned;
 use crate::pipeline::{Outcome, Pipeline, PipelineRow, PipelineStatement};
 use crate::pool::{Pool, PooledClient};
 
+/// Longest a read waits for a replica's pipeline connection while it is being dialed, before
+/// it fails over to the primary.
+const REPLICA_WAIT: Duration = Duration::from_millis(250);
+
 /// What a database is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -387,8 +391,16 @@ impl Database {
     }
 
     fn pipeline(&self) -> &Pipeline {
-        self.pipeline
-            .get_or_init(|| Pipeline::start(Rc::clone(&self.name), self.config.clone(), self.opts))
+        self.pipeline.get_or_init(|| {
+            // A read waiting for a replica's lost connection is better retried on the
+            // primary at once than held for the whole connect timeout (clients time out
+            // first); a dial on a healthy network takes milliseconds.
+            let wait = match self.role {
+                Role::Replica => self.opts.connect_timeout.min(REPLICA_WAIT),
+                Role::Primary | Role::Other => self.opts.connect_timeout,
+            };
+            Pipeline::start(Rc::clone(&self.name), self.config.clone(), self.opts, wait)
+        })
     }
 
     /// Runs the ORM's `sql` once per parameter set of `sets` through the pipeline, in one

@@ -101,6 +101,8 @@ pub(crate) struct Pipeline {
     name: Rc<str>,
     config: Config,
     opts: ConnectOptions,
+    /// Longest a batch waits for a connection while one is being dialed.
+    wait: std::time::Duration,
     state: RefCell<State>,
     /// Woken when a connection becomes live.
     up: Notify,
@@ -110,11 +112,17 @@ pub(crate) struct Pipeline {
 
 impl Pipeline {
     /// Starts the supervisor, which dials right away.
-    pub(crate) fn start(name: Rc<str>, config: Config, opts: ConnectOptions) -> Rc<Pipeline> {
+    pub(crate) fn start(
+        name: Rc<str>,
+        config: Config,
+        opts: ConnectOptions,
+        wait: std::time::Duration,
+    ) -> Rc<Pipeline> {
         let pipeline = Rc::new(Pipeline {
             name,
             config,
             opts,
+            wait,
             state: RefCell::new(State::Connecting),
             up: Notify::new(),
             last_error: RefCell::new(None),
@@ -225,7 +233,7 @@ impl Pipeline {
             State::Live(conn) if conn.is_open() => Some(Rc::clone(conn)),
             _ => None,
         };
-        wait_live(&self.up, self.opts.connect_timeout, live)
+        wait_live(&self.up, self.wait, live)
             .await
             .ok_or_else(|| match &*self.last_error.borrow() {
                 Some(why) => Error::connect(format!("the last attempt failed: {why}")),
