@@ -72,9 +72,8 @@ pub(crate) struct Dialed {
     pub(crate) client: Client,
     pub(crate) closed: Rc<Closed>,
     /// Prepared statements by SQL text. Per connection, since a statement exists only in the
-    /// session that prepared it. By SQL text, FxHash: every query looks its statement up
-    /// here, and SipHash over the SQL text was ~400 instructions of a `/db` request
-    /// (callgrind).
+    /// session that prepared it. FxHash, since every query looks its statement up here
+    /// (bench/ANALYSIS.md).
     pub(crate) statements:
         std::cell::RefCell<rustc_hash::FxHashMap<Box<str>, tokio_postgres::Statement>>,
     /// A transaction was left open on it (its future dropped): the pool rolls it back before

@@ -361,10 +361,7 @@ pub(crate) async fn write(
 ) -> Result<(Rows, u64), Error> {
     let target = match db.scope() {
         Scope::Tx(tx) => {
-            tx.check_model(model, using)?;
-            for t in tables {
-                tx.note_write(t);
-            }
+            tx.begin_write(model, using, tables)?;
             let rows = tx.query(sql, params).await?;
             let n = rows.len() as u64;
             return Ok((Rows::Client(rows), n));
@@ -402,10 +399,7 @@ pub(crate) async fn execute(
     params: &Params<'_>,
 ) -> Result<u64, Error> {
     if let Scope::Tx(tx) = db.scope() {
-        tx.check_model(model, using)?;
-        for t in tables {
-            tx.note_write(t);
-        }
+        tx.begin_write(model, using, tables)?;
         return tx.execute(sql, params).await;
     }
     Ok(write(db, model, using, tables, sql, params).await?.1)

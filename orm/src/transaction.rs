@@ -271,12 +271,22 @@ impl<'a> Transaction<'a> {
         }
     }
 
-    /// Records that the transaction wrote `table`.
-    pub(crate) fn note_write(&self, table: &'static str) {
+    /// Checks that a write of `model` belongs here and records the `tables` it writes, whose
+    /// query-cache versions are bumped once the transaction commits.
+    pub(crate) fn begin_write(
+        &self,
+        model: &ModelMeta,
+        using: Option<&str>,
+        tables: &[&'static str],
+    ) -> Result<(), Error> {
+        self.check_model(model, using)?;
         let mut written = self.state.written.borrow_mut();
-        if !written.contains(&table) {
-            written.push(table);
+        for table in tables {
+            if !written.contains(table) {
+                written.push(table);
+            }
         }
+        Ok(())
     }
 
     fn conn(&self) -> Result<&PooledClient, Error> {
