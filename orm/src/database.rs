@@ -65,8 +65,6 @@ pub struct Database {
     replayed: Cell<u64>,
     /// The process's query cache, which this database's writes bump.
     query_cache: std::cell::RefCell<Option<std::sync::Arc<crate::query_cache::QueryCache>>>,
-    /// The ORM's statements by SQL text, their parameter types inferred by the server.
-    statements: std::cell::RefCell<rustc_hash::FxHashMap<Box<str>, Rc<PipelineStatement>>>,
 }
 
 /// A callback told `(database name, duration)` after each statement run through a
@@ -102,7 +100,6 @@ impl Database {
             config,
             opts,
             pipeline: std::cell::OnceCell::new(),
-            statements: Default::default(),
             replayed: Cell::new(0),
             query_cache: std::cell::RefCell::new(None),
         }
@@ -158,9 +155,9 @@ impl Database {
         params: &[&(dyn ToSql + Sync)],
         payload: &str,
     ) -> Result<(Outcome, u64), Error> {
-        let write = self.orm_statement(sql);
-        let notify = self.orm_statement("SELECT pg_notify($1, $2)");
-        let lsn = self.orm_statement("SELECT pg_current_wal_lsn()");
+        let write = crate::statements::by_text(sql);
+        let notify = crate::statements::by_text("SELECT pg_notify($1, $2)");
+        let lsn = crate::statements::by_text("SELECT pg_current_wal_lsn()");
         let channel = crate::query_cache::CHANNEL;
         let notify_params: [&(dyn ToSql + Sync); 2] = [&channel, &payload];
         let first = [(&*write, params), (&*notify, &notify_params[..])];
@@ -191,19 +188,6 @@ impl Database {
         outcome.results.truncate(1);
         outcome.counts.truncate(1);
         Ok((outcome, position))
-    }
-
-    /// The ORM's statement for `sql`, its parameter types inferred by the server.
-    fn orm_statement(&self, sql: &str) -> Rc<PipelineStatement> {
-        let mut statements = self.statements.borrow_mut();
-        match statements.get(sql) {
-            Some(s) => Rc::clone(s),
-            None => {
-                let s = Rc::new(PipelineStatement::inferred(sql));
-                statements.insert(sql.into(), Rc::clone(&s));
-                s
-            }
-        }
     }
 
     /// The name it is configured under (`default`, `replica1`, …).
@@ -413,8 +397,18 @@ impl Database {
         sets: &[P],
         counts: bool,
     ) -> Result<Outcome, Error> {
-        let stmt = self.orm_statement(sql);
-        let run = std::pin::pin!(self.pipeline().run(&stmt, sets, counts));
+        self.run_prepared(&crate::statements::by_text(sql), sets, counts)
+            .await
+    }
+
+    /// As [`run_statement`](Self::run_statement), for a statement already looked up.
+    pub(crate) async fn run_prepared<'p, P: AsRef<[&'p (dyn ToSql + Sync)]>>(
+        &self,
+        stmt: &PipelineStatement,
+        sets: &[P],
+        counts: bool,
+    ) -> Result<Outcome, Error> {
+        let run = std::pin::pin!(self.pipeline().run(stmt, sets, counts));
         self.deadline(run).await
     }
 

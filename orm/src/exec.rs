@@ -15,7 +15,7 @@ use crate::database::{Database, Role};
 use crate::error::Error;
 use crate::manager::{ConnectionManager, Routing};
 use crate::model::ModelMeta;
-use crate::pipeline::PipelineRow;
+use crate::pipeline::{PipelineRow, PipelineStatement};
 use crate::query_cache::{CachedRows, QueryCache};
 use crate::row::FromRow;
 use crate::transaction::Transaction;
@@ -160,21 +160,21 @@ impl Scope<'_> {
     }
 }
 
-/// Runs `sql` once per parameter set through the pipeline of the database the router picks
+/// Runs `stmt` once per parameter set through the pipeline of the database the router picks
 /// for reads; retried once, where the router says then, when the connection failed.
 async fn pipelined<'p, P: AsRef<Params<'p>>>(
     scope: &Scope<'_>,
     model: &ModelMeta,
     using: Option<&str>,
-    sql: &str,
+    stmt: &PipelineStatement,
     sets: &[P],
 ) -> Result<crate::pipeline::Outcome, Error> {
     let first = scope.reader(model, using)?;
-    match first.run_statement(sql, sets, false).await {
+    match first.run_prepared(stmt, sets, false).await {
         Err(e) if e.is_retryable_read() => {
             // Boxed: the retry is rare, and inline it would double the size of every read's
             // future.
-            Box::pin(retry(scope, first, e, model, using, sql, sets)).await
+            Box::pin(retry(scope, first, e, model, using, stmt, sets)).await
         }
         other => other,
     }
@@ -193,7 +193,7 @@ async fn retry<'p, P: AsRef<Params<'p>>>(
     error: Error,
     model: &ModelMeta,
     using: Option<&str>,
-    sql: &str,
+    stmt: &PipelineStatement,
     sets: &[P],
 ) -> Result<crate::pipeline::Outcome, Error> {
     let mut failed_on = failed.name().to_string();
@@ -207,7 +207,7 @@ async fn retry<'p, P: AsRef<Params<'p>>>(
             %error,
             "read retried on another connection"
         );
-        match again.run_statement(sql, sets, false).await {
+        match again.run_prepared(stmt, sets, false).await {
             Err(e) if e.is_retryable_read() && attempt < READ_RETRIES => {
                 failed_on = again.name().to_string();
                 error = e;
@@ -218,13 +218,13 @@ async fn retry<'p, P: AsRef<Params<'p>>>(
     Err(error)
 }
 
-/// Runs the read `sql` once per parameter set (one batch, one `Sync`), and returns each
+/// Runs the read `stmt` once per parameter set (one batch, one `Sync`), and returns each
 /// run's rows. Retried once, where the router says then, when the connection failed.
 pub(crate) async fn read<'p, P: AsRef<Params<'p>>>(
     db: &impl Executor,
     model: &ModelMeta,
     using: Option<&str>,
-    sql: &str,
+    stmt: &PipelineStatement,
     sets: &[P],
 ) -> Result<Vec<Rows>, Error> {
     let scope = db.scope();
@@ -232,15 +232,15 @@ pub(crate) async fn read<'p, P: AsRef<Params<'p>>>(
         tx.check_model(model, using)?;
         let mut all = Vec::with_capacity(sets.len());
         for params in sets {
-            all.push(Rows::Client(tx.query(sql, params.as_ref()).await?));
+            all.push(Rows::Client(tx.query(stmt.sql(), params.as_ref()).await?));
         }
         return Ok(all);
     }
-    let outcome = pipelined(&scope, model, using, sql, sets).await?;
+    let outcome = pipelined(&scope, model, using, stmt, sets).await?;
     Ok(outcome.results.into_iter().map(Rows::Pipeline).collect())
 }
 
-/// Runs the read `sql` once and returns its rows (see [`read`]); through the query cache
+/// Runs the read `stmt` once and returns its rows (see [`read`]); through the query cache
 /// when `cache` says it may. The hot path of a primary-key read: one future deep over the
 /// pipeline's.
 pub(crate) async fn read_one(
@@ -248,7 +248,7 @@ pub(crate) async fn read_one(
     model: &ModelMeta,
     using: Option<&str>,
     cache: Option<&CacheSpec<'_>>,
-    sql: &str,
+    stmt: &PipelineStatement,
     params: &Params<'_>,
 ) -> Result<Rows, Error> {
     let scope = db.scope();
@@ -260,19 +260,19 @@ pub(crate) async fn read_one(
                     qc.count_bypass();
                 }
             }
-            return Ok(Rows::Client(Box::pin(tx.query(sql, params)).await?));
+            return Ok(Rows::Client(Box::pin(tx.query(stmt.sql(), params)).await?));
         }
         _ => scope.reader(model, using)?,
     };
     if let Some(spec) = cache {
         if let Some(qc) = scope.manager().and_then(ConnectionManager::query_cache) {
-            return Box::pin(cached(&scope, qc, spec, first, model, using, sql, params)).await;
+            return Box::pin(cached(&scope, qc, spec, first, model, using, stmt, params)).await;
         }
     }
     let sets = [params];
-    let mut outcome = match first.run_statement(sql, &sets, false).await {
+    let mut outcome = match first.run_prepared(stmt, &sets, false).await {
         Err(e) if e.is_retryable_read() => {
-            Box::pin(retry(&scope, first, e, model, using, sql, &sets)).await?
+            Box::pin(retry(&scope, first, e, model, using, stmt, &sets)).await?
         }
         other => other?,
     };
@@ -294,14 +294,14 @@ async fn cached(
     first: &Database,
     model: &ModelMeta,
     using: Option<&str>,
-    sql: &str,
+    stmt: &PipelineStatement,
     params: &Params<'_>,
 ) -> Result<Rows, Error> {
     let manager = scope
         .manager()
         .ok_or_else(|| Error::invalid("no manager"))?;
     let key = match using {
-        None => qc.key(spec.tables, sql, params),
+        None => qc.key(spec.tables, stmt.sql(), params),
         Some(_) => {
             qc.count_bypass();
             None
@@ -316,9 +316,9 @@ async fn cached(
             // network blip), and without the retry such reads failed where uncached ones
             // succeeded.
             let sets = [params];
-            let mut outcome = match first.run_statement(sql, &sets, false).await {
+            let mut outcome = match first.run_prepared(stmt, &sets, false).await {
                 Err(e) if e.is_retryable_read() => {
-                    retry(scope, first, e, model, using, sql, &sets).await?
+                    retry(scope, first, e, model, using, stmt, &sets).await?
                 }
                 other => other?,
             };
@@ -331,7 +331,7 @@ async fn cached(
     let mut target = manager.fill_target(first, seen.lsn);
     let mut attempt = 0;
     let mut outcome = loop {
-        match target.run_statement(sql, &[params], false).await {
+        match target.run_prepared(stmt, &[params], false).await {
             Err(e) if e.is_retryable_read() && attempt < READ_RETRIES => {
                 attempt += 1;
                 let again = manager.fill_target(scope.reader(model, using)?, seen.lsn);
@@ -345,6 +345,87 @@ async fn cached(
     qc.fill(&seen, CachedRows::from_pipeline(&rows)?, spec.ttl)
         .await;
     Ok(Rows::Pipeline(rows))
+}
+
+/// Runs the read `stmt` once per parameter set through the query cache (a batch's sets):
+/// the hits answered from it, the misses in one batch on a database that has replayed their
+/// tables' last bump, then stored under the versions read before they ran. As [`read`] when
+/// these reads may not use the cache (in a transaction, forced to a database by name, the
+/// listener down, or no cache).
+pub(crate) async fn read_cached<'p, P: AsRef<Params<'p>>>(
+    db: &impl Executor,
+    model: &ModelMeta,
+    using: Option<&str>,
+    spec: &CacheSpec<'_>,
+    stmt: &PipelineStatement,
+    sets: &[P],
+) -> Result<Vec<Rows>, Error> {
+    let scope = db.scope();
+    let (manager, qc) = match scope {
+        Scope::Tx(tx) => {
+            if let Some(qc) = tx.database().query_cache() {
+                sets.iter().for_each(|_| qc.count_bypass());
+            }
+            return read(db, model, using, stmt, sets).await;
+        }
+        _ => match scope.manager().and_then(|m| Some((m, m.query_cache()?))) {
+            Some((m, qc)) if using.is_none() && qc.is_in_sync() => (m, qc),
+            Some((_, qc)) => {
+                sets.iter().for_each(|_| qc.count_bypass());
+                return read(db, model, using, stmt, sets).await;
+            }
+            None => return read(db, model, using, stmt, sets).await,
+        },
+    };
+    // A set without a key (the listener went down meanwhile) runs with the misses and is not
+    // stored.
+    let seen: Vec<_> = sets
+        .iter()
+        .map(|p| qc.key(spec.tables, stmt.sql(), p.as_ref()))
+        .collect();
+    let mut out: Vec<Option<Rows>> = Vec::with_capacity(sets.len());
+    let mut misses = Vec::new();
+    for (i, s) in seen.iter().enumerate() {
+        let hit = match s {
+            Some(s) => qc.get(s).await,
+            None => None,
+        };
+        if hit.is_none() {
+            misses.push(i);
+        }
+        out.push(hit.map(Rows::Cached));
+    }
+    if !misses.is_empty() {
+        let lsn = misses
+            .iter()
+            .filter_map(|&i| seen[i].as_ref().map(|s| s.lsn))
+            .max()
+            .unwrap_or(0);
+        let run: Vec<&Params<'p>> = misses.iter().map(|&i| sets[i].as_ref()).collect();
+        let mut target = manager.fill_target(scope.reader(model, using)?, lsn);
+        let mut attempt = 0;
+        let outcome = loop {
+            match target.run_prepared(stmt, &run, false).await {
+                Err(e) if e.is_retryable_read() && attempt < READ_RETRIES => {
+                    attempt += 1;
+                    let again = manager.fill_target(scope.reader(model, using)?, lsn);
+                    tracing::debug!(failed = target.name(), retry_on = again.name(), attempt, error = %e, "read retried on another connection");
+                    target = again;
+                }
+                other => break other?,
+            }
+        };
+        for (&i, rows) in misses.iter().zip(outcome.results) {
+            if let Some(s) = &seen[i] {
+                qc.fill(s, CachedRows::from_pipeline(&rows)?, spec.ttl)
+                    .await;
+            }
+            out[i] = Some(Rows::Pipeline(rows));
+        }
+    }
+    out.into_iter()
+        .map(|r| r.ok_or_else(|| Error::types("a batched statement returned no result")))
+        .collect()
 }
 
 /// Runs the write `sql` (which writes `tables`) where the router sends writes of `model`;

@@ -35,6 +35,10 @@
 //! - [`row`]: [`FromRow`] (derivable) and [`RowRef`], typed rows from both row types;
 //! - [`Error`].
 
+// The derive names `::pinion_orm`; the crate's own unit tests derive models too.
+#[cfg(test)]
+extern crate self as pinion_orm;
+
 mod cache;
 mod database;
 mod deadline;
@@ -54,6 +58,7 @@ mod rent_io;
 mod router;
 pub mod row;
 pub mod signals;
+mod statements;
 mod transaction;
 
 pub use cache::{DatabaseCache, CACHE_TABLE};

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{run, Cluster};
 use pinion_cache::{CacheConfig, CacheOptions, Clock, LocMemCache, LocMemConfig};
-use pinion_orm::query::raw;
+use pinion_orm::query::{batch, raw};
 use pinion_orm::{ConnectionManager, DbConfig, Error, Model, QueryCache};
 
 #[derive(Debug, Clone, PartialEq, Model)]
@@ -35,6 +35,14 @@ struct Order {
 #[derive(Debug, Clone, PartialEq, Model)]
 #[model(table = "qc_short", cache_ttl = "300ms")]
 struct Short {
+    #[model(primary_key)]
+    id: i32,
+    v: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Model)]
+#[model(table = "qc_batch")]
+struct Batched {
     #[model(primary_key)]
     id: i32,
     v: i32,
@@ -315,5 +323,65 @@ fn a_write_committed_during_a_read_leaves_no_stale_entry() {
         assert_eq!(qc.stats().misses, misses + 1);
         let again: Option<(i32,)> = slow().first(&*db).await.unwrap();
         assert_eq!(again, Some((2,)));
+    });
+}
+
+#[test]
+fn a_batch_answers_its_hits_from_the_cache_and_sends_only_its_misses() {
+    let cluster = Cluster::shared();
+    run(async {
+        let qc = cache();
+        let db = manager(&cluster.primary, &qc);
+        db.primary()
+            .batch_execute(
+                "DROP TABLE IF EXISTS qc_batch;
+                 CREATE TABLE qc_batch (id int PRIMARY KEY, v int NOT NULL);
+                 INSERT INTO qc_batch SELECT i, i FROM generate_series(1, 4) AS i;",
+            )
+            .await
+            .expect("schema");
+        let one = |id: i32| Batched::objects().filter(Batched::ID.eq(id));
+        // Row 1 is cached by a single read first.
+        assert_eq!(one(1).get(&*db).await.unwrap().v, 1);
+        let before = qc.stats();
+        behind_the_back(&cluster.primary, "UPDATE qc_batch SET v = v * 10").await;
+
+        let rows = batch([1, 2, 3].map(one)).get(&*db).await.unwrap();
+        let values: Vec<i32> = rows.iter().map(|r| r.v).collect();
+        assert_eq!(
+            values,
+            [1, 20, 30],
+            "row 1 from the cache, 2 and 3 from the table"
+        );
+        let after = qc.stats();
+        assert_eq!(after.hits - before.hits, 1);
+        assert_eq!(after.misses - before.misses, 2);
+
+        // The misses were stored: the same batch again is all hits.
+        behind_the_back(&cluster.primary, "UPDATE qc_batch SET v = 0").await;
+        let again = batch([1, 2, 3].map(one)).get(&*db).await.unwrap();
+        assert_eq!(again.iter().map(|r| r.v).collect::<Vec<_>>(), [1, 20, 30]);
+        assert_eq!(qc.stats().hits - after.hits, 3);
+
+        // A write through the ORM invalidates every entry of the table; `cache(false)` sets
+        // read the table and leave the cache alone.
+        Batched::objects()
+            .filter(Batched::ID.eq(4))
+            .update([Batched::V.set(4)], &*db)
+            .await
+            .unwrap();
+        let fresh = batch([1, 2].map(one)).get(&*db).await.unwrap();
+        assert_eq!(fresh.iter().map(|r| r.v).collect::<Vec<_>>(), [0, 0]);
+        behind_the_back(&cluster.primary, "UPDATE qc_batch SET v = 7").await;
+        let stats = qc.stats();
+        let uncached = batch([1, 2].map(|id| one(id).cache(false)))
+            .get(&*db)
+            .await
+            .unwrap();
+        assert_eq!(uncached.iter().map(|r| r.v).collect::<Vec<_>>(), [7, 7]);
+        let cached = batch([1, 2].map(one)).get(&*db).await.unwrap();
+        assert_eq!(cached.iter().map(|r| r.v).collect::<Vec<_>>(), [0, 0]);
+        let now = qc.stats();
+        assert_eq!((now.hits - stats.hits, now.misses - stats.misses), (2, 0));
     });
 }

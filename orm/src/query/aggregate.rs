@@ -2,7 +2,7 @@
 
 use tokio_postgres::types::FromSql;
 
-use super::sql::Sql;
+use super::sql::{Sink, Sql};
 use super::QuerySet;
 use crate::error::Error;
 use crate::exec::{self, Executor};
@@ -57,7 +57,7 @@ impl<M: Model> QuerySet<M> {
             M::META,
             self.using_name(),
             self.cache_spec().as_ref(),
-            &sql.text,
+            &crate::statements::by_text(&sql.text),
             &sql.refs(),
         )
         .await?;

@@ -1,14 +1,17 @@
 //! Several independent query sets run together: the ones with the same SQL (the same
 //! filters on different values, as `/queries?q=20` makes) go to the pipeline connection as
-//! one batch with one `Sync`, so PostgreSQL answers them in one send.
+//! one batch with one `Sync`, so PostgreSQL answers them in one send. Through the query
+//! cache like any read: the hits are answered from it and only the misses are sent.
 
 use futures_util::future::try_join_all;
 
-use super::sql::Sql;
-use super::QuerySet;
+use std::rc::Rc;
+
+use super::{values_if_same, QuerySet};
 use crate::error::Error;
 use crate::exec::{self, Executor, Rows};
 use crate::model::Model;
+use crate::pipeline::PipelineStatement;
 
 /// Query sets to run together: [`batch`].
 pub struct Batch<M> {
@@ -29,26 +32,64 @@ pub fn batch<M: Model>(sets: impl IntoIterator<Item = QuerySet<M>>) -> Batch<M> 
 }
 
 impl<M: Model> Batch<M> {
-    /// Runs every statement: those of the same SQL in one batch each, the batches
-    /// pipelined; each set's rows in the order of the sets.
-    async fn run(&self, sqls: Vec<Sql>, db: &impl Executor) -> Result<Vec<Rows>, Error> {
-        let using = self.sets.first().and_then(QuerySet::using_name);
-        // Group by SQL text, keeping each statement's place.
-        let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
-        for (i, sql) in sqls.iter().enumerate() {
-            match groups.iter_mut().find(|(text, _)| *text == sql.text) {
-                Some((_, members)) => members.push(i),
-                None => groups.push((&sql.text, vec![i])),
+    /// Runs each set's statement: sets of the same shape, database and cache use in one batch
+    /// each (through the query cache unless `cache(false)`),
+    /// the batches pipelined; each set's rows in the order of the sets. `most` and
+    /// `default_order` as for [`QuerySet::select_statement`].
+    async fn run(
+        &self,
+        most: Option<u8>,
+        default_order: Option<(usize, bool)>,
+        db: &impl Executor,
+    ) -> Result<Vec<Rows>, Error> {
+        // Each group: its first set, its statement, and the places of its sets. A set is
+        // compared with each group's first set (most batches have one group), so only the
+        // first set of a shape is looked up.
+        let mut groups: Vec<(usize, Rc<PipelineStatement>, Vec<usize>)> = Vec::new();
+        let mut values = Vec::with_capacity(self.sets.len());
+        for (i, set) in self.sets.iter().enumerate() {
+            let found = groups.iter_mut().find_map(|(lead, _, members)| {
+                let lead = &self.sets[*lead];
+                if lead.using != set.using || lead.cache != set.cache {
+                    return None;
+                }
+                values_if_same(lead, set, most).map(|v| (members, v))
+            });
+            match found {
+                Some((members, v)) => {
+                    members.push(i);
+                    values.push(v);
+                }
+                None => {
+                    let (stmt, v) = set.select_statement(most, default_order);
+                    values.push(v);
+                    // The first group usually holds every set.
+                    let mut members = Vec::with_capacity(self.sets.len() - i);
+                    members.push(i);
+                    groups.push((i, stmt, members));
+                }
             }
         }
-        let params: Vec<_> = sqls.iter().map(Sql::refs).collect();
-        let runs = groups.iter().map(|(text, members)| {
-            let sets: Vec<&[_]> = members.iter().map(|&i| params[i].as_slice()).collect();
-            async move { exec::read(db, M::META, using, text, &sets).await }
+        let runs = groups.iter().map(|(lead, stmt, members)| {
+            let sets: Vec<&[_]> = members.iter().map(|&i| &*values[i]).collect();
+            let lead = &self.sets[*lead];
+            let using = lead.using_name();
+            async move {
+                match lead.cache_spec() {
+                    Some(spec) => exec::read_cached(db, M::META, using, &spec, stmt, &sets).await,
+                    None => exec::read(db, M::META, using, stmt, &sets).await,
+                }
+            }
         });
-        let answers = try_join_all(runs).await?;
-        let mut out: Vec<Option<Rows>> = (0..sqls.len()).map(|_| None).collect();
-        for ((_, members), rows) in groups.iter().zip(answers) {
+        let mut answers = try_join_all(runs).await?;
+        if let [only] = &mut answers[..] {
+            // One group holds every set, in order.
+            if only.len() == self.sets.len() {
+                return Ok(std::mem::take(only));
+            }
+        }
+        let mut out: Vec<Option<Rows>> = (0..self.sets.len()).map(|_| None).collect();
+        for ((_, _, members), rows) in groups.iter().zip(answers) {
             for (&i, r) in members.iter().zip(rows) {
                 out[i] = Some(r);
             }
@@ -63,8 +104,11 @@ impl<M: Model> Batch<M> {
     /// # Errors
     /// The database's: the first error fails the whole batch.
     pub async fn all(&self, db: &impl Executor) -> Result<Vec<Vec<M>>, Error> {
-        let sqls = self.sets.iter().map(|s| s.select_sql(None)).collect();
-        self.run(sqls, db).await?.iter().map(Rows::decode).collect()
+        self.run(None, None, db)
+            .await?
+            .iter()
+            .map(Rows::decode)
+            .collect()
     }
 
     /// The first matching row of each query set (by primary key unless ordered).
@@ -72,13 +116,7 @@ impl<M: Model> Batch<M> {
     /// # Errors
     /// As [`all`](Self::all).
     pub async fn first(&self, db: &impl Executor) -> Result<Vec<Option<M>>, Error> {
-        let pk = Some((M::META.primary_key, false));
-        let sqls = self
-            .sets
-            .iter()
-            .map(|s| s.select_sql_at_most(Some(1), pk))
-            .collect();
-        self.run(sqls, db)
+        self.run(Some(1), Some((M::META.primary_key, false)), db)
             .await?
             .iter()
             .map(|r| r.decode_at(0))
@@ -91,12 +129,7 @@ impl<M: Model> Batch<M> {
     /// [`Error::is_no_row`] when a set matches none, [`Error::is_multiple_rows`] when one
     /// matches several; else as [`all`](Self::all).
     pub async fn get(&self, db: &impl Executor) -> Result<Vec<M>, Error> {
-        let sqls = self
-            .sets
-            .iter()
-            .map(|s| s.select_sql_at_most(Some(2), None))
-            .collect();
-        self.run(sqls, db)
+        self.run(Some(2), None, db)
             .await?
             .iter()
             .map(|r| match r.len() {

@@ -14,8 +14,10 @@
 
 mod aggregate;
 mod batch;
+mod filters;
 mod raw;
 mod related;
+mod shape;
 pub(crate) mod sql;
 mod values;
 pub(crate) mod write;
@@ -27,17 +29,21 @@ pub use aggregate::Summable;
 pub use batch::{batch, Batch};
 pub use raw::{raw, Raw};
 pub use related::Related;
+pub(crate) use shape::{values_if_same, ParamList, Shaped};
 pub use values::{Columns, Values};
 pub use write::AnyColumn;
 
 use crate::error::Error;
 use crate::exec::{self, Executor};
 use crate::model::{Expr, ForeignKey, Model, Node, Order};
-use sql::Sql;
+use crate::pipeline::PipelineStatement;
+use crate::statements;
+use filters::Filters;
+use sql::{Sink, Sql};
 
 /// A lazy query on `M`'s table; see the [module](self) docs.
 pub struct QuerySet<M> {
-    pub(crate) filters: Vec<Node>,
+    pub(crate) filters: Filters,
     pub(crate) order: Vec<(usize, bool)>,
     pub(crate) limit: Option<i64>,
     pub(crate) offset: Option<i64>,
@@ -78,7 +84,7 @@ impl<M: Model> QuerySet<M> {
     /// Every row of `M`'s table: what [`Model::objects`] returns.
     pub fn new() -> QuerySet<M> {
         QuerySet {
-            filters: Vec::new(),
+            filters: Filters::None,
             order: Vec::new(),
             limit: None,
             offset: None,
@@ -154,35 +160,61 @@ impl<M: Model> QuerySet<M> {
         most: Option<u8>,
         default_order: Option<(usize, bool)>,
     ) -> Sql {
-        let meta = M::META;
-        let mut sql = Sql::new(80 + meta.select.len());
-        sql.push("SELECT ")
-            .push(meta.select)
-            .push(" FROM ")
-            .push(meta.quoted_table);
-        self.rest_at_most(&mut sql, most, default_order);
+        let mut sql = Sql::new(80 + M::META.select.len());
+        self.write_select(&mut sql, most, default_order);
         sql
     }
 
-    /// Writes the filters, the order (`default_order` when there is none) and the slice.
-    fn rest(&self, sql: &mut Sql, default_order: Option<(usize, bool)>) {
-        self.rest_at_most(sql, None, default_order);
+    /// The statement of [`select_sql_at_most`](Self::select_sql_at_most) and its values,
+    /// found by the query set's shape: the SQL is written only the first time this thread
+    /// meets the shape.
+    pub(crate) fn select_statement(
+        &self,
+        most: Option<u8>,
+        default_order: Option<(usize, bool)>,
+    ) -> (Rc<PipelineStatement>, ParamList<'_>) {
+        let mut shaped = Shaped::new();
+        self.write_select(&mut shaped, most, default_order);
+        let stmt = statements::by_shape(&shaped, || {
+            self.select_sql_at_most(most, default_order).text
+        });
+        (stmt, shaped.params)
     }
 
-    /// As [`rest`](Self::rest), with the limit lowered to `most`.
-    pub(crate) fn rest_at_most(
-        &self,
-        sql: &mut Sql,
+    /// Writes `SELECT <columns> FROM <table>` and the rest.
+    pub(crate) fn write_select<'q, S: Sink<'q>>(
+        &'q self,
+        sink: &mut S,
         most: Option<u8>,
         default_order: Option<(usize, bool)>,
     ) {
         let meta = M::META;
-        sql.filters(meta, None, &self.filters);
+        sink.text("SELECT ");
+        sink.text(meta.select);
+        sink.text(" FROM ");
+        sink.text(meta.quoted_table);
+        self.rest_at_most(sink, most, default_order);
+    }
+
+    /// Writes the filters, the order (`default_order` when there is none) and the slice.
+    fn rest<'q, S: Sink<'q>>(&'q self, sink: &mut S, default_order: Option<(usize, bool)>) {
+        self.rest_at_most(sink, None, default_order);
+    }
+
+    /// As [`rest`](Self::rest), with the limit lowered to `most`.
+    pub(crate) fn rest_at_most<'q, S: Sink<'q>>(
+        &'q self,
+        sink: &mut S,
+        most: Option<u8>,
+        default_order: Option<(usize, bool)>,
+    ) {
+        let meta = M::META;
+        sink.filters(meta, None, &self.filters);
         match (&self.order[..], default_order) {
-            ([], Some(order)) => sql.order(meta, None, &[order]),
-            (order, _) => sql.order(meta, None, order),
+            ([], Some(order)) => sink.order(meta, None, &[order]),
+            (order, _) => sink.order(meta, None, order),
         };
-        sql.slice(self.limit, most, self.offset);
+        sink.slice(self.limit.as_ref(), most, self.offset.as_ref());
     }
 
     /// The query without its slice, as a subquery when it has one: `FROM t WHERE …` or
@@ -204,14 +236,14 @@ impl<M: Model> QuerySet<M> {
     /// # Errors
     /// The database's; a query error when a column does not decode into its field.
     pub async fn all(&self, db: &impl Executor) -> Result<Vec<M>, Error> {
-        let sql = self.select_sql(None);
+        let (stmt, params) = self.select_statement(None, None);
         exec::read_one(
             db,
             M::META,
             self.using_name(),
             self.cache_spec().as_ref(),
-            &sql.text,
-            &sql.refs(),
+            &stmt,
+            &params,
         )
         .await?
         .decode()
@@ -222,17 +254,14 @@ impl<M: Model> QuerySet<M> {
     /// # Errors
     /// As [`all`](Self::all).
     pub async fn first(&self, db: &impl Executor) -> Result<Option<M>, Error> {
-        let sql = self
-            .clone()
-            .limit(1)
-            .select_sql(Some((M::META.primary_key, false)));
+        let (stmt, params) = self.select_statement(Some(1), Some((M::META.primary_key, false)));
         exec::read_one(
             db,
             M::META,
             self.using_name(),
             self.cache_spec().as_ref(),
-            &sql.text,
-            &sql.refs(),
+            &stmt,
+            &params,
         )
         .await?
         .decode_at(0)
@@ -244,14 +273,14 @@ impl<M: Model> QuerySet<M> {
     /// [`Error::is_no_row`] when none matches (a 404 through `pinion-web`),
     /// [`Error::is_multiple_rows`] when several do; else as [`all`](Self::all).
     pub async fn get(&self, db: &impl Executor) -> Result<M, Error> {
-        let sql = self.select_sql_at_most(Some(2), None);
+        let (stmt, params) = self.select_statement(Some(2), None);
         let rows = exec::read_one(
             db,
             M::META,
             self.using_name(),
             self.cache_spec().as_ref(),
-            &sql.text,
-            &sql.refs(),
+            &stmt,
+            &params,
         )
         .await?;
         match rows.len() {
@@ -274,7 +303,7 @@ impl<M: Model> QuerySet<M> {
             M::META,
             self.using_name(),
             self.cache_spec().as_ref(),
-            &sql.text,
+            &statements::by_text(&sql.text),
             &sql.refs(),
         )
         .await?;
@@ -295,7 +324,7 @@ impl<M: Model> QuerySet<M> {
             M::META,
             self.using_name(),
             self.cache_spec().as_ref(),
-            &sql.text,
+            &statements::by_text(&sql.text),
             &sql.refs(),
         )
         .await?;

@@ -122,7 +122,7 @@ impl Raw {
                 &meta,
                 using,
                 spec.as_ref(),
-                &self.sql.text,
+                &crate::statements::by_text(&self.sql.text),
                 &self.sql.refs(),
             )
             .await?

@@ -2,7 +2,7 @@
 
 use std::marker::PhantomData;
 
-use super::sql::Sql;
+use super::sql::{Sink, Sql};
 use super::QuerySet;
 use crate::error::Error;
 use crate::exec::{self, Executor};
@@ -87,7 +87,7 @@ impl<M: ForeignKey<R>, R: Model> Related<M, R> {
         sql.push(m.quoted_columns[<M as ForeignKey<R>>::COLUMN]);
         let all = query.filters.len() + self.related_filters.len();
         let mut i = 0;
-        for node in &query.filters {
+        for node in query.filters.iter() {
             sql.push(if i == 0 { " WHERE " } else { " AND " });
             sql.node(m, Some("t0"), node, all > 1);
             i += 1;
@@ -101,7 +101,7 @@ impl<M: ForeignKey<R>, R: Model> Related<M, R> {
             ([], Some(order)) => sql.order(m, Some("t0"), &[order]),
             (order, _) => sql.order(m, Some("t0"), order),
         };
-        sql.slice(query.limit, None, query.offset);
+        sql.slice(query.limit.as_ref(), None, query.offset.as_ref());
         sql
     }
 
@@ -127,7 +127,7 @@ impl<M: ForeignKey<R>, R: Model> Related<M, R> {
             model,
             self.query.using_name(),
             spec.as_ref(),
-            &sql.text,
+            &crate::statements::by_text(&sql.text),
             &sql.refs(),
         )
         .await?;

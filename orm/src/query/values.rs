@@ -2,7 +2,7 @@
 
 use tokio_postgres::types::FromSql;
 
-use super::sql::Sql;
+use super::sql::{Sink, Sql};
 use super::QuerySet;
 use crate::error::Error;
 use crate::exec::{self, Executor};
@@ -90,7 +90,7 @@ impl<M: Model, C: Columns<M>> Values<M, C> {
             M::META,
             self.query.using_name(),
             self.query.cache_spec().as_ref(),
-            &sql.text,
+            &crate::statements::by_text(&sql.text),
             &sql.refs(),
         )
         .await

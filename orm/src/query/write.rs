@@ -4,7 +4,7 @@
 
 use tokio_postgres::types::ToSql;
 
-use super::sql::Sql;
+use super::sql::{Sink, Sql};
 use super::QuerySet;
 use crate::error::Error;
 use crate::exec::{self, Executor};

@@ -1,0 +1,57 @@
+//! The ORM's statements on this thread, found by their text or by a query set's shape
+//! ([`Shaped`]): one [`PipelineStatement`] per distinct SQL, so that each pipeline
+//! connection prepares it once. Kept per thread (a worker's connections are its own) and for
+//! the thread's life: statements come from the application's code, a bounded set.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use rustc_hash::FxHashMap;
+
+use crate::pipeline::PipelineStatement;
+use crate::query::Shaped;
+
+#[derive(Default)]
+struct Statements {
+    by_text: FxHashMap<Box<str>, Rc<PipelineStatement>>,
+    by_shape: FxHashMap<Box<[u64]>, Rc<PipelineStatement>>,
+}
+
+thread_local! {
+    static STATEMENTS: RefCell<Statements> = RefCell::default();
+}
+
+/// The statement of `sql`, its parameter types inferred by the server.
+pub(crate) fn by_text(sql: &str) -> Rc<PipelineStatement> {
+    STATEMENTS.with_borrow_mut(|s| text_entry(s, sql))
+}
+
+fn text_entry(s: &mut Statements, sql: &str) -> Rc<PipelineStatement> {
+    if let Some(stmt) = s.by_text.get(sql) {
+        return Rc::clone(stmt);
+    }
+    let stmt = Rc::new(PipelineStatement::inferred(sql));
+    s.by_text.insert(sql.into(), Rc::clone(&stmt));
+    stmt
+}
+
+/// The statement `shaped` recorded; `text` writes its SQL, called only the first time this
+/// thread meets the shape (or every time for a shape too long for a key).
+pub(crate) fn by_shape(
+    shaped: &Shaped<'_>,
+    text: impl FnOnce() -> String,
+) -> Rc<PipelineStatement> {
+    STATEMENTS.with_borrow_mut(|s| {
+        let Some(key) = shaped.key() else {
+            return text_entry(s, &text());
+        };
+        if let Some(stmt) = s.by_shape.get(key) {
+            return Rc::clone(stmt);
+        }
+        // Through the text map: a statement written by hand with the same text is the same
+        // prepared statement.
+        let stmt = text_entry(s, &text());
+        s.by_shape.insert(key.into(), Rc::clone(&stmt));
+        stmt
+    })
+}
