@@ -336,6 +336,9 @@ fn db_config(settings: &Settings) -> Option<DbConfig> {
     cfg.connect = connect_options(settings);
     cfg.query_timeout = settings.db_query_timeout;
     cfg.check_interval = settings.replica_check_interval;
+    for named in &settings.databases {
+        cfg = cfg.database(named.name.as_str(), named.url.as_str());
+    }
     Some(cfg)
 }
 

@@ -35,6 +35,39 @@ fn check_prints_the_effective_configuration() {
 }
 
 #[test]
+fn check_masks_the_passwords_of_named_databases_and_names_a_bad_one() {
+    let out = pinion()
+        .args(["check"])
+        .env(
+            "PINION_DATABASES",
+            "analytics=postgres://app:hunter2@127.0.0.1:1/stats",
+        )
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        text.contains("databases = [\"analytics=postgres://app:****@127.0.0.1:1/stats\"]"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+
+    let refused = pinion()
+        .args(["check"])
+        .env("PINION_DATABASES", "default=postgres://app:hunter2@h/db")
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("PINION_DATABASES") && err.contains("taken"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
 fn check_masks_a_percent_encoded_password_parameter() {
     // tokio-postgres decodes `pass%77ord` to `password`: it is the password, and never shown.
     let out = pinion()

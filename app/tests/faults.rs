@@ -445,13 +445,19 @@ fn db_reads_survive_the_replica_stopping_under_load() {
     cluster.pg(&["stop-replica", "immediate"]);
     let stopped = Instant::now();
     let at_stop = Metrics::of(server.addr);
-    // The ORM noticed: its connections to the replica were lost, and readiness reports the
-    // replica down. (Its health check logs nothing here: the lost connection already made
-    // the replica unhealthy before the check's ping failed.)
+    // The ORM noticed: its connections to the replica were lost, its health check says the
+    // replica is out of rotation (although a lost read had marked it unhealthy first), and
+    // readiness reports it down.
     let noticed = server.wait_for_logs(&["connection lost", "replica1"], 1);
     assert!(
         !noticed.is_empty(),
         "the replica's stop went unnoticed:\n{}",
+        relevant_logs(&server)
+    );
+    let told = server.wait_for_logs(&["replica unhealthy, reads fall back", "replica1"], 1);
+    assert!(
+        !told.is_empty(),
+        "the health check did not report the replica:\n{}",
         relevant_logs(&server)
     );
     wait_for("readiness to report the replica down", || {

@@ -74,20 +74,7 @@ impl DatabaseUrl {
     /// (`postgres://`), so that a comma inside a URL (several hosts, a password) does not split
     /// it. Items are trimmed; empty ones are dropped, so `""` is no URLs.
     pub(crate) fn split_list(text: &str) -> Vec<&str> {
-        let mut items = Vec::new();
-        let mut start = 0;
-        for (comma, _) in text.match_indices(',') {
-            if starts_with_scheme(text[comma + 1..].trim_start()) {
-                items.push(&text[start..comma]);
-                start = comma + 1;
-            }
-        }
-        items.push(&text[start..]);
-        items
-            .into_iter()
-            .map(|item| item.trim_matches(|c: char| c == ',' || c.is_whitespace()))
-            .filter(|item| !item.is_empty())
-            .collect()
+        split_where(text, starts_with_scheme)
     }
 
     /// The URL as configured, password included: for the code that connects, never for output.
@@ -117,7 +104,26 @@ impl fmt::Display for DatabaseUrl {
 }
 
 /// Whether `text` starts with a URL scheme and `://` (`postgres://`, `mysql://`, ...).
-fn starts_with_scheme(text: &str) -> bool {
+/// Splits `text` at each comma whose following text (leading spaces skipped) `starts_item`
+/// accepts; items trimmed of spaces and commas, empty ones dropped.
+pub(crate) fn split_where(text: &str, starts_item: impl Fn(&str) -> bool) -> Vec<&str> {
+    let mut items = Vec::new();
+    let mut start = 0;
+    for (comma, _) in text.match_indices(',') {
+        if starts_item(text[comma + 1..].trim_start()) {
+            items.push(&text[start..comma]);
+            start = comma + 1;
+        }
+    }
+    items.push(&text[start..]);
+    items
+        .into_iter()
+        .map(|item| item.trim_matches(|c: char| c == ',' || c.is_whitespace()))
+        .filter(|item| !item.is_empty())
+        .collect()
+}
+
+pub(crate) fn starts_with_scheme(text: &str) -> bool {
     let Some((scheme, _)) = text.split_once("://") else {
         return false;
     };

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::cidr::Cidr;
 use crate::database_url::DatabaseUrl;
+use crate::named_database::NamedDatabase;
 use crate::rate_policy::{self, RatePolicy};
 use crate::secret::MASK;
 use crate::secret_key::SecretKey;
@@ -57,6 +58,7 @@ pub(crate) enum Key {
     LogFormat,
     DatabaseUrl,
     DatabaseReplicaUrls,
+    Databases,
     PoolSize,
     DbConnectTimeout,
     DbQueryTimeout,
@@ -103,7 +105,7 @@ pub(crate) enum Rendered<'a> {
 
 impl Key {
     /// Every key, in the README table's order (also the order of `render_masked`).
-    pub(crate) const ALL: [Key; 56] = [
+    pub(crate) const ALL: [Key; 57] = [
         Key::Bind,
         Key::Port,
         Key::Threads,
@@ -126,6 +128,7 @@ impl Key {
         Key::LogFormat,
         Key::DatabaseUrl,
         Key::DatabaseReplicaUrls,
+        Key::Databases,
         Key::PoolSize,
         Key::DbConnectTimeout,
         Key::DbQueryTimeout,
@@ -190,6 +193,7 @@ impl Key {
             Key::LogFormat => ("log_format", "PINION_LOG_FORMAT"),
             Key::DatabaseUrl => ("database_url", "PINION_DATABASE_URL"),
             Key::DatabaseReplicaUrls => ("database_replica_urls", "PINION_DATABASE_REPLICA_URLS"),
+            Key::Databases => ("databases", "PINION_DATABASES"),
             Key::PoolSize => ("pool_size", "PINION_POOL_SIZE"),
             Key::DbConnectTimeout => ("db_connect_timeout", "PINION_DB_CONNECT_TIMEOUT"),
             Key::DbQueryTimeout => ("db_query_timeout", "PINION_DB_QUERY_TIMEOUT"),
@@ -339,6 +343,17 @@ impl Key {
                     })
                     .collect::<Result<_, _>>()?;
             }
+            Key::Databases => {
+                let mut all: Vec<NamedDatabase> = Vec::new();
+                for item in value::string_list(raw, NamedDatabase::split_list)? {
+                    let db = NamedDatabase::parse(item)?;
+                    if all.iter().any(|d| d.name == db.name) {
+                        return Err(format!("the name `{}` is given twice", db.name));
+                    }
+                    all.push(db);
+                }
+                s.databases = all;
+            }
             Key::PoolSize => {
                 s.pool_size = match raw {
                     Raw::Str(text) if text.trim().eq_ignore_ascii_case("auto") => None,
@@ -447,6 +462,9 @@ impl Key {
             ),
             Key::DatabaseReplicaUrls => {
                 value::render_string_array(s.database_replica_urls.iter().map(DatabaseUrl::masked))
+            }
+            Key::Databases => {
+                value::render_string_array(s.databases.iter().map(NamedDatabase::masked))
             }
             Key::PoolSize => match s.pool_size {
                 Some(n) => n.to_string(),

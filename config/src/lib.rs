@@ -61,6 +61,7 @@
 //! log_format = "text"               # "text" | "json"
 //! database_url = ""                 # "" = no database; else postgres://user:password@host/db
 //! database_replica_urls = []        # read-only streaming replicas, same URL syntax
+//! databases = []                    # further databases by name: ["analytics=postgres://…"]
 //! pool_size = "auto"                # or 1..=10000; "auto" = max(threads + 8, 32)
 //! db_connect_timeout = "5s"
 //! db_query_timeout = "30s"
@@ -136,6 +137,7 @@ mod cidr;
 mod database_url;
 mod error;
 mod key;
+mod named_database;
 mod rate_policy;
 mod ratio;
 mod secret;
@@ -147,6 +149,7 @@ mod value;
 pub use cidr::Cidr;
 pub use database_url::DatabaseUrl;
 pub use error::ConfigError;
+pub use named_database::NamedDatabase;
 pub use rate_policy::RatePolicy;
 pub use ratio::Ratio;
 pub use secret::{mask_url_password, SECRET_KEYS};

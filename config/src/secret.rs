@@ -12,6 +12,7 @@ use crate::value::Raw;
 pub const SECRET_KEYS: &[&str] = &[
     "database_url",
     "database_replica_urls",
+    "databases",
     "secret_key",
     "secret_key_fallbacks",
 ];

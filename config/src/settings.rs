@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::cidr::Cidr;
 use crate::database_url::DatabaseUrl;
 use crate::key::{Key, Rendered};
+use crate::named_database::NamedDatabase;
 use crate::rate_policy::RatePolicy;
 use crate::ratio::Ratio;
 use crate::secret::{is_secret, mask_value};
@@ -491,6 +492,11 @@ pub struct Settings {
     /// Streaming replicas that take reads; empty sends every query to the primary. Secrets,
     /// like [`database_url`](Self::database_url). Default is empty.
     pub database_replica_urls: Vec<DatabaseUrl>,
+    /// Databases besides the primary and its replicas, as `name=url`: models bound with
+    /// `#[model(database = "name")]` and `.using("name")` reads and writes go there, on the
+    /// primary's connection settings. Secrets, like [`database_url`](Self::database_url).
+    /// Default is empty.
+    pub databases: Vec<NamedDatabase>,
     /// Connections per database per process, for transactions; `None` means "auto" (see
     /// [`Settings::effective_pool_size`] and [`Settings::pool_size_per_thread`]). Default is
     /// [`DEFAULT_POOL_SIZE`].
@@ -636,6 +642,7 @@ impl Default for Settings {
             log_format: DEFAULT_LOG_FORMAT,
             database_url: DEFAULT_DATABASE_URL,
             database_replica_urls: Vec::new(),
+            databases: Vec::new(),
             pool_size: DEFAULT_POOL_SIZE,
             db_connect_timeout: DEFAULT_DB_CONNECT_TIMEOUT,
             db_query_timeout: DEFAULT_DB_QUERY_TIMEOUT,

@@ -555,6 +555,38 @@ const RULES: &[Rule] = &[
         ],
     },
     Rule {
+        key: "databases",
+        good_file: &[
+            "[]",
+            r#"["analytics=postgres://u:pw@a1/db"]"#,
+            r#"["analytics=postgres://a1/db", "reports=postgresql://r2:5433/db"]"#,
+            r#""analytics=postgres://a1/db, reports=postgres://r2/db""#,
+        ],
+        bad_file: &[
+            (
+                r#"["postgres://a1/db"]"#,
+                "each item must be name=postgres://",
+            ),
+            (r#"["default=postgres://a1/db"]"#, "is taken by the primary"),
+            (r#"["replica1=postgres://a1/db"]"#, "or a replica"),
+            (r#"["Big=postgres://a1/db"]"#, "must be lower-case letters"),
+            (
+                r#"["a=postgres://h1/db", "a=postgres://h2/db"]"#,
+                "given twice",
+            ),
+            (
+                r#"["a=mysql://h1/db"]"#,
+                "`a`: must be a URL starting with postgres://",
+            ),
+            ("5", "or a comma-separated string, found an integer"),
+        ],
+        good_env: &["", "analytics=postgres://a1/db, reports=postgres://r2/db"],
+        bad_env: &[
+            ("analytics=postgres://a1:x/db", "`analytics`: has a port"),
+            ("analytics", "each item must be name=postgres://"),
+        ],
+    },
+    Rule {
         key: "pool_size",
         good_file: &["1", "10000", r#""auto""#],
         bad_file: &[
@@ -1195,6 +1227,9 @@ fn render_masked_round_trips() {
             parse_url("postgres://r1/app"),
             parse_url("postgresql:///app?host=/run/postgresql"),
         ],
+        databases: load_env(&[("PINION_DATABASES", "analytics=postgres://a1/app")])
+            .expect("valid databases")
+            .databases,
         pool_size: Some(10_000),
         db_connect_timeout: Duration::from_millis(250),
         db_query_timeout: Duration::from_secs(86_400),

@@ -301,8 +301,8 @@ async fn cached(
         .manager()
         .ok_or_else(|| Error::invalid("no manager"))?;
     let key = match using {
-        None => qc.key(spec.tables, stmt.sql(), params),
-        Some(_) => {
+        None if first.role() != Role::Other => qc.key(spec.tables, stmt.sql(), params),
+        _ => {
             qc.count_bypass();
             None
         }
@@ -310,8 +310,10 @@ async fn cached(
     let seen = match key {
         Some(seen) => seen,
         None => {
-            // Bypassed (the listener is down; or a database forced by name, which the
-            // replica rule cannot choose for). Retried once like any read whose connection
+            // Bypassed (the listener is down; a database forced by name, which the replica
+            // rule cannot choose for; or a database besides the primary, whose commits
+            // cannot announce their bumps on the primary's channel in the same transaction,
+            // so other instances would go on serving what they cached). Retried once like any read whose connection
             // was lost: a listener outage often comes with lost connections (a restart, a
             // network blip), and without the retry such reads failed where uncached ones
             // succeeded.
@@ -350,8 +352,8 @@ async fn cached(
 /// Runs the read `stmt` once per parameter set through the query cache (a batch's sets):
 /// the hits answered from it, the misses in one batch on a database that has replayed their
 /// tables' last bump, then stored under the versions read before they ran. As [`read`] when
-/// these reads may not use the cache (in a transaction, forced to a database by name, the
-/// listener down, or no cache).
+/// these reads may not use the cache (in a transaction, forced to a database by name or on
+/// one besides the primary, the listener down, or no cache).
 pub(crate) async fn read_cached<'p, P: AsRef<Params<'p>>>(
     db: &impl Executor,
     model: &ModelMeta,
@@ -369,7 +371,13 @@ pub(crate) async fn read_cached<'p, P: AsRef<Params<'p>>>(
             return read(db, model, using, stmt, sets).await;
         }
         _ => match scope.manager().and_then(|m| Some((m, m.query_cache()?))) {
-            Some((m, qc)) if using.is_none() && qc.is_in_sync() => (m, qc),
+            Some((m, qc))
+                if using.is_none()
+                    && qc.is_in_sync()
+                    && scope.reader(model, None)?.role() != Role::Other =>
+            {
+                (m, qc)
+            }
             Some((_, qc)) => {
                 sets.iter().for_each(|_| qc.count_bypass());
                 return read(db, model, using, stmt, sets).await;

@@ -369,18 +369,23 @@ impl<'a> Routing<'a> {
             .read_target(model, using, self.wrote.get() || self.sticky)
     }
 
-    /// Where a write of `model` goes; the rest of this request reads from the primary.
+    /// Where a write of `model` goes; after a write to the primary, the rest of this request
+    /// reads from it.
     ///
-    /// Marked as written only once the target is found: a write refused before it reached
-    /// any database (`.using("nope")`) wrote nothing, so it must neither send this request's
-    /// later reads to the primary nor make [`wrote`](Self::wrote) ask for the sticky cookie.
+    /// Marked as written only once the target is found, and only for the primary: a write
+    /// refused before it reached any database (`.using("nope")`) wrote nothing, and a write
+    /// to another database (`database = "analytics"`) leaves the primary's replicas as
+    /// current as they were; neither must send this request's later reads to the primary nor
+    /// make [`wrote`](Self::wrote) ask for the sticky cookie.
     pub(crate) fn write_target(
         &self,
         model: &ModelMeta,
         using: Option<&str>,
     ) -> Result<&'a Database, Error> {
         let target = self.db.write_target(model, using)?;
-        self.wrote.set(true);
+        if target.role() == Role::Primary {
+            self.wrote.set(true);
+        }
         Ok(target)
     }
 }
@@ -388,6 +393,10 @@ impl<'a> Routing<'a> {
 /// Pings every replica each `interval`: a failed ping takes it out of the read rotation, a
 /// good one puts it back. Ends when the `ConnectionManager` is dropped.
 async fn check_replicas(db: Weak<ConnectionManager>, interval: Duration) {
+    // What was last logged for each replica: a read that lost the connection marks the
+    // replica unhealthy before the next check, so the check compares with what the operator
+    // was told, not with the flag. `None` until the first check.
+    let mut reported: Vec<Option<bool>> = Vec::new();
     let mut first = true;
     loop {
         // The first check runs at once: until a replica's replay position is known, the
@@ -397,19 +406,22 @@ async fn check_replicas(db: Weak<ConnectionManager>, interval: Duration) {
         }
         first = false;
         let Some(db) = db.upgrade() else { return };
-        for r in &db.replicas {
-            let was = r.is_healthy();
+        reported.resize(db.replicas.len(), None);
+        for (r, told) in db.replicas.iter().zip(reported.iter_mut()) {
             let now = r.check_replay().await.is_ok() && r.is_connected();
-            if was != now {
-                if now {
+            match (*told, now) {
+                (Some(false), true) => {
                     tracing::info!(
                         database = r.name(),
                         "replica healthy again, back in rotation"
                     );
-                } else {
+                }
+                (Some(true) | None, false) => {
                     tracing::warn!(database = r.name(), "replica unhealthy, reads fall back");
                 }
+                _ => {}
             }
+            *told = Some(now);
         }
     }
 }

@@ -571,6 +571,12 @@ fn models_bound_to_another_database_read_and_write_there() {
             body: "in mr_other".into(),
         };
         assert!(note.save(&routing).await.expect("save in other").created);
+        // The primary's replicas are as current as before: the request is not made sticky.
+        assert!(
+            !routing.wrote(),
+            "a write to another database is no primary write"
+        );
+        assert_eq!(routing.read().name(), "replica1");
         for scope in [db.routing(false), db.routing(true)] {
             let got = OtherNote::objects()
                 .filter(OtherNote::ID.eq(note.id))
@@ -653,6 +659,27 @@ fn models_bound_to_another_database_read_and_write_there() {
         for table in ["mr_other_note", "mr_routed_note"] {
             assert!(!has_table(&db, "default", table).await);
         }
+
+        // With a query cache, reads of another database bypass it: its commits cannot
+        // announce their bumps on the primary's channel, so other instances would go on
+        // serving what they cached.
+        let qc = pinion_orm::QueryCache::new(pinion_cache::LocMemCache::new(
+            &pinion_cache::LocMemConfig::default(),
+        ));
+        let mut cfg = config(&cluster.primary, &cluster.replica).database("other", &other_url);
+        cfg.query_cache = Some(std::sync::Arc::clone(&qc));
+        let cached = start(&cfg).await;
+        let read = || OtherNote::objects().filter(OtherNote::ID.eq(note.id));
+        for _ in 0..2 {
+            read().get(&*cached).await.expect("read from other");
+        }
+        let batched = pinion_orm::query::batch([read(), read()])
+            .get(&*cached)
+            .await
+            .expect("batch from other");
+        assert_eq!(batched.len(), 2);
+        let stats = qc.stats();
+        assert_eq!((stats.hits, stats.misses, stats.bypasses), (0, 0, 4));
     });
 }
 
