@@ -301,7 +301,7 @@ async fn cached(
         .manager()
         .ok_or_else(|| Error::invalid("no manager"))?;
     let key = match using {
-        None if first.role() != Role::Other => qc.key(spec.tables, stmt.sql(), params),
+        None if first.role() != Role::Other => qc.key(spec.tables, stmt, params),
         _ => {
             qc.count_bypass();
             None
@@ -389,7 +389,7 @@ pub(crate) async fn read_cached<'p, P: AsRef<Params<'p>>>(
     // stored.
     let seen: Vec<_> = sets
         .iter()
-        .map(|p| qc.key(spec.tables, stmt.sql(), p.as_ref()))
+        .map(|p| qc.key(spec.tables, stmt, p.as_ref()))
         .collect();
     let mut out: Vec<Option<Rows>> = Vec::with_capacity(sets.len());
     let mut misses = Vec::new();

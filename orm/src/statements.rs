@@ -1,14 +1,20 @@
 //! The ORM's statements on this thread, found by their text or by a query set's shape
 //! ([`Shaped`]): one [`PipelineStatement`] per distinct SQL, so that each pipeline
 //! connection prepares it once. Kept per thread (a worker's connections are its own) and for
-//! the thread's life: statements come from the application's code, a bounded set.
+//! the thread's life: statements come from the application's code, a bounded set. A text has
+//! one id in the whole process, so that the query cache, which every thread shares, can name
+//! a statement by its id.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use rustc_hash::FxHashMap;
 
-use crate::pipeline::PipelineStatement;
+use std::sync::LazyLock;
+
+use parking_lot::Mutex;
+
+use crate::pipeline::{self, PipelineStatement};
 use crate::query::Shaped;
 
 #[derive(Default)]
@@ -21,6 +27,19 @@ thread_local! {
     static STATEMENTS: RefCell<Statements> = RefCell::default();
 }
 
+/// Every thread's ids by text; consulted once per thread and text.
+static IDS: LazyLock<Mutex<FxHashMap<Box<str>, usize>>> = LazyLock::new(Mutex::default);
+
+fn process_id(sql: &str) -> usize {
+    let mut ids = IDS.lock();
+    if let Some(&id) = ids.get(sql) {
+        return id;
+    }
+    let id = pipeline::next_id();
+    ids.insert(sql.into(), id);
+    id
+}
+
 /// The statement of `sql`, its parameter types inferred by the server.
 pub(crate) fn by_text(sql: &str) -> Rc<PipelineStatement> {
     STATEMENTS.with_borrow_mut(|s| text_entry(s, sql))
@@ -30,7 +49,7 @@ fn text_entry(s: &mut Statements, sql: &str) -> Rc<PipelineStatement> {
     if let Some(stmt) = s.by_text.get(sql) {
         return Rc::clone(stmt);
     }
-    let stmt = Rc::new(PipelineStatement::inferred(sql));
+    let stmt = Rc::new(PipelineStatement::inferred(process_id(sql), sql));
     s.by_text.insert(sql.into(), Rc::clone(&stmt));
     stmt
 }

@@ -39,6 +39,11 @@ pub use row::PipelineRow;
 /// a table indexed by them.
 static NEXT_STATEMENT: AtomicUsize = AtomicUsize::new(0);
 
+/// A new statement id.
+pub(crate) fn next_id() -> usize {
+    NEXT_STATEMENT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// A statement to run in batches with
 /// [`Database::query_pipelined`](crate::Database::query_pipelined): its SQL and the types of
 /// its parameters, declared (the pipeline encodes parameters before PostgreSQL has seen the
@@ -63,20 +68,26 @@ impl PipelineStatement {
     /// A statement with parameters of `types` (`$1` is `types[0]`).
     pub fn new(sql: &str, types: &[Type]) -> PipelineStatement {
         PipelineStatement {
-            id: NEXT_STATEMENT.fetch_add(1, Ordering::Relaxed),
+            id: next_id(),
             sql: sql.into(),
             types: Some(types.into()),
         }
     }
 
     /// A statement whose parameter types the server infers from the SQL when it prepares it
-    /// (the ORM's statements, whose values come typed from the model's columns).
-    pub(crate) fn inferred(sql: &str) -> PipelineStatement {
+    /// (the ORM's statements, whose values come typed from the model's columns), under `id`
+    /// ([`next_id`]; the ORM gives one SQL text one id in the whole process).
+    pub(crate) fn inferred(id: usize, sql: &str) -> PipelineStatement {
         PipelineStatement {
-            id: NEXT_STATEMENT.fetch_add(1, Ordering::Relaxed),
+            id,
             sql: sql.into(),
             types: None,
         }
+    }
+
+    /// Its process-wide id.
+    pub(crate) fn id(&self) -> usize {
+        self.id
     }
 
     /// The SQL text.

@@ -14,8 +14,11 @@
 //!   primary's WAL position after the commit, and a read that fills the cache for a bumped
 //!   table goes to a replica only once that replica has replayed past it, else to the primary.
 //!
-//! Versions start at a random base per process, so two processes sharing a remote tier never
-//! mean different data by the same key.
+//! A key names the statement by its process-wide id, the epoch and versions by how far they
+//! are past the process's start, and the parameters by their `Debug` text: short enough for
+//! the LocMemCache to keep inline. Over any other store (a remote tier that processes share)
+//! every key also starts with the process's random base, so two processes never mean
+//! different data by the same key.
 
 mod listener;
 mod rows;
@@ -28,8 +31,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
-use pinion_cache::{Cache, Ttl};
+use pinion_cache::{Cache, LocMemCache, Ttl};
 use rustc_hash::FxHashMap;
+
+use crate::pipeline::PipelineStatement;
 
 pub use listener::{listen, Listener};
 pub(crate) use rows::CachedRows;
@@ -107,6 +112,9 @@ pub struct QueryCache {
     versions: RwLock<FxHashMap<Box<str>, TableVersion>>,
     /// Where new tables' versions start: random per process.
     base: u64,
+    /// What every key starts with: nothing over a LocMemCache (this process's alone), else
+    /// the base, so that processes sharing the store never share a key.
+    scope: Box<str>,
     /// Part of every key; bumped to invalidate everything at once.
     epoch: AtomicU64,
     /// The WAL position every fill must have replayed, whatever its tables (set when the
@@ -131,18 +139,28 @@ impl std::fmt::Debug for QueryCache {
 }
 
 impl QueryCache {
-    /// A query cache over `store` (a `LocMemCache` by default; a `TwoTierCache` or the
-    /// `DatabaseCache` work too). Reads default to the store's `cache_ttl`, or the model's.
+    /// A query cache over `store`: a `LocMemCache` by default, or any cache every thread can
+    /// share (`Send + Sync`, a `TwoTierCache` of two such tiers). The versions are this
+    /// process's, so a tier shared with other processes keeps each process's entries apart
+    /// (their keys start with its random base). The `DatabaseCache` is a thread's own (it
+    /// holds the thread's connections) and cannot be the store. Reads default to the store's
+    /// `cache_ttl`, or the model's.
     pub fn new<C: Cache + Send + Sync + 'static>(store: C) -> Arc<QueryCache> {
         let base = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
             .wrapping_mul(0x9E37_79B9_7F4A_7C15)
             ^ u64::from(std::process::id()) << 32;
+        let local = std::any::TypeId::of::<C>() == std::any::TypeId::of::<LocMemCache>();
         Arc::new(QueryCache {
             store: Box::new(store),
             versions: RwLock::new(FxHashMap::default()),
             base,
+            scope: if local {
+                "".into()
+            } else {
+                format!("{base:x}.").into()
+            },
             epoch: AtomicU64::new(base),
             floor: AtomicU64::new(0),
             in_sync: AtomicBool::new(true),
@@ -177,34 +195,43 @@ impl QueryCache {
         self.bypasses.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The key of `sql` with `params` over `tables`, at their current versions; `None` when
-    /// the cache must be bypassed now.
+    /// The key of statement `stmt` (its process-wide id, [`PipelineStatement::id`]) with
+    /// `params` over `tables`, at their current versions; `None` when the cache must be
+    /// bypassed now.
     pub(crate) fn key(
         &self,
         tables: &[&str],
-        sql: &str,
+        stmt: &PipelineStatement,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Option<Seen> {
         if !self.is_in_sync() {
             self.count_bypass();
             return None;
         }
-        let mut key = String::with_capacity(32 + sql.len() + 16 * params.len());
-        let _ = write!(key, "q:{:x}", self.epoch.load(Ordering::Acquire));
+        let mut n = itoa::Buffer::new();
+        let mut key = String::with_capacity(24 + self.scope.len() + 8 * params.len());
+        key.push_str(&self.scope);
+        key.push('q');
+        let epoch = self.epoch.load(Ordering::Acquire).wrapping_sub(self.base);
+        key.push_str(n.format(epoch));
         let mut lsn = self.floor.load(Ordering::Acquire);
         {
             let versions = self.versions.read();
             for t in tables {
-                let v = versions.get(*t).copied().unwrap_or(TableVersion {
-                    version: self.base,
-                    lsn: 0,
-                });
+                let v = versions.get(*t).map_or(
+                    TableVersion {
+                        version: self.base,
+                        lsn: 0,
+                    },
+                    |v| *v,
+                );
                 lsn = lsn.max(v.lsn);
-                let _ = write!(key, ":{:x}", v.version);
+                key.push(':');
+                key.push_str(n.format(v.version.wrapping_sub(self.base)));
             }
         }
-        key.push('\u{1f}');
-        key.push_str(sql);
+        key.push('#');
+        key.push_str(n.format(stmt.id()));
         for p in params {
             let _ = write!(key, "\u{1f}{p:?}");
         }
