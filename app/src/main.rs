@@ -296,6 +296,15 @@ fn serve(settings: &Settings) -> ExitCode {
             ),
         )
     };
+    // Caught from before the listeners open: a stop that comes while the server starts is a
+    // graceful one.
+    let signals = match pinion_server::watch_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("pinion: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let handle = match pinion_server::start(settings, factory) {
         Ok(handle) => handle,
         Err(e) => {
@@ -304,8 +313,7 @@ fn serve(settings: &Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = pinion_server::install_signal_handlers(handle.trigger(), settings.drain_timeout)
-    {
+    if let Err(e) = signals.install(handle.trigger(), settings.drain_timeout) {
         eprintln!("pinion: {e}");
         handle.shutdown();
     }

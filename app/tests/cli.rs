@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{pinion, Served};
+use common::{body_awaited, pinion, wait_listener_closed, Served};
 
 #[test]
 fn version_is_printed() {
@@ -200,23 +200,25 @@ fn techempower_endpoints_answer_exactly() {
 fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
     let mut server = serve(&[]);
     let addr = server.addr;
-    // A request whose body is only half sent when the signal arrives.
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello")
-        .expect("write");
-    std::thread::sleep(Duration::from_millis(200));
+    // A request whose body is only half sent when the signal arrives: the server has read
+    // its head (it answered 100 Continue) and waits for the rest.
+    let mut s = body_awaited(
+        addr,
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n",
+    );
+    s.write_all(b"hello").expect("write");
     // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
     let rc = unsafe { libc::kill(server.child.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(rc, 0);
     // New connections are refused once the listener is closed.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while TcpStream::connect(addr).is_ok() {
-        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    s.write_all(b"world").expect("finish the body");
+    wait_listener_closed(addr);
+    s.write_all(b"world").unwrap_or_else(|e| {
+        let logs = server.logs.lock().expect("logs").join("\n");
+        panic!("finish the body: {e}\n{logs}")
+    });
     let r = read_response(&mut s);
-    assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+    let logs = || server.logs.lock().expect("logs").join("\n");
+    assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}\n{}", logs());
     assert!(r.contains("\r\nConnection: close\r\n"), "{r}");
     assert!(r.ends_with("helloworld"));
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{cluster_env, database_env, pinion, repo, request, Served};
+use common::{cluster_env, database_env, metrics_when, pinion, repo, request, Served};
 
 fn serve() -> Served {
     let mut env = database_env();
@@ -330,13 +330,16 @@ fn query_durations_are_in_the_metrics() {
         assert_eq!(get(s.addr, "/db").0, 200);
     }
     // Folded into the registry within one drain interval (1 s by default).
-    std::thread::sleep(Duration::from_millis(1200));
-    let (_, _, metrics) = get(s.addr, "/metrics");
-    let count: u64 = metrics
-        .lines()
-        .find(|l| l.starts_with("pinion_db_query_duration_seconds_count{database=\"replica1\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no replica query histogram in:\n{metrics}"));
-    assert!(count >= 5, "{count}");
+    let count = |metrics: &str| -> Option<u64> {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("pinion_db_query_duration_seconds_count{database=\"replica1\"}")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let metrics = metrics_when(s.addr, |m| count(m).is_some_and(|n| n >= 5));
+    let n = count(&metrics).unwrap_or_else(|| panic!("no replica query histogram in:\n{metrics}"));
+    assert!(n >= 5, "{n}");
 }

@@ -6,11 +6,14 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cluster_env, database_env, repo, request, serve, Served};
+use common::{
+    body_awaited, cluster_env, database_env, metrics_when, repo, request, serve,
+    wait_listener_closed, Served,
+};
 
 fn get(addr: SocketAddr, path: &str, extra: &str) -> (u16, HashMap<String, String>, String) {
     request(
@@ -48,13 +51,10 @@ fn rate_limit_allows_the_quota_then_denies_with_headers() {
     assert!(body.contains("\"status\":429"), "{body}");
     // Probes are exempt.
     assert_eq!(get(s.addr, "/health", "").0, 200);
-    // The denial is counted (after one drain interval).
-    std::thread::sleep(Duration::from_millis(1200));
-    let (_, _, metrics) = get(s.addr, "/metrics", "");
-    assert!(
-        metrics.contains("pinion_rate_limit_hits_total{policy=\"api\"} 1"),
-        "{metrics}"
-    );
+    // The denial is counted (once the worker's counters are drained into the registry).
+    let counted = "pinion_rate_limit_hits_total{policy=\"api\"} 1";
+    let metrics = metrics_when(s.addr, |m| m.contains(counted));
+    assert!(metrics.contains(counted), "{metrics}");
 }
 
 #[test]
@@ -173,10 +173,9 @@ fn metric(metrics: &str, line_prefix: &str) -> u64 {
 #[test]
 fn metrics_pass_promtool_count_requests_and_bound_series() {
     let s = serve([("PINION_TELEMETRY_DRAIN_INTERVAL", "100ms")]);
-    let wait = || std::thread::sleep(Duration::from_millis(300));
-    wait();
     let (_, _, before) = get(s.addr, "/metrics", "");
     let key = "pinion_http_requests_total{method=\"GET\",route=\"/plaintext\",status=\"200\"}";
+    let scanned = "pinion_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"}";
     let n0 = metric(&before, key);
     for _ in 0..25 {
         assert_eq!(get(s.addr, "/plaintext", "").0, 200);
@@ -185,7 +184,10 @@ fn metrics_pass_promtool_count_requests_and_bound_series() {
     for i in 0..200 {
         assert_eq!(get(s.addr, &format!("/wp-admin/{i}.php"), "").0, 404);
     }
-    wait();
+    // Once the workers' counters are drained into the registry.
+    metrics_when(s.addr, |m| {
+        metric(m, key) >= n0 + 25 && metric(m, scanned) >= 200
+    });
     let (status, h, after) = get(s.addr, "/metrics", "");
     assert_eq!(status, 200);
     assert_eq!(
@@ -205,12 +207,7 @@ fn metrics_pass_promtool_count_requests_and_bound_series() {
         .collect();
     assert_eq!(unmatched.len(), 1, "{unmatched:?}");
     assert!(!after.contains("wp-admin"), "paths must not become labels");
-    assert!(
-        metric(
-            &after,
-            "pinion_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"}"
-        ) >= 200
-    );
+    assert!(metric(&after, scanned) >= 200);
     assert!(after.contains("process_resident_memory_bytes"));
     // The real promtool accepts it, lint included.
     let mut check = Command::new(promtool())
@@ -243,21 +240,24 @@ fn metrics_pass_promtool_count_requests_and_bound_series() {
 #[test]
 fn readiness_turns_503_during_drain() {
     let mut s: Served = serve([("PINION_DRAIN_TIMEOUT", "10s")]);
-    // A request in flight keeps the server draining: its body is half sent.
-    let mut slow = TcpStream::connect(s.addr).expect("connect");
-    slow.write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nab")
-        .expect("write");
+    // A request in flight keeps the server draining: its body is half sent (the server read
+    // its head: it answered 100 Continue).
+    let mut slow = body_awaited(
+        s.addr,
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\n",
+    );
+    slow.write_all(b"ab").expect("write");
     // A pipelined readiness probe on a connection that is busy with the first request: it is
     // answered after the body arrives, during drain.
-    let mut probe = TcpStream::connect(s.addr).expect("connect");
-    probe
-        .write_all(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n")
-        .expect("write");
-    std::thread::sleep(Duration::from_millis(200));
+    let mut probe = body_awaited(
+        s.addr,
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n",
+    );
     // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
     let rc = unsafe { libc::kill(s.child.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(rc, 0);
-    std::thread::sleep(Duration::from_millis(300));
+    // Draining: the listener is closed.
+    wait_listener_closed(s.addr);
     // The rest of the body and the probe in one write, so that they arrive together: during
     // drain the server closes after the in-flight response unless another request is already
     // buffered, and a probe sent in a second write could arrive after that close (a reset;
@@ -358,15 +358,14 @@ fn sampled_requests_log_their_phases_with_database_and_render_time() {
 
 #[test]
 fn a_zero_sample_ratio_logs_no_traces() {
-    let s = serve([
-        ("PINION_TELEMETRY_SAMPLE_RATIO", "0"),
-        ("PINION_LOG_FORMAT", "json"),
-    ]);
+    // The access log on: its line for a request is written after anything the request
+    // logged itself, so once every access line is in, so is any trace line.
+    let s = serve_logging_every_request();
     for _ in 0..50 {
         assert_eq!(get(s.addr, "/json", "").0, 200);
     }
-    // The access log or anything else may log; no line is a trace.
-    std::thread::sleep(Duration::from_millis(300));
+    let accessed = s.wait_for_logs(&["pinion::access", "\"/json\""], 50);
+    assert_eq!(accessed.len(), 50);
     let logs = s.logs.lock().expect("logs");
     assert!(
         !logs.iter().any(|l| l.contains("pinion::trace")),

@@ -77,6 +77,7 @@ pub use middleware::{Middleware, RouteOptions, Stack};
 pub use response::{Html, IntoResponse};
 pub use router::{Handler, HandlerFuture, Router};
 pub use runtime::signal::install as install_signal_handlers;
+pub use runtime::signal::{watch as watch_signals, SignalWatch};
 pub use runtime::{start, Driver, ServerHandle, ShutdownTrigger};
 
 /// Re-exported so applications name status codes, methods and headers with the same types.

@@ -197,3 +197,52 @@ pub fn request(addr: SocketAddr, raw: &str) -> (u16, HashMap<String, String>, St
         .collect();
     (status, headers, body.to_string())
 }
+
+/// Opens a connection and sends `head` (a request head with a body to follow, ending in
+/// `\r\n\r\n`) with `Expect: 100-continue`, and returns once the server answered
+/// `100 Continue`: it has accepted the connection and read the head, and is waiting for the
+/// body. The synchronisation point for tests that signal the server with a request in flight.
+pub fn body_awaited(addr: SocketAddr, head: &str) -> TcpStream {
+    let head = head
+        .strip_suffix("\r\n\r\n")
+        .expect("a head ending in an empty line");
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(format!("{head}\r\nExpect: 100-continue\r\n\r\n").as_bytes())
+        .expect("write");
+    let want = b"HTTP/1.1 100 Continue\r\n\r\n";
+    let mut got = vec![0u8; want.len()];
+    s.read_exact(&mut got).expect("the interim response");
+    assert_eq!(got, want, "{}", String::from_utf8_lossy(&got));
+    s
+}
+
+/// Waits (at most 5 s) until nothing accepts connections on `addr`: a server told to stop
+/// has closed its listener and is draining.
+pub fn wait_listener_closed(addr: SocketAddr) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(addr).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepting connections"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `/metrics` every 50 ms (at most 10 s, the drain interval being 1 s at most in
+/// tests) until `ready` accepts its text, which it returns.
+pub fn metrics_when(addr: SocketAddr, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, _, text) = request(
+            addr,
+            "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        );
+        if ready(&text) || std::time::Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
