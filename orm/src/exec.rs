@@ -96,14 +96,6 @@ pub(crate) struct CacheSpec<'a> {
 }
 
 impl Rows {
-    pub(crate) fn len(&self) -> usize {
-        match self {
-            Rows::Pipeline(r) => r.len(),
-            Rows::Client(r) => r.len(),
-            Rows::Cached(r) => r.len(),
-        }
-    }
-
     /// Every row as a `T`.
     pub(crate) fn decode<T: FromRow>(&self) -> Result<Vec<T>, Error> {
         match self {
@@ -128,6 +120,29 @@ impl Rows {
             Rows::Pipeline(r) => model.set_key_from(r.get(i).ok_or_else(missing)?, column),
             Rows::Client(r) => model.set_key_from(r.get(i).ok_or_else(missing)?, column),
             Rows::Cached(r) => model.set_key_from(&r.row(i).ok_or_else(missing)?, column),
+        }
+    }
+
+    /// The one row as a `T`: [`Error::is_no_row`] for none, [`Error::is_multiple_rows`] (of
+    /// `model`) for several.
+    pub(crate) fn decode_one<T: FromRow>(&self, model: &'static str) -> Result<T, Error> {
+        let several = || Error::multiple_rows(model);
+        match self {
+            Rows::Pipeline(r) => match r.as_slice() {
+                [row] => T::from_row(row),
+                [] => Err(Error::no_row()),
+                _ => Err(several()),
+            },
+            Rows::Client(r) => match r.as_slice() {
+                [row] => T::from_row(row),
+                [] => Err(Error::no_row()),
+                _ => Err(several()),
+            },
+            Rows::Cached(r) => match (r.len(), r.row(0)) {
+                (1, Some(row)) => T::from_row(&row),
+                (0, _) | (_, None) => Err(Error::no_row()),
+                _ => Err(several()),
+            },
         }
     }
 

@@ -81,13 +81,20 @@ impl<M: Model> Batch<M> {
                 }
             }
         });
-        let mut answers = try_join_all(runs).await?;
-        if let [only] = &mut answers[..] {
-            // One group holds every set, in order.
+        let mut runs = runs;
+        let answers = if groups.len() == 1 {
+            // One group holds every set, in order: awaited as it is, without the joining.
+            let only = match runs.next() {
+                Some(run) => run.await?,
+                None => Vec::new(),
+            };
             if only.len() == self.sets.len() {
-                return Ok(std::mem::take(only));
+                return Ok(only);
             }
-        }
+            vec![only]
+        } else {
+            try_join_all(runs).await?
+        };
         let mut out: Vec<Option<Rows>> = (0..self.sets.len()).map(|_| None).collect();
         for ((_, _, members), rows) in groups.iter().zip(answers) {
             for (&i, r) in members.iter().zip(rows) {
@@ -132,11 +139,7 @@ impl<M: Model> Batch<M> {
         self.run(Some(2), None, db)
             .await?
             .iter()
-            .map(|r| match r.len() {
-                0 => Err(Error::no_row()),
-                1 => r.decode_at(0)?.ok_or_else(Error::no_row),
-                _ => Err(Error::multiple_rows(M::META.name)),
-            })
+            .map(|r| r.decode_one(M::META.name))
             .collect()
     }
 }

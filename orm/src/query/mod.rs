@@ -283,11 +283,7 @@ impl<M: Model> QuerySet<M> {
             &params,
         )
         .await?;
-        match rows.len() {
-            0 => Err(Error::no_row()),
-            1 => rows.decode_at(0)?.ok_or_else(Error::no_row),
-            _ => Err(Error::multiple_rows(M::META.name)),
-        }
+        rows.decode_one(M::META.name)
     }
 
     /// How many rows match (within the slice, when there is one).
