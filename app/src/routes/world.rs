@@ -40,12 +40,9 @@ fn json_response(write: impl FnOnce(&mut Vec<u8>), capacity: usize) -> Response 
 
 impl World {
     /// Appends `{"id":…,"randomNumber":…}`: the same bytes as serde_json's, without its
-    /// generic machinery (~490 instructions per row through serde_json, ~60 here; a 100-row
-    /// `/cached-queries` spent a third of its time there, callgrind).
-    ///
-    /// The object is assembled on the stack and appended with one copy: five appends to the
-    /// `Vec` each checked its capacity and called `memcpy` (~150 instructions per row; ~90
-    /// this way).
+    /// generic machinery, which dominated a 100-row `/cached-queries` (bench/ANALYSIS.md).
+    /// The object is assembled on the stack and appended with one copy, not five appends
+    /// that each check the capacity.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         const ID: &[u8] = b"{\"id\":";
         const NUMBER: &[u8] = b",\"randomNumber\":";
@@ -112,10 +109,8 @@ pub async fn db(ctx: &Ctx<AppState>, req: Request) -> Result<Response> {
 }
 
 /// `GET /queries?q=N`: N random rows, one SELECT each, in one batch ended by one `Sync`:
-/// PostgreSQL answers all of them in one send. Twenty reads pipelined through tokio-postgres
-/// came back in up to twenty sends, and the worker woke for most of them: 153 µs of server
-/// CPU per `/queries?q=20` request against 52 µs with one flush per request
-/// (bench/ANALYSIS.md).
+/// PostgreSQL answers all of them in one send, where reads pipelined one by one came back in
+/// up to N sends and woke the worker for most of them (bench/ANALYSIS.md).
 pub async fn queries(ctx: &Ctx<AppState>, req: Request) -> Result<Response> {
     let state = ctx.state();
     let n = query_count(&req, "q");

@@ -136,10 +136,12 @@ impl<M: Model> Batch<M> {
     /// [`Error::is_no_row`] when a set matches none, [`Error::is_multiple_rows`] when one
     /// matches several; else as [`all`](Self::all).
     pub async fn get(&self, db: &impl Executor) -> Result<Vec<M>, Error> {
-        self.run(Some(2), None, db)
-            .await?
-            .iter()
-            .map(|r| r.decode_one(M::META.name))
-            .collect()
+        let rows = self.run(Some(2), None, db).await?;
+        // Collected by hand: through `Result`'s `FromIterator` the vector grows from empty.
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(r.decode_one(M::META.name)?);
+        }
+        Ok(out)
     }
 }
