@@ -37,7 +37,7 @@ pub(crate) struct ParamList<'q> {
 }
 
 /// How many values a [`ParamList`] holds inline.
-const INLINE_PARAMS: usize = 4;
+const INLINE_PARAMS: usize = 2;
 
 /// What fills the unused inline slots; never read.
 const UNUSED: &(dyn ToSql + Sync) = &0i32;
