@@ -52,25 +52,79 @@ trait Store: Send + Sync {
     fn set<'a>(&'a self, key: &'a str, rows: CachedRows, ttl: Ttl) -> Boxed<'a, ()>;
 }
 
-impl<C: Cache + Send + Sync + 'static> Store for C {
+/// A cache as the query cache reads it: a failed read is a miss, a failed write is logged.
+async fn read_from<C: Cache>(cache: &C, key: &str) -> Option<Arc<CachedRows>> {
+    match cache.get_shared::<CachedRows>(key).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "query cache read failed; the query runs instead");
+            None
+        }
+    }
+}
+
+async fn write_to<C: Cache>(cache: &C, key: &str, rows: CachedRows, ttl: Ttl) {
+    if let Err(e) = Cache::set(cache, key, rows, ttl).await {
+        tracing::warn!(error = %e, "query cache write failed");
+    }
+}
+
+/// Any store but the LocMemCache, behind the type-erased trait. (`None` never happens: the
+/// slot the constructor takes a LocMemCache out of; it would be an empty store.)
+impl<C: Cache + Send + Sync + 'static> Store for Option<C> {
     fn get<'a>(&'a self, key: &'a str) -> Boxed<'a, Option<Arc<CachedRows>>> {
         Box::pin(async move {
-            match self.get_shared::<CachedRows>(key).await {
-                Ok(found) => found,
-                Err(e) => {
-                    tracing::warn!(error = %e, "query cache read failed; the query runs instead");
-                    None
-                }
+            match self {
+                Some(cache) => read_from(cache, key).await,
+                None => None,
             }
         })
     }
 
     fn set<'a>(&'a self, key: &'a str, rows: CachedRows, ttl: Ttl) -> Boxed<'a, ()> {
         Box::pin(async move {
-            if let Err(e) = Cache::set(self, key, rows, ttl).await {
-                tracing::warn!(error = %e, "query cache write failed");
+            if let Some(cache) = self {
+                write_to(cache, key, rows, ttl).await;
             }
         })
+    }
+}
+
+/// Where the entries live: the default LocMemCache, called directly (no boxed future per
+/// read: it answers without waiting), or another store through [`Store`].
+enum Backend {
+    Local(LocMemCache),
+    Other(Box<dyn Store>),
+}
+
+impl Backend {
+    fn of<C: Cache + Send + Sync + 'static>(store: C) -> Backend {
+        let mut slot = Some(store);
+        let local = (&mut slot as &mut dyn std::any::Any)
+            .downcast_mut::<Option<LocMemCache>>()
+            .and_then(Option::take);
+        match local {
+            Some(local) => Backend::Local(local),
+            None => Backend::Other(Box::new(slot)),
+        }
+    }
+
+    async fn get(&self, key: &str) -> Option<Arc<CachedRows>> {
+        match self {
+            Backend::Local(cache) => read_from(cache, key).await,
+            Backend::Other(store) => store.get(key).await,
+        }
+    }
+
+    async fn set(&self, key: &str, rows: CachedRows, ttl: Ttl) {
+        match self {
+            Backend::Local(cache) => write_to(cache, key, rows, ttl).await,
+            Backend::Other(store) => store.set(key, rows, ttl).await,
+        }
+    }
+
+    fn is_local(&self) -> bool {
+        matches!(self, Backend::Local(_))
     }
 }
 
@@ -108,7 +162,7 @@ pub struct QueryCacheStats {
 /// The process's query cache; one, shared by every worker thread (the versions and the
 /// backend are lock-protected inside).
 pub struct QueryCache {
-    store: Box<dyn Store>,
+    store: Backend,
     versions: RwLock<FxHashMap<Box<str>, TableVersion>>,
     /// Where new tables' versions start: random per process.
     base: u64,
@@ -151,9 +205,10 @@ impl QueryCache {
             .map_or(0, |d| d.as_nanos() as u64)
             .wrapping_mul(0x9E37_79B9_7F4A_7C15)
             ^ u64::from(std::process::id()) << 32;
-        let local = std::any::TypeId::of::<C>() == std::any::TypeId::of::<LocMemCache>();
+        let store = Backend::of(store);
+        let local = store.is_local();
         Arc::new(QueryCache {
-            store: Box::new(store),
+            store,
             versions: RwLock::new(FxHashMap::default()),
             base,
             scope: if local {
