@@ -21,13 +21,17 @@ fn serve() -> Served {
 /// Connections are dialed as the workers start; until the replica is up, reads fall back to
 /// the primary. Tests that look at routing start from a warm server.
 fn wait_until_both_databases_are_up(addr: SocketAddr) {
+    wait_until_up(addr, &["default", "replica1"]);
+}
+
+/// Waits (at most 10 s) until readiness reports each of `names` up; the last report.
+fn wait_until_up(addr: SocketAddr, names: &[&str]) -> serde_json::Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let (_, _, body) = get(addr, "/health/ready");
         let v = json(&body);
-        if v["databases"]["default"]["state"] == "up" && v["databases"]["replica1"]["state"] == "up"
-        {
-            return;
+        if names.iter().all(|n| v["databases"][*n]["state"] == "up") {
+            return v;
         }
         assert!(
             std::time::Instant::now() < deadline,
@@ -243,6 +247,16 @@ fn readiness_names_each_database() {
     assert_eq!(v["databases"]["replica1"]["role"], "replica");
     let (status, _, _) = get(s.addr, "/health");
     assert_eq!(status, 200);
+}
+
+#[test]
+fn a_database_of_the_databases_setting_is_dialed_and_reported() {
+    let mut env = database_env();
+    let primary = env[0].1.clone();
+    env.push(("PINION_DATABASES".into(), format!("analytics={primary}")));
+    let s = common::serve(env);
+    let v = wait_until_up(s.addr, &["default", "replica1", "analytics"]);
+    assert_eq!(v["databases"]["analytics"]["role"], "other", "{v}");
 }
 
 /// `pinion` with the private cluster's database and a clean pinion environment.
