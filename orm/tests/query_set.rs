@@ -234,6 +234,15 @@ fn every_query_set_operation_on_real_rows() {
             .await
             .unwrap()
             .is_none());
+        // The slice is kept: the first of the query set's rows, not of the table's.
+        let second = by_price.first(&*db).await.unwrap().expect("a row");
+        assert_eq!(second.name, "green tea", "offset 1 of the price order");
+        assert!(Product::objects()
+            .limit(0)
+            .first(&*db)
+            .await
+            .unwrap()
+            .is_none());
 
         // get: one, none, several.
         let one = Product::objects()
