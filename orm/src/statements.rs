@@ -30,6 +30,12 @@ thread_local! {
 /// Every thread's ids by text; consulted once per thread and text.
 static IDS: LazyLock<Mutex<FxHashMap<Box<str>, usize>>> = LazyLock::new(Mutex::default);
 
+/// How many distinct texts make [`process_id`] warn: the application's code writes a bounded
+/// set of statements, and far more than this means SQL built from input (an `OR` of as many
+/// terms as a request sent, raw SQL with values in its text), each text prepared on every
+/// connection and kept for the process's life.
+const MANY_TEXTS: usize = 10_000;
+
 fn process_id(sql: &str) -> usize {
     let mut ids = IDS.lock();
     if let Some(&id) = ids.get(sql) {
@@ -37,6 +43,13 @@ fn process_id(sql: &str) -> usize {
     }
     let id = pipeline::next_id();
     ids.insert(sql.into(), id);
+    if ids.len() == MANY_TEXTS {
+        tracing::warn!(
+            statements = MANY_TEXTS,
+            "the ORM has prepared this many distinct SQL texts: is SQL built from request input? \
+             Each text is prepared on every connection and kept; bind values instead"
+        );
+    }
     id
 }
 
