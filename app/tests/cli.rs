@@ -131,6 +131,19 @@ fn bad_config_names_the_key_and_refuses_to_start() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("PINION_THREDS"), "{err}");
+
+    // In production a missing secret key is an error, not a warning.
+    let out = pinion()
+        .args(["serve", "--port", "0"])
+        .env("PINION_ENVIRONMENT", "production")
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`secret_key`") && err.contains("production"),
+        "{err}"
+    );
 }
 
 fn serve(extra_env: &[(&str, &str)]) -> Served {

@@ -12,7 +12,8 @@ use crate::rate_policy::{self, RatePolicy};
 use crate::secret::MASK;
 use crate::secret_key::SecretKey;
 use crate::settings::{
-    IoDriver, LogFormat, LogLevel, RateLimitStore, Settings, MAX_POOL_SIZE, MAX_THREADS,
+    Environment, IoDriver, LogFormat, LogLevel, RateLimitStore, Settings, MAX_POOL_SIZE,
+    MAX_THREADS,
 };
 use crate::value::{self, Raw};
 
@@ -79,6 +80,7 @@ pub(crate) enum Key {
     CorsMaxAge,
     TrustedProxies,
     Secret,
+    Environment,
     SecretFallbacks,
     RequestId,
     ServerTiming,
@@ -105,7 +107,7 @@ pub(crate) enum Rendered<'a> {
 
 impl Key {
     /// Every key, in the README table's order (also the order of `render_masked`).
-    pub(crate) const ALL: [Key; 57] = [
+    pub(crate) const ALL: [Key; 58] = [
         Key::Bind,
         Key::Port,
         Key::Threads,
@@ -149,6 +151,7 @@ impl Key {
         Key::CorsMaxAge,
         Key::TrustedProxies,
         Key::Secret,
+        Key::Environment,
         Key::SecretFallbacks,
         Key::RequestId,
         Key::ServerTiming,
@@ -220,6 +223,7 @@ impl Key {
             Key::CorsMaxAge => ("cors_max_age", "PINION_CORS_MAX_AGE"),
             Key::TrustedProxies => ("trusted_proxies", "PINION_TRUSTED_PROXIES"),
             Key::Secret => ("secret_key", "PINION_SECRET_KEY"),
+            Key::Environment => ("environment", "PINION_ENVIRONMENT"),
             Key::SecretFallbacks => ("secret_key_fallbacks", "PINION_SECRET_KEY_FALLBACKS"),
             Key::RequestId => ("request_id", "PINION_REQUEST_ID"),
             Key::ServerTiming => ("server_timing", "PINION_SERVER_TIMING"),
@@ -391,6 +395,7 @@ impl Key {
             Key::SecretFallbacks => {
                 s.secret_key_fallbacks = list(raw, "key", SecretKey::parse)?;
             }
+            Key::Environment => s.environment = value::one_of(raw, &Environment::CHOICES)?,
             Key::RequestId => s.request_id = value::boolean(raw)?,
             Key::ServerTiming => s.server_timing = value::boolean(raw)?,
             Key::AccessLog => s.access_log = value::boolean(raw)?,
@@ -493,6 +498,7 @@ impl Key {
                 value::render_string_array(s.trusted_proxies.iter().map(Cidr::to_string))
             }
             // Masked here: a `SecretKey` has no printable form, and absent must stay `""`.
+            Key::Environment => value::render_string(s.environment.as_str()),
             Key::Secret => value::render_string(match s.secret_key {
                 Some(_) => MASK,
                 None => "",
@@ -561,6 +567,16 @@ fn window(raw: &Raw<'_>) -> Result<Duration, String> {
 ///
 /// The first rule broken, as the key to blame and the reason, which names the other key.
 pub(crate) fn check_combinations(s: &Settings) -> Result<(), (Key, String)> {
+    if s.environment == Environment::Production && s.secret_key.is_none() {
+        return Err((
+            Key::Secret,
+            "must be set when `environment` is \"production\": without it every process signs \
+             cookies with a random key of its own, so sessions end at each restart and do not \
+             verify on the other instances; set secret_key (or PINION_SECRET_KEY) to at least \
+             32 random bytes"
+                .to_string(),
+        ));
+    }
     if s.cors_allow_credentials && s.cors_allowed_origins.iter().any(|o| o == "*") {
         return Err((
             Key::CorsAllowCredentials,

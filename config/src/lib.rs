@@ -83,6 +83,7 @@
 //! trusted_proxies = ["127.0.0.1/32", "::1/128"]  # whose X-Forwarded-For is believed
 //! secret_key = ""                   # signs and encrypts cookies; >= 32 bytes; "" = random per process
 //! secret_key_fallbacks = []         # older keys still accepted, for rotation
+//! environment = "development"       # or "production": then secret_key is required
 //! request_id = true
 //! server_timing = false             # exposes per-request timings to every client
 //! access_log = false                # nginx usually logs access
@@ -155,12 +156,12 @@ pub use ratio::Ratio;
 pub use secret::{mask_url_password, SECRET_KEYS};
 pub use secret_key::{SecretKey, MIN_SECRET_KEY_LEN};
 pub use settings::{
-    IoDriver, LogFormat, LogLevel, RateLimitStore, Settings, AUTO_POOL_SIZE_HEADROOM,
+    Environment, IoDriver, LogFormat, LogLevel, RateLimitStore, Settings, AUTO_POOL_SIZE_HEADROOM,
     AUTO_POOL_SIZE_MIN, DEFAULT_ACCESS_LOG, DEFAULT_ACCESS_LOG_SAMPLE, DEFAULT_BACKLOG,
     DEFAULT_BIND, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_CACHE_TTL,
     DEFAULT_CONTENT_SECURITY_POLICY, DEFAULT_CORS_ALLOW_CREDENTIALS, DEFAULT_CORS_MAX_AGE,
     DEFAULT_DATABASE_URL, DEFAULT_DB_CONNECT_TIMEOUT, DEFAULT_DB_KEEPALIVE,
-    DEFAULT_DB_QUERY_TIMEOUT, DEFAULT_DB_USER_TIMEOUT, DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_DB_QUERY_TIMEOUT, DEFAULT_DB_USER_TIMEOUT, DEFAULT_DRAIN_TIMEOUT, DEFAULT_ENVIRONMENT,
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HSTS, DEFAULT_IO_DRIVER, DEFAULT_KEEPALIVE_TIMEOUT,
     DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL, DEFAULT_MAX_BODY_SIZE,
     DEFAULT_MAX_CONNECTIONS_PER_THREAD, DEFAULT_MAX_DRAIN_SIZE, DEFAULT_MAX_HEADERS,

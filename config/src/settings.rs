@@ -357,6 +357,43 @@ impl fmt::Display for LogLevel {
     }
 }
 
+/// What the process is deployed as: [`Environment::Production`] refuses what is only
+/// acceptable on a developer's machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Environment {
+    /// A developer's machine: a missing `secret_key` is a warning (a random key per process).
+    Development,
+    /// A deployment: start-up is refused without `secret_key`, so that cookies verify across
+    /// restarts and instances.
+    Production,
+}
+
+impl Environment {
+    /// Spellings in configuration, in documentation order.
+    pub(crate) const CHOICES: [(&'static str, Environment); 2] = [
+        ("development", Environment::Development),
+        ("production", Environment::Production),
+    ];
+
+    /// The name as written in `pinion.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Production => "production",
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Default for [`Settings::environment`]: a developer's machine, so that `make run` needs no
+/// secret.
+pub const DEFAULT_ENVIRONMENT: Environment = Environment::Development;
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LogFormat {
@@ -566,6 +603,9 @@ pub struct Settings {
     /// a warning: cookies it signed stop verifying at the next restart and on other instances.
     /// Secret.
     pub secret_key: Option<SecretKey>,
+    /// `development` or `production`; production refuses to start without
+    /// [`secret_key`](Self::secret_key). Default is [`DEFAULT_ENVIRONMENT`].
+    pub environment: Environment,
     /// Earlier secret keys, still accepted when verifying and decrypting cookies, so that a
     /// key can be rotated without logging everybody out (Django's `SECRET_KEY_FALLBACKS`); a
     /// cookie read with one of them is written back under `secret_key`. Default is empty.
@@ -663,6 +703,7 @@ impl Default for Settings {
             cors_max_age: DEFAULT_CORS_MAX_AGE,
             trusted_proxies: DEFAULT_TRUSTED_PROXIES.to_vec(),
             secret_key: None,
+            environment: DEFAULT_ENVIRONMENT,
             secret_key_fallbacks: Vec::new(),
             request_id: DEFAULT_REQUEST_ID,
             server_timing: DEFAULT_SERVER_TIMING,

@@ -817,6 +817,17 @@ const RULES: &[Rule] = &[
         good_env: &["", "an environment secret of 32 bytes!"],
         bad_env: &[("short", "must be at least 32 bytes")],
     },
+    // "production" needs `secret_key` as well: `production_needs_a_secret_key`.
+    Rule {
+        key: "environment",
+        good_file: &[r#""development""#],
+        bad_file: &[(
+            r#""staging""#,
+            r#"must be one of "development", "production""#,
+        )],
+        good_env: &["development"],
+        bad_env: &[("prod", "must be one of")],
+    },
     Rule {
         key: "secret_key_fallbacks",
         good_file: &["[]", r#"["0123456789abcdef0123456789abcdef"]"#],
@@ -1255,6 +1266,7 @@ fn render_masked_round_trips() {
         // Secret: masked, so they cannot round-trip (`secret_keys_are_masked` checks them).
         secret_key: None,
         secret_key_fallbacks: Vec::new(),
+        environment: pinion_config::Environment::Development,
         request_id: false,
         server_timing: false,
         access_log: true,
@@ -1626,6 +1638,25 @@ fn rate_limit_policies_parse() {
         assert_eq!(err.key(), Some("rate_limit_policies"));
         assert!(err.to_string().contains(reason), "{err} lacks {reason:?}");
     }
+}
+
+#[test]
+fn production_needs_a_secret_key() {
+    let err = load_env(&[("PINION_ENVIRONMENT", "production")]).expect_err("no secret_key");
+    assert!(err.is_conflict(), "{err}");
+    assert_eq!(err.key(), Some("secret_key"));
+    let message = err.to_string();
+    assert!(
+        message.contains("`secret_key`") && message.contains("PINION_SECRET_KEY"),
+        "{message}"
+    );
+    let ok = load_env(&[
+        ("PINION_ENVIRONMENT", "production"),
+        ("PINION_SECRET_KEY", "an environment secret of 32 bytes!"),
+    ])
+    .expect("production with a secret key");
+    assert_eq!(ok.environment, pinion_config::Environment::Production);
+    assert!(!ok.render_masked().contains("an environment secret"));
 }
 
 #[test]
