@@ -5,7 +5,8 @@
 //! dependency.
 //!
 //! Today: [`Error`] and [`Result`], so that `?` works on database, template, I/O and
-//! application errors in a handler, and each becomes the right answer in one place.
+//! application errors in a handler, and each becomes the right answer in one place; and
+//! [`password`], argon2id hashes for accounts.
 //!
 //! # Errors in one place
 //! A handler returns [`Result<T>`](Result); `?` on any error converts it, and the conversion
@@ -188,8 +189,10 @@
 //! ```
 //!
 //! # Layout
-//! - [`Error`], [`Result`]: the classification and its constructors (`error.rs`).
+//! - [`Error`], [`Result`]: the classification and its constructors (`error.rs`);
+//! - [`password`]: argon2id hashes (`password.rs`).
 
 mod error;
+pub mod password;
 
 pub use error::{Error, Result};
