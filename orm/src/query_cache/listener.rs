@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_postgres::types::PgLsn;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Statement};
 
 use super::{QueryCache, CHANNEL};
 use crate::dial::{self, ConnectOptions};
@@ -75,12 +75,10 @@ pub fn listen(cache: Arc<QueryCache>, url: &str, opts: ConnectOptions) -> Result
     })
 }
 
-/// The primary's current WAL position.
-async fn current_lsn(client: &Client) -> Result<u64, Error> {
-    let row = client
-        .query_one("SELECT pg_current_wal_lsn()", &[])
-        .await
-        .map_err(Error::from_pg)?;
+/// The primary's current WAL position, through `stmt` (`SELECT pg_current_wal_lsn()`,
+/// prepared once per connection: by text, every read would be a Parse and a Describe too).
+async fn current_lsn(client: &Client, stmt: &Statement) -> Result<u64, Error> {
+    let row = client.query_one(stmt, &[]).await.map_err(Error::from_pg)?;
     let lsn: PgLsn = row.try_get(0).map_err(Error::from_pg)?;
     Ok(u64::from(lsn))
 }
@@ -118,12 +116,22 @@ async fn run(
             .batch_execute(&format!("LISTEN {CHANNEL}"))
             .await
             .map_err(Error::from_pg);
-        let lsn = match listening {
-            Ok(()) => current_lsn(&conn.client).await,
+        let prepared = match listening {
+            Ok(()) => conn
+                .client
+                .prepare("SELECT pg_current_wal_lsn()")
+                .await
+                .map_err(Error::from_pg),
             Err(e) => Err(e),
         };
-        let lsn = match lsn {
-            Ok(lsn) => lsn,
+        let lsn = match prepared {
+            Ok(stmt) => current_lsn(&conn.client, &stmt)
+                .await
+                .map(|lsn| (lsn, stmt)),
+            Err(e) => Err(e),
+        };
+        let (lsn, lsn_stmt) = match lsn {
+            Ok(found) => found,
             Err(e) => {
                 tracing::warn!(error = %e, "query cache listener cannot listen; retrying");
                 monoio::time::sleep(backoff).await;
@@ -154,7 +162,7 @@ async fn run(
             tables.dedup();
             // The WAL position after the commits notified: read before bumping, so that no
             // bumped table is ever without the position replicas must reach.
-            match current_lsn(&conn.client).await {
+            match current_lsn(&conn.client, &lsn_stmt).await {
                 Ok(lsn) => cache.bump(&tables, lsn),
                 // The connection is going: the cache is bypassed from here, and bumped whole
                 // when the connection is back.
