@@ -34,32 +34,35 @@ fn check_prints_the_effective_configuration() {
     assert!(text.contains("max_body_size = \"2MiB\""), "{text}");
 }
 
-#[test]
-fn check_masks_the_passwords_of_named_databases_and_names_a_bad_one() {
+/// `pinion check` with one environment variable: its exit code, stdout and stderr.
+fn check_with(var: &str, value: &str) -> (Option<i32>, String, String) {
     let out = pinion()
         .args(["check"])
-        .env(
-            "PINION_DATABASES",
-            "analytics=postgres://app:hunter2@127.0.0.1:1/stats",
-        )
+        .env(var, value)
         .output()
         .expect("runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_masks_the_passwords_of_named_databases_and_names_a_bad_one() {
+    let (code, text, err) = check_with(
+        "PINION_DATABASES",
+        "analytics=postgres://app:hunter2@127.0.0.1:1/stats",
+    );
+    assert_eq!(code, Some(0), "{err}");
     assert!(
         text.contains("databases = [\"analytics=postgres://app:****@127.0.0.1:1/stats\"]"),
         "{text}"
     );
     assert!(!text.contains("hunter2"), "{text}");
 
-    let refused = pinion()
-        .args(["check"])
-        .env("PINION_DATABASES", "default=postgres://app:hunter2@h/db")
-        .output()
-        .expect("runs");
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert_eq!(refused.status.code(), Some(2), "{err}");
+    let (code, _, err) = check_with("PINION_DATABASES", "default=postgres://app:hunter2@h/db");
+    assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("PINION_DATABASES") && err.contains("taken"),
         "{err}"
@@ -70,17 +73,11 @@ fn check_masks_the_passwords_of_named_databases_and_names_a_bad_one() {
 #[test]
 fn check_masks_a_percent_encoded_password_parameter() {
     // tokio-postgres decodes `pass%77ord` to `password`: it is the password, and never shown.
-    let out = pinion()
-        .args(["check"])
-        .env(
-            "DATABASE_URL",
-            "postgres://app@127.0.0.1:1/db?pass%77ord=hunter2",
-        )
-        .output()
-        .expect("runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+    let (code, text, err) = check_with(
+        "DATABASE_URL",
+        "postgres://app@127.0.0.1:1/db?pass%77ord=hunter2",
+    );
+    assert_eq!(code, Some(0), "{err}");
     assert!(
         text.contains("database_url = \"postgres://app@127.0.0.1:1/db?pass%77ord=****\""),
         "{text}"
@@ -91,16 +88,11 @@ fn check_masks_a_percent_encoded_password_parameter() {
     );
 
     // Nor in the error for a URL that is refused.
-    let out = pinion()
-        .args(["check"])
-        .env(
-            "DATABASE_URL",
-            "postgres://app@127.0.0.1:port/db?pass%77ord=hunter2",
-        )
-        .output()
-        .expect("runs");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let (code, _, err) = check_with(
+        "DATABASE_URL",
+        "postgres://app@127.0.0.1:port/db?pass%77ord=hunter2",
+    );
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("database_url"), "{err}");
     assert!(err.contains("pass%77ord=****"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");

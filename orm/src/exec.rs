@@ -378,27 +378,22 @@ pub(crate) async fn read_cached<'p, P: AsRef<Params<'p>>>(
     sets: &[P],
 ) -> Result<Vec<Rows>, Error> {
     let scope = db.scope();
-    let (manager, qc) = match scope {
-        Scope::Tx(tx) => {
-            if let Some(qc) = tx.database().query_cache() {
-                sets.iter().for_each(|_| qc.count_bypass());
-            }
+    if let Scope::Tx(tx) = scope {
+        if let Some(qc) = tx.database().query_cache() {
+            sets.iter().for_each(|_| qc.count_bypass());
+        }
+        return read(db, model, using, stmt, sets).await;
+    }
+    let first = scope.reader(model, using)?;
+    let (manager, qc) = match scope.manager().and_then(|m| Some((m, m.query_cache()?))) {
+        Some((m, qc)) if using.is_none() && qc.is_in_sync() && first.role() != Role::Other => {
+            (m, qc)
+        }
+        Some((_, qc)) => {
+            sets.iter().for_each(|_| qc.count_bypass());
             return read(db, model, using, stmt, sets).await;
         }
-        _ => match scope.manager().and_then(|m| Some((m, m.query_cache()?))) {
-            Some((m, qc))
-                if using.is_none()
-                    && qc.is_in_sync()
-                    && scope.reader(model, None)?.role() != Role::Other =>
-            {
-                (m, qc)
-            }
-            Some((_, qc)) => {
-                sets.iter().for_each(|_| qc.count_bypass());
-                return read(db, model, using, stmt, sets).await;
-            }
-            None => return read(db, model, using, stmt, sets).await,
-        },
+        None => return read(db, model, using, stmt, sets).await,
     };
     // A set without a key (the listener went down meanwhile) runs with the misses and is not
     // stored.
@@ -425,7 +420,7 @@ pub(crate) async fn read_cached<'p, P: AsRef<Params<'p>>>(
             .max()
             .unwrap_or(0);
         let run: Vec<&Params<'p>> = misses.iter().map(|&i| sets[i].as_ref()).collect();
-        let mut target = manager.fill_target(scope.reader(model, using)?, lsn);
+        let mut target = manager.fill_target(first, lsn);
         let mut attempt = 0;
         let outcome = loop {
             match target.run_prepared(stmt, &run, false).await {

@@ -8,8 +8,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{run, Cluster};
-use pinion_cache::{CacheConfig, CacheOptions, Clock, LocMemCache, LocMemConfig};
+use common::{cache, run, Abort, Cluster};
+use pinion_cache::{CacheConfig, CacheOptions, Clock, LocMemCache};
 use pinion_orm::query::{batch, raw};
 use pinion_orm::{ConnectionManager, DbConfig, Error, Model, QueryCache};
 
@@ -46,27 +46,6 @@ struct Batched {
     #[model(primary_key)]
     id: i32,
     v: i32,
-}
-
-/// A closure's own error, to roll back on.
-#[derive(Debug)]
-enum Abort {
-    #[allow(dead_code, reason = "shown by Debug when a test fails")]
-    Db(Error),
-    Changed,
-}
-
-impl From<Error> for Abort {
-    fn from(e: Error) -> Abort {
-        Abort::Db(e)
-    }
-}
-
-fn cache() -> Arc<QueryCache> {
-    QueryCache::new(LocMemCache::new(&LocMemConfig {
-        cache: CacheConfig::default(),
-        max_entries: 1_000,
-    }))
 }
 
 fn manager(url: &str, cache: &Arc<QueryCache>) -> std::rc::Rc<ConnectionManager> {

@@ -18,8 +18,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{eventually, run, Cluster};
-use pinion_cache::{CacheConfig, LocMemCache, LocMemConfig};
+use common::{cache, eventually, run, Abort, Cluster};
 use pinion_orm::query::raw;
 use pinion_orm::query_cache::{listen, Listener};
 use pinion_orm::tokio_postgres::types::PgLsn;
@@ -81,27 +80,6 @@ struct Lag {
     #[model(primary_key)]
     id: i32,
     v: i32,
-}
-
-/// A closure's own error, to roll back on.
-#[derive(Debug)]
-enum Abort {
-    #[allow(dead_code, reason = "shown by Debug when a test fails")]
-    Db(Error),
-    Changed,
-}
-
-impl From<Error> for Abort {
-    fn from(e: Error) -> Abort {
-        Abort::Db(e)
-    }
-}
-
-fn cache() -> Arc<QueryCache> {
-    QueryCache::new(LocMemCache::new(&LocMemConfig {
-        cache: CacheConfig::default(),
-        max_entries: 1_000,
-    }))
 }
 
 /// One instance's connection manager, with its own query cache.

@@ -180,3 +180,27 @@ impl Cluster {
         });
     }
 }
+
+/// A test transaction closure's own error, to roll back on.
+#[derive(Debug)]
+pub enum Abort {
+    #[allow(dead_code, reason = "shown by Debug when a test fails")]
+    Db(pinion_orm::Error),
+    Changed,
+}
+
+impl From<pinion_orm::Error> for Abort {
+    fn from(e: pinion_orm::Error) -> Abort {
+        Abort::Db(e)
+    }
+}
+
+/// A query cache over a LocMemCache of 1 000 entries.
+pub fn cache() -> std::sync::Arc<pinion_orm::QueryCache> {
+    pinion_orm::QueryCache::new(pinion_cache::LocMemCache::new(
+        &pinion_cache::LocMemConfig {
+            cache: pinion_cache::CacheConfig::default(),
+            max_entries: 1_000,
+        },
+    ))
+}
