@@ -405,9 +405,10 @@ impl<S: 'static, T: Transport> Connection<S, T> {
                     head_only,
                     |out| chain.after(ex, &response, &mut HeaderBlock::over(out), &shared.ctx),
                 );
-                // A stream is timed and logged when it ends, however it ends.
+                // A stream is timed and logged when it ends, however it ends. The pump is boxed,
+                // like body reading: inline, its state would be in every connection's task.
                 let sent = match response.stream.take() {
-                    Some(body) if !head_only => Some(self.pump(body).await),
+                    Some(body) if !head_only => Some(Box::pin(self.pump(body)).await),
                     _ => None,
                 };
                 if let Some(slot) = chain.finish(ex, response.status_code().as_u16(), &shared.ctx) {
@@ -430,7 +431,7 @@ impl<S: 'static, T: Transport> Connection<S, T> {
                     &[],
                 );
                 if let Some(body) = response.stream.take().filter(|_| !head_only) {
-                    keep_alive &= self.pump(body).await?;
+                    keep_alive &= Box::pin(self.pump(body)).await?;
                 }
             }
         }
