@@ -471,7 +471,7 @@ pub(crate) async fn write(
     let mut outcome = match target.query_cache() {
         Some(qc) if target.role() == Role::Primary && !tables.is_empty() => {
             let (outcome, lsn) = target
-                .run_write_notified(sql, params, &tables.join(","))
+                .run_write_notified(sql, params, &qc.notify_payload(tables))
                 .await?;
             qc.bump(tables, lsn);
             outcome

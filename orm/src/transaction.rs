@@ -400,8 +400,8 @@ where
                 db.query_cache()
             };
             let on_primary = db.role() == Role::Primary;
-            if cache.is_some() && on_primary {
-                let payload = written.join(",");
+            if let (Some(cache), true) = (&cache, on_primary) {
+                let payload = cache.notify_payload(&written);
                 let notified = tx
                     .query("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
                     .await;

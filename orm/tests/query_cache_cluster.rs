@@ -614,12 +614,23 @@ fn a_replica_that_has_not_replayed_a_bump_never_fills_the_cache() {
         let before = qc.stats();
         let n = row().update([Lag::V.set(2)], &*db).await.expect("write");
         assert_eq!(n, 1);
-        // This process bumps at once, and again when its listener hears its own NOTIFY:
-        // waited for, so that no bump lands between the reads below.
-        wait_for("the listener's bump", async || {
+        // This process bumped at the commit; its listener skips its own NOTIFY. A marker
+        // notified after it (notifications arrive in commit order) is the proof: once the
+        // marker is bumped, the write's notification was heard and bumped nothing.
+        assert_eq!(qc.stats().invalidations, before.invalidations + 1);
+        db.primary()
+            .batch_execute("NOTIFY pinion_query_cache, 'qcc_lag_marker'")
+            .await
+            .expect("marker");
+        wait_for("the marker's bump", async || {
             qc.stats().invalidations >= before.invalidations + 2
         })
         .await;
+        assert_eq!(
+            qc.stats().invalidations,
+            before.invalidations + 2,
+            "the write's own notification bumped nothing"
+        );
         let written = lsn(db.primary(), "SELECT pg_current_wal_lsn()").await;
         // The replica has the WAL of the write, but has not applied it.
         wait_for("the replica to receive the write", async || {
@@ -693,10 +704,11 @@ fn a_replica_that_has_not_replayed_a_bump_never_fills_the_cache() {
 
         let before = qc.stats();
         row().update([Lag::V.set(3)], &*db).await.expect("write");
-        wait_for("the listener's bump", async || {
-            qc.stats().invalidations >= before.invalidations + 2
-        })
-        .await;
+        assert_eq!(
+            qc.stats().invalidations,
+            before.invalidations + 1,
+            "bumped at the commit"
+        );
         let written = lsn(db.primary(), "SELECT pg_current_wal_lsn()").await;
         wait_for(
             "the manager to see the replica replay the write",

@@ -1,6 +1,7 @@
 //! The process's one listening connection to the primary: it receives the version bumps other
-//! processes' commits send (`NOTIFY pinion_query_cache, 'table,table'`), reads the primary's
-//! WAL position after them, and bumps the versions here. It runs on a thread of its own, so
+//! processes' commits send (`NOTIFY pinion_query_cache, 'origin:table,table'`), reads the
+//! primary's WAL position after them, and bumps the versions here. Its own process's
+//! notifications are skipped: those writes bumped their tables at commit. It runs on a thread of its own, so
 //! that no worker's load delays an invalidation.
 
 use std::cell::RefCell;
@@ -95,10 +96,13 @@ async fn run(
         let queue: Rc<RefCell<Vec<String>>> = Rc::default();
         let arrived = Rc::new(Notify::new());
         let on_notify = {
-            let (queue, arrived) = (Rc::clone(&queue), Rc::clone(&arrived));
+            let (queue, arrived, cache) =
+                (Rc::clone(&queue), Rc::clone(&arrived), Arc::clone(&cache));
             Rc::new(move |payload: &str| {
-                queue.borrow_mut().push(payload.to_string());
-                arrived.notify_one();
+                if let Some(tables) = cache.foreign_tables(payload) {
+                    queue.borrow_mut().push(tables.to_string());
+                    arrived.notify_one();
+                }
             }) as Rc<dyn Fn(&str)>
         };
         let conn = match dial::connect_listening(&config, &opts, on_notify).await {

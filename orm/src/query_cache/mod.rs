@@ -39,8 +39,14 @@ use crate::pipeline::PipelineStatement;
 pub use listener::{listen, Listener};
 pub(crate) use rows::CachedRows;
 
-/// The channel that carries version bumps between processes.
+/// The channel that carries version bumps between processes. A payload is
+/// `origin:table,table`: the sending process's [`QueryCache`] tag (16 hex digits), so that a
+/// process skips the notifications of its own writes (it bumped them at their commit), and
+/// the tables written. A payload without the tag is taken as a list of tables.
 pub const CHANNEL: &str = "pinion_query_cache";
+
+/// The length of the origin tag that starts a payload of [`CHANNEL`].
+const ORIGIN_LEN: usize = 16;
 
 /// A boxed future of the store: the cache trait's futures are not object-safe, and the
 /// backend is chosen at start-up.
@@ -226,6 +232,36 @@ impl QueryCache {
         })
     }
 
+    /// The payload that announces a commit writing `tables` on [`CHANNEL`].
+    pub(crate) fn notify_payload(&self, tables: &[&str]) -> String {
+        let mut payload = String::with_capacity(ORIGIN_LEN + 1 + tables.len() * 16);
+        let _ = write!(payload, "{:016x}:", self.base);
+        for (i, t) in tables.iter().enumerate() {
+            if i > 0 {
+                payload.push(',');
+            }
+            payload.push_str(t);
+        }
+        payload
+    }
+
+    /// The tables a notification's `payload` names, or `None` when this cache sent it (its
+    /// writes bumped their tables at commit: a second bump would only throw away entries).
+    pub(crate) fn foreign_tables<'p>(&self, payload: &'p str) -> Option<&'p str> {
+        let tagged = payload.as_bytes().get(ORIGIN_LEN) == Some(&b':')
+            && payload.as_bytes()[..ORIGIN_LEN]
+                .iter()
+                .all(u8::is_ascii_hexdigit);
+        if !tagged {
+            return Some(payload);
+        }
+        let (origin, tables) = (&payload[..ORIGIN_LEN], &payload[ORIGIN_LEN + 1..]);
+        match u64::from_str_radix(origin, 16) {
+            Ok(tag) if tag == self.base => None,
+            _ => Some(tables),
+        }
+    }
+
     /// The counters.
     pub fn stats(&self) -> QueryCacheStats {
         QueryCacheStats {
@@ -352,5 +388,25 @@ impl QueryCache {
         // Tables not seen yet: none of their entries exist under the new epoch.
         self.floor.fetch_max(lsn, Ordering::AcqRel);
         self.invalidations.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cache_skips_its_own_notifications_and_reads_the_others() {
+        let store = || LocMemCache::new(&pinion_cache::LocMemConfig::default());
+        let (a, b) = (QueryCache::new(store()), QueryCache::new(store()));
+        let payload = a.notify_payload(&["world", "fortune"]);
+        assert_eq!(a.foreign_tables(&payload), None);
+        assert_eq!(b.foreign_tables(&payload), Some("world,fortune"));
+        // A payload without the tag (a sender that does not write one) names tables only.
+        assert_eq!(a.foreign_tables("world"), Some("world"));
+        assert_eq!(
+            a.foreign_tables("not-hex-digits-x:world"),
+            Some("not-hex-digits-x:world")
+        );
     }
 }
