@@ -57,6 +57,14 @@ impl<S> Ctx<S> {
         crate::cookie::signed_in_request(req, &self.cookie_keys, name)
     }
 
+    /// A 256-bit key for `purpose` derived from `secret_key`, then one from each of
+    /// `secret_key_fallbacks`: sign with the first, accept any (so that rotating the secret
+    /// does not invalidate what was issued under the old one). For a layer's own HMACs (CSRF
+    /// tokens); derive once and keep them, each call computes them again.
+    pub fn derived_keys(&self, purpose: &str) -> Vec<[u8; 32]> {
+        self.cookie_keys.derived(purpose)
+    }
+
     /// Whether `req` reached us over HTTPS: a trusted proxy sent `X-Forwarded-Proto: https`.
     /// Cookies get `Secure` then; an application may also pick `__Host-` names by it.
     pub fn is_https(&self, req: &Request) -> bool {

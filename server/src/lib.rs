@@ -75,7 +75,7 @@ pub mod handler_shape {
 }
 pub use middleware::{Middleware, RouteOptions, Stack};
 pub use response::{Html, IntoResponse};
-pub use router::{Handler, HandlerFuture, Router};
+pub use router::{Handler, HandlerFuture, Layer, Next, Router};
 pub use runtime::signal::install as install_signal_handlers;
 pub use runtime::signal::{watch as watch_signals, SignalWatch};
 pub use runtime::{start, Driver, ServerHandle, ShutdownTrigger};

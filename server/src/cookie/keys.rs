@@ -55,6 +55,23 @@ impl CookieKeys {
         &self.current
     }
 
+    /// A 256-bit key for `purpose` from each secret, current first: HMAC-SHA256 of the
+    /// purpose under the secret's signing key, so that a key for CSRF tokens is not the one
+    /// that signs cookies, and one leaked purpose key reveals nothing of the others.
+    pub(crate) fn derived(&self, purpose: &str) -> Vec<[u8; 32]> {
+        use hmac::{Hmac, Mac};
+        std::iter::once(&self.current)
+            .chain(&self.fallbacks)
+            .map(|key| {
+                let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key.signing())
+                    .expect("HMAC takes a key of any length");
+                mac.update(b"pinion derived key: ");
+                mac.update(purpose.as_bytes());
+                mac.finalize().into_bytes().into()
+            })
+            .collect()
+    }
+
     /// Older keys, tried in order when the current one does not verify a cookie.
     pub(crate) fn fallbacks(&self) -> &[Key] {
         &self.fallbacks

@@ -28,6 +28,7 @@ pub struct Request {
     peer: SocketAddr,
     request_id: Option<crate::middleware::RequestIdValue>,
     has_request_id_header: bool,
+    extensions: http::Extensions,
 }
 
 impl Request {
@@ -44,6 +45,7 @@ impl Request {
             peer,
             request_id: None,
             has_request_id_header: head.has_request_id,
+            extensions: http::Extensions::new(),
         }
     }
 
@@ -184,6 +186,17 @@ impl Request {
     /// The address of the peer that sent the request (nginx's, behind a proxy).
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// Values a [`Layer`](crate::Layer) attached for the handler (the session, the signed-in
+    /// user), found by type; an extractor reads them. Empty, and free, unless a layer adds one.
+    pub fn extensions(&self) -> &http::Extensions {
+        &self.extensions
+    }
+
+    /// The extensions, to attach a value before the handler runs.
+    pub fn extensions_mut(&mut self) -> &mut http::Extensions {
+        &mut self.extensions
     }
 }
 

@@ -15,8 +15,10 @@ use crate::error::Error;
 use crate::h1::request::decode_path_param;
 use crate::h1::{Request, Response};
 use crate::handler::IntoHandler;
+mod layer;
 mod options;
 
+pub use layer::{Layer, Next};
 pub(crate) use options::RouteInfo;
 pub use options::RouteOptions;
 
@@ -38,6 +40,16 @@ where
 {
     fn call<'a>(&'a self, req: Request, ctx: &'a Ctx<S>) -> HandlerFuture<'a> {
         Box::pin(self(req, ctx))
+    }
+}
+
+/// What stands in a route's slot for the instant [`Router::layer`] moves its handler into
+/// the layer; never called.
+struct Unrouted;
+
+impl<S: 'static> Handler<S> for Unrouted {
+    fn call<'a>(&'a self, _req: Request, _ctx: &'a Ctx<S>) -> HandlerFuture<'a> {
+        Box::pin(async { Ok(Response::new(StatusCode::NOT_FOUND)) })
     }
 }
 
@@ -160,6 +172,22 @@ impl<S: 'static> Router<S> {
     /// Routes DELETE on `path`.
     pub fn delete<T>(self, path: &str, handler: impl IntoHandler<T, S>) -> Router<S> {
         self.route(Method::DELETE, path, handler)
+    }
+
+    /// Wraps every handler routed so far in `layer` (routes added later are not wrapped):
+    /// the last layer added runs first.
+    pub fn layer(mut self, layer: impl Layer<S>) -> Router<S> {
+        let layer: std::rc::Rc<dyn Layer<S>> = std::rc::Rc::new(layer);
+        for route in &mut self.routes {
+            for (_, handler) in &mut route.handlers {
+                let inner = std::mem::replace(handler, Box::new(Unrouted));
+                *handler = Box::new(layer::Layered {
+                    layer: std::rc::Rc::clone(&layer),
+                    inner,
+                });
+            }
+        }
+        self
     }
 
     /// Routes every method on `path` (methods routed explicitly on it take precedence).
