@@ -82,6 +82,8 @@ pub(crate) enum Key {
     Secret,
     Environment,
     SecretFallbacks,
+    SessionIdleTimeout,
+    SessionAbsoluteTimeout,
     RequestId,
     ServerTiming,
     AccessLog,
@@ -107,7 +109,7 @@ pub(crate) enum Rendered<'a> {
 
 impl Key {
     /// Every key, in the README table's order (also the order of `render_masked`).
-    pub(crate) const ALL: [Key; 58] = [
+    pub(crate) const ALL: [Key; 60] = [
         Key::Bind,
         Key::Port,
         Key::Threads,
@@ -153,6 +155,8 @@ impl Key {
         Key::Secret,
         Key::Environment,
         Key::SecretFallbacks,
+        Key::SessionIdleTimeout,
+        Key::SessionAbsoluteTimeout,
         Key::RequestId,
         Key::ServerTiming,
         Key::AccessLog,
@@ -225,6 +229,11 @@ impl Key {
             Key::Secret => ("secret_key", "PINION_SECRET_KEY"),
             Key::Environment => ("environment", "PINION_ENVIRONMENT"),
             Key::SecretFallbacks => ("secret_key_fallbacks", "PINION_SECRET_KEY_FALLBACKS"),
+            Key::SessionIdleTimeout => ("session_idle_timeout", "PINION_SESSION_IDLE_TIMEOUT"),
+            Key::SessionAbsoluteTimeout => (
+                "session_absolute_timeout",
+                "PINION_SESSION_ABSOLUTE_TIMEOUT",
+            ),
             Key::RequestId => ("request_id", "PINION_REQUEST_ID"),
             Key::ServerTiming => ("server_timing", "PINION_SERVER_TIMING"),
             Key::AccessLog => ("access_log", "PINION_ACCESS_LOG"),
@@ -396,6 +405,8 @@ impl Key {
                 s.secret_key_fallbacks = list(raw, "key", SecretKey::parse)?;
             }
             Key::Environment => s.environment = value::one_of(raw, &Environment::CHOICES)?,
+            Key::SessionIdleTimeout => s.session_idle_timeout = timeout(raw)?,
+            Key::SessionAbsoluteTimeout => s.session_absolute_timeout = timeout(raw)?,
             Key::RequestId => s.request_id = value::boolean(raw)?,
             Key::ServerTiming => s.server_timing = value::boolean(raw)?,
             Key::AccessLog => s.access_log = value::boolean(raw)?,
@@ -499,6 +510,8 @@ impl Key {
             }
             // Masked here: a `SecretKey` has no printable form, and absent must stay `""`.
             Key::Environment => value::render_string(s.environment.as_str()),
+            Key::SessionIdleTimeout => value::render_duration(s.session_idle_timeout),
+            Key::SessionAbsoluteTimeout => value::render_duration(s.session_absolute_timeout),
             Key::Secret => value::render_string(match s.secret_key {
                 Some(_) => MASK,
                 None => "",
@@ -575,6 +588,16 @@ pub(crate) fn check_combinations(s: &Settings) -> Result<(), (Key, String)> {
              verify on the other instances; set secret_key (or PINION_SECRET_KEY) to at least \
              32 random bytes"
                 .to_string(),
+        ));
+    }
+    if s.session_idle_timeout > s.session_absolute_timeout {
+        return Err((
+            Key::SessionIdleTimeout,
+            format!(
+                "must not be longer than `session_absolute_timeout` ({}): a session ends at \
+                 the absolute timeout whatever its activity",
+                value::render_duration_unquoted(s.session_absolute_timeout)
+            ),
         ));
     }
     if s.cors_allow_credentials && s.cors_allowed_origins.iter().any(|o| o == "*") {

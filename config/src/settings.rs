@@ -100,6 +100,14 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 /// SIGTERM, well inside systemd's default `TimeoutStopSec` (90 s). Default is 30 s.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Default for [`Settings::session_idle_timeout`]: OWASP's upper bound for an application of
+/// ordinary risk. Default is 30 min.
+pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// Default for [`Settings::session_absolute_timeout`]: a working day, OWASP's suggestion.
+/// Default is 8 h.
+pub const DEFAULT_SESSION_ABSOLUTE_TIMEOUT: Duration = Duration::from_secs(8 * 3600);
+
 /// Default for [`Settings::server_name`]: the product name, without a version, so the header
 /// does not advertise which release is running. Default is `"pinion"`.
 pub const DEFAULT_SERVER_NAME: &str = "pinion";
@@ -611,6 +619,12 @@ pub struct Settings {
     /// cookie read with one of them is written back under `secret_key`. Default is empty.
     /// Secret.
     pub secret_key_fallbacks: Vec<SecretKey>,
+    /// How long a session lives without a request; the next one after it starts anonymous.
+    /// Default is [`DEFAULT_SESSION_IDLE_TIMEOUT`].
+    pub session_idle_timeout: Duration,
+    /// How long a session lives after it began (or was rotated at login), however active.
+    /// Default is [`DEFAULT_SESSION_ABSOLUTE_TIMEOUT`].
+    pub session_absolute_timeout: Duration,
     /// Whether each request gets an id (`X-Request-Id`: a trusted proxy's, or a new one).
     /// Default is [`DEFAULT_REQUEST_ID`].
     pub request_id: bool,
@@ -704,6 +718,8 @@ impl Default for Settings {
             trusted_proxies: DEFAULT_TRUSTED_PROXIES.to_vec(),
             secret_key: None,
             environment: DEFAULT_ENVIRONMENT,
+            session_idle_timeout: DEFAULT_SESSION_IDLE_TIMEOUT,
+            session_absolute_timeout: DEFAULT_SESSION_ABSOLUTE_TIMEOUT,
             secret_key_fallbacks: Vec::new(),
             request_id: DEFAULT_REQUEST_ID,
             server_timing: DEFAULT_SERVER_TIMING,

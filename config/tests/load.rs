@@ -459,6 +459,20 @@ const RULES: &[Rule] = &[
         bad_env: &[("0", "must be greater than 0")],
     },
     Rule {
+        key: "session_idle_timeout",
+        good_file: &[r#""10m""#],
+        bad_file: &[("0", "must be greater than 0")],
+        good_env: &["15m"],
+        bad_env: &[("soon", "must start with a whole number")],
+    },
+    Rule {
+        key: "session_absolute_timeout",
+        good_file: &[r#""12h""#],
+        bad_file: &[("86401", "must be at most 24h")],
+        good_env: &["4h"],
+        bad_env: &[("0s", "must be greater than 0")],
+    },
+    Rule {
         key: "drain_timeout",
         good_file: &[r#""1h""#],
         bad_file: &[("86401", "must be at most 24h")],
@@ -1267,6 +1281,8 @@ fn render_masked_round_trips() {
         secret_key: None,
         secret_key_fallbacks: Vec::new(),
         environment: pinion_config::Environment::Development,
+        session_idle_timeout: Duration::from_secs(60),
+        session_absolute_timeout: Duration::from_secs(7200),
         request_id: false,
         server_timing: false,
         access_log: true,
@@ -1657,6 +1673,31 @@ fn production_needs_a_secret_key() {
     .expect("production with a secret key");
     assert_eq!(ok.environment, pinion_config::Environment::Production);
     assert!(!ok.render_masked().contains("an environment secret"));
+}
+
+#[test]
+fn session_timeouts_default_to_owasp_and_the_idle_one_fits_in_the_absolute_one() {
+    let defaults = load_env(&[]).expect("defaults");
+    assert_eq!(defaults.session_idle_timeout, Duration::from_secs(30 * 60));
+    assert_eq!(
+        defaults.session_absolute_timeout,
+        Duration::from_secs(8 * 3600)
+    );
+    let set = load_env(&[
+        ("PINION_SESSION_IDLE_TIMEOUT", "5m"),
+        ("PINION_SESSION_ABSOLUTE_TIMEOUT", "1h"),
+    ])
+    .expect("both set");
+    assert_eq!(set.session_idle_timeout, Duration::from_secs(300));
+    assert_eq!(set.session_absolute_timeout, Duration::from_secs(3600));
+    let err = load_env(&[("PINION_SESSION_IDLE_TIMEOUT", "9h")]).expect_err("idle > absolute");
+    assert_eq!(err.key(), Some("session_idle_timeout"));
+    assert!(
+        err.to_string().contains("session_absolute_timeout"),
+        "{err}"
+    );
+    let err = load_env(&[("PINION_SESSION_ABSOLUTE_TIMEOUT", "0s")]).expect_err("zero");
+    assert_eq!(err.key(), Some("session_absolute_timeout"));
 }
 
 #[test]

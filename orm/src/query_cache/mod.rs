@@ -278,6 +278,24 @@ impl QueryCache {
         self.in_sync.load(Ordering::Acquire)
     }
 
+    /// Where `table` stands now: the cache's epoch and the table's version, which change on
+    /// every bump of it here or notified from another process, and on every reconnection of
+    /// the listener. `None` while the cache must be bypassed (the listener is down). For a
+    /// cache of one's own kept correct by the same notifications (the sessions' L1): store
+    /// the stamp with an entry, and trust the entry only while the stamp is unchanged.
+    pub fn stamp(&self, table: &str) -> Option<(u64, u64)> {
+        if !self.is_in_sync() {
+            return None;
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let version = self
+            .versions
+            .read()
+            .get(table)
+            .map_or(self.base, |v| v.version);
+        Some((epoch, version))
+    }
+
     pub(crate) fn set_in_sync(&self, up: bool) {
         self.in_sync.store(up, Ordering::Release);
     }
