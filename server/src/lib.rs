@@ -66,7 +66,7 @@ pub mod testing;
 
 pub use context::Ctx;
 pub use error::Error;
-pub use h1::{Request, Response};
+pub use h1::{Extensions, Request, Response};
 pub use handler::IntoHandler;
 /// The marker types that tell handler shapes apart: inferred by the compiler, never written.
 #[doc(hidden)]

@@ -192,7 +192,9 @@
 //! - [`Error`], [`Result`]: the classification and its constructors (`error.rs`);
 //! - [`password`]: argon2id hashes (`password.rs`).
 
+pub mod csrf;
 mod error;
 pub mod password;
+pub mod session;
 
 pub use error::{Error, Result};

@@ -28,7 +28,7 @@ pub struct Request {
     peer: SocketAddr,
     request_id: Option<crate::middleware::RequestIdValue>,
     has_request_id_header: bool,
-    extensions: http::Extensions,
+    extensions: super::extensions::Extensions,
 }
 
 impl Request {
@@ -45,7 +45,7 @@ impl Request {
             peer,
             request_id: None,
             has_request_id_header: head.has_request_id,
-            extensions: http::Extensions::new(),
+            extensions: super::extensions::Extensions::new(),
         }
     }
 
@@ -190,12 +190,12 @@ impl Request {
 
     /// Values a [`Layer`](crate::Layer) attached for the handler (the session, the signed-in
     /// user), found by type; an extractor reads them. Empty, and free, unless a layer adds one.
-    pub fn extensions(&self) -> &http::Extensions {
+    pub fn extensions(&self) -> &super::extensions::Extensions {
         &self.extensions
     }
 
     /// The extensions, to attach a value before the handler runs.
-    pub fn extensions_mut(&mut self) -> &mut http::Extensions {
+    pub fn extensions_mut(&mut self) -> &mut super::extensions::Extensions {
         &mut self.extensions
     }
 }
