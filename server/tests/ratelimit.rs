@@ -379,3 +379,46 @@ fn limits_over_sockets_behind_a_trusted_proxy() {
         server.stop();
     }
 }
+
+#[test]
+fn a_policy_on_unsafe_methods_leaves_the_page_free_and_limits_its_submissions() {
+    use pinion_server::middleware::RateLimit;
+    use pinion_server::testing::{block_on, TestClient};
+    use pinion_server::{RouteOptions, Stack, StatusCode};
+
+    async fn page() -> &'static str {
+        "the form"
+    }
+    block_on(async {
+        let limiter = RateLimit::new(
+            LocalStore::shared(100),
+            vec![Policy::new("login", 5, Duration::from_secs(60)).expect("valid")],
+            None,
+            KeyExtractor::new(Vec::new()),
+            HeaderMode::Ietf,
+        );
+        let router = Router::new()
+            .get("/login", page)
+            .post("/login", page)
+            .configure("/login", RouteOptions::new().rate_limit_unsafe("login"))
+            .middleware(Stack::new().rate_limit(limiter));
+        let client = TestClient::new(&pinion_config::Settings::default(), router, ());
+        for _ in 0..10 {
+            let shown = client.get("/login").send().await;
+            assert_eq!(shown.status(), StatusCode::OK);
+            assert_eq!(shown.header("ratelimit"), None, "GETs are not counted");
+        }
+        for attempt in 1..=5 {
+            let sent = client.post("/login").send().await;
+            assert_eq!(sent.status(), StatusCode::OK, "attempt {attempt}");
+        }
+        let sixth = client.post("/login").send().await;
+        assert_eq!(sixth.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(sixth.header("retry-after").is_some());
+        assert_eq!(
+            client.get("/login").send().await.status(),
+            StatusCode::OK,
+            "the page stays"
+        );
+    });
+}

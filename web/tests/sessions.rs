@@ -65,7 +65,9 @@ async fn logout(session: Session) -> &'static str {
 }
 
 async fn whoami(session: Session) -> String {
-    session.user_id().map_or("anonymous".into(), |u| u.to_string())
+    session
+        .user_id()
+        .map_or("anonymous".into(), |u| u.to_string())
 }
 
 async fn api() -> &'static str {
@@ -79,7 +81,10 @@ async fn public() -> Response {
 fn settings() -> Settings {
     let source = pinion_config::Source::new().with_env([
         ("PINION_TRUSTED_PROXIES", "127.0.0.1/32"),
-        ("PINION_SECRET_KEY", "a test secret key of at least 32 bytes!!"),
+        (
+            "PINION_SECRET_KEY",
+            "a test secret key of at least 32 bytes!!",
+        ),
     ]);
     Settings::load(&source).expect("settings")
 }
@@ -141,7 +146,12 @@ impl Browser {
 
     /// GET `path`, keeping the cookies it sets.
     async fn get(&mut self, at: &Instance, path: &str) -> TestResponse {
-        let resp = at.client.get(path).header("cookie", self.header()).send().await;
+        let resp = at
+            .client
+            .get(path)
+            .header("cookie", self.header())
+            .send()
+            .await;
         self.take(&resp);
         resp
     }
@@ -199,7 +209,10 @@ fn cookies_are_signed_http_only_lax_and_host_prefixed_over_https() {
         assert_eq!(rows(&app.db).await, 0);
 
         let resp = app.client.get("/token").send().await;
-        let set = resp.header("set-cookie").expect("a session for the token").to_string();
+        let set = resp
+            .header("set-cookie")
+            .expect("a session for the token")
+            .to_string();
         assert!(set.starts_with("pinion_session="), "{set}");
         for flag in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=28800"] {
             assert!(set.contains(flag), "{flag} in {set}");
@@ -207,7 +220,10 @@ fn cookies_are_signed_http_only_lax_and_host_prefixed_over_https() {
         assert!(!set.contains("Secure"), "plain HTTP: {set}");
         assert_eq!(resp.header("cache-control"), Some("private, no-store"));
         assert_eq!(rows(&app.db).await, 1, "the token's session is stored");
-        let id = set["pinion_session=".len()..].split(';').next().expect("value");
+        let id = set["pinion_session=".len()..]
+            .split(';')
+            .next()
+            .expect("value");
         // The row is keyed by the id's SHA-256, never the id.
         let raw_ids: i64 = app
             .db
@@ -230,7 +246,10 @@ fn cookies_are_signed_http_only_lax_and_host_prefixed_over_https() {
             .await;
         let set = resp.header("set-cookie").expect("cookie").to_string();
         assert!(set.starts_with("__Host-pinion_session="), "{set}");
-        assert!(set.contains("Secure") && set.contains("Path=/") && !set.contains("Domain"), "{set}");
+        assert!(
+            set.contains("Secure") && set.contains("Path=/") && !set.contains("Domain"),
+            "{set}"
+        );
 
         // From an untrusted peer the header is not believed.
         let resp = app
@@ -241,7 +260,10 @@ fn cookies_are_signed_http_only_lax_and_host_prefixed_over_https() {
             .send()
             .await;
         let set = resp.header("set-cookie").expect("cookie").to_string();
-        assert!(set.starts_with("pinion_session=") && !set.contains("Secure"), "{set}");
+        assert!(
+            set.starts_with("pinion_session=") && !set.contains("Secure"),
+            "{set}"
+        );
     });
     cluster.drop_database(&url);
 }
@@ -254,7 +276,13 @@ fn a_tampered_cookie_starts_anonymous_and_login_rotates_the_id() {
         let sessions = Sessions::new(Duration::from_secs(1800), Duration::from_secs(8 * 3600));
         let app = instance(&url, &sessions);
         let mut browser = Browser::default();
-        assert_eq!(browser.post(&app, "/set", &[("name", "cart"), ("value", "3 books")]).await.text(), "stored");
+        assert_eq!(
+            browser
+                .post(&app, "/set", &[("name", "cart"), ("value", "3 books")])
+                .await
+                .text(),
+            "stored"
+        );
         assert_eq!(browser.get(&app, "/get/cart").await.text(), "3 books");
 
         // One character of the signed value changed: not this session, and the cookie goes.
@@ -275,12 +303,19 @@ fn a_tampered_cookie_starts_anonymous_and_login_rotates_the_id() {
 
         // Login: a new id, the values kept, the old id dead.
         let before = browser.clone();
-        assert_eq!(browser.post(&app, "/login", &[("user", "42")]).await.text(), "in");
+        assert_eq!(
+            browser.post(&app, "/login", &[("user", "42")]).await.text(),
+            "in"
+        );
         assert_ne!(browser.cookies, before.cookies, "a new cookie at login");
         assert_eq!(browser.get(&app, "/whoami").await.text(), "42");
         assert_eq!(browser.get(&app, "/get/cart").await.text(), "3 books");
         let mut old = before;
-        assert_eq!(old.get(&app, "/whoami").await.text(), "anonymous", "the id before the login");
+        assert_eq!(
+            old.get(&app, "/whoami").await.text(),
+            "anonymous",
+            "the id before the login"
+        );
         assert_eq!(old.get(&app, "/get/cart").await.text(), "-");
         assert_eq!(rows(&app.db).await, 1, "re-keyed, not copied");
     });
@@ -297,7 +332,10 @@ fn two_instances_share_a_session_and_a_logout_ends_it_on_both() {
         let (a, b) = (instance(&url, &sessions_a), instance(&url, &sessions_b));
         for at in [&a, &b] {
             let qc = at.db.query_cache().expect("query cache");
-            assert!(eventually(Duration::from_secs(10), async || qc.is_in_sync()).await, "listener up");
+            assert!(
+                eventually(Duration::from_secs(10), async || qc.is_in_sync()).await,
+                "listener up"
+            );
         }
         let mut browser = Browser::default();
         browser.post(&a, "/login", &[("user", "7")]).await;
@@ -307,7 +345,9 @@ fn two_instances_share_a_session_and_a_logout_ends_it_on_both() {
         assert_eq!(browser.get(&b, "/whoami").await.text(), "7");
         assert_eq!(sessions_b.l1_stats().hits, hits + 1, "answered from B's L1");
         // A value written through B is seen by A.
-        browser.post(&b, "/set", &[("name", "theme"), ("value", "dark")]).await;
+        browser
+            .post(&b, "/set", &[("name", "theme"), ("value", "dark")])
+            .await;
         assert!(
             eventually(Duration::from_secs(5), async || {
                 browser.clone().get(&a, "/get/theme").await.text() == "dark"
@@ -318,7 +358,11 @@ fn two_instances_share_a_session_and_a_logout_ends_it_on_both() {
 
         // Logout on A: the row is deleted, and B's L1 entry goes with the notification.
         let kept = browser.clone();
-        assert_eq!(kept.clone().get(&b, "/whoami").await.text(), "7", "B holds it in its L1");
+        assert_eq!(
+            kept.clone().get(&b, "/whoami").await.text(),
+            "7",
+            "B holds it in its L1"
+        );
         assert_eq!(browser.post(&a, "/logout", &[]).await.text(), "out");
         assert!(browser.cookies.is_empty(), "the cookie is removed");
         assert_eq!(rows(&a.db).await, 0);
@@ -360,7 +404,11 @@ fn idle_and_absolute_timeouts_end_a_session_and_reads_write_only_when_due() {
         // Read 10 s later: nothing written. 40 s later: the time is written.
         now.fetch_add(10, Ordering::SeqCst);
         assert_eq!(browser.get(&app, "/whoami").await.text(), "1");
-        assert_eq!(seen().await, 1_000_000, "a read within the touch interval writes nothing");
+        assert_eq!(
+            seen().await,
+            1_000_000,
+            "a read within the touch interval writes nothing"
+        );
         now.fetch_add(30, Ordering::SeqCst);
         assert_eq!(browser.get(&app, "/whoami").await.text(), "1");
         assert_eq!(seen().await, 1_000_040);
@@ -372,14 +420,26 @@ fn idle_and_absolute_timeouts_end_a_session_and_reads_write_only_when_due() {
         }
         // 1 000 040 + 3 240 = 1 003 280 < 1 003 600: still alive; 6 minutes later, past the hour.
         now.fetch_add(360, Ordering::SeqCst);
-        assert_eq!(browser.get(&app, "/whoami").await.text(), "anonymous", "absolute timeout");
+        assert_eq!(
+            browser.get(&app, "/whoami").await.text(),
+            "anonymous",
+            "absolute timeout"
+        );
 
         // Idle: a new login, then 10 minutes without a request.
         browser.post(&app, "/login", &[("user", "2")]).await;
         now.fetch_add(599, Ordering::SeqCst);
-        assert_eq!(browser.get(&app, "/whoami").await.text(), "2", "just inside the idle timeout");
+        assert_eq!(
+            browser.get(&app, "/whoami").await.text(),
+            "2",
+            "just inside the idle timeout"
+        );
         now.fetch_add(600, Ordering::SeqCst);
-        assert_eq!(browser.get(&app, "/whoami").await.text(), "anonymous", "idle timeout");
+        assert_eq!(
+            browser.get(&app, "/whoami").await.text(),
+            "anonymous",
+            "idle timeout"
+        );
 
         // The purge deletes the expired rows (and only those).
         let mut live = Browser::default();
@@ -421,13 +481,27 @@ fn unsafe_requests_need_this_sessions_token_and_a_same_site_origin() {
             f
         };
         let refused = |resp: &TestResponse, why: &str| {
-            assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{why}: {}", resp.text());
+            assert_eq!(
+                resp.status(),
+                StatusCode::FORBIDDEN,
+                "{why}: {}",
+                resp.text()
+            );
         };
 
         refused(&post(me.header(), base()).send().await, "no token");
-        refused(&post(me.header(), with("AAAA")).send().await, "a malformed token");
-        refused(&post(me.header(), with(&other_token)).send().await, "another session's token");
-        refused(&post(String::new(), with(&token)).send().await, "a token without its session");
+        refused(
+            &post(me.header(), with("AAAA")).send().await,
+            "a malformed token",
+        );
+        refused(
+            &post(me.header(), with(&other_token)).send().await,
+            "another session's token",
+        );
+        refused(
+            &post(String::new(), with(&token)).send().await,
+            "a token without its session",
+        );
         refused(
             &post(me.header(), with(&token))
                 .header("sec-fetch-site", "cross-site")
@@ -463,7 +537,10 @@ fn unsafe_requests_need_this_sessions_token_and_a_same_site_origin() {
             .header("sec-fetch-site", "same-origin")
             .send()
             .await;
-        assert_eq!((ok.status(), ok.text().as_str()), (StatusCode::OK, "stored"));
+        assert_eq!(
+            (ok.status(), ok.text().as_str()),
+            (StatusCode::OK, "stored")
+        );
         let ok = post(me.header(), base())
             .header("x-csrf-token", &token)
             .header("origin", "https://admin.pinion.test")
@@ -471,7 +548,10 @@ fn unsafe_requests_need_this_sessions_token_and_a_same_site_origin() {
             .await;
         assert_eq!(ok.status(), StatusCode::OK, "{}", ok.text());
         // A token stays valid for the session's life, not one use.
-        assert_eq!(post(me.header(), with(&token)).send().await.status(), StatusCode::OK);
+        assert_eq!(
+            post(me.header(), with(&token)).send().await.status(),
+            StatusCode::OK
+        );
 
         // Exempt and unwrapped routes take no token.
         let api = app.client.post("/api/ping").body("{}").send().await;

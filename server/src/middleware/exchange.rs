@@ -176,7 +176,13 @@ impl<'r> Exchange<'r> {
 
     /// The rate-limit policy named for this route, if any (see [`RouteOptions`]).
     pub fn rate_policy(&self) -> Option<&'r str> {
-        self.route.and_then(|r| r.options.rate_limit.as_deref())
+        let options = &self.route?.options;
+        let counted = options.rate_limit_safe
+            || !matches!(
+                *self.method(),
+                Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+            );
+        options.rate_limit.as_deref().filter(|_| counted)
     }
 
     /// Queues `name: value` for the response, from a `before` step (an `after` step writes to

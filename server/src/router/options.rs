@@ -7,6 +7,8 @@ use std::rc::Rc;
 pub struct RouteOptions {
     pub(crate) middleware: bool,
     pub(crate) rate_limit: Option<Rc<str>>,
+    /// Whether the policy counts GET, HEAD, OPTIONS and TRACE too.
+    pub(crate) rate_limit_safe: bool,
 }
 
 impl Default for RouteOptions {
@@ -14,6 +16,7 @@ impl Default for RouteOptions {
         RouteOptions {
             middleware: true,
             rate_limit: None,
+            rate_limit_safe: true,
         }
     }
 }
@@ -27,6 +30,15 @@ impl RouteOptions {
     /// Limits this route with the named policy.
     pub fn rate_limit(mut self, policy: &str) -> RouteOptions {
         self.rate_limit = Some(policy.into());
+        self
+    }
+
+    /// Limits only this route's unsafe methods (POST, PUT, PATCH, DELETE) with the named
+    /// policy: a login form is shown freely while its submissions are limited. Its safe
+    /// methods fall under `rate_limit_default`, as unconfigured routes do.
+    pub fn rate_limit_unsafe(mut self, policy: &str) -> RouteOptions {
+        self.rate_limit = Some(policy.into());
+        self.rate_limit_safe = false;
         self
     }
 
