@@ -192,8 +192,10 @@
 //! - [`Error`], [`Result`]: the classification and its constructors (`error.rs`);
 //! - [`password`]: argon2id hashes (`password.rs`).
 
+pub mod auth;
 pub mod csrf;
 mod error;
+pub mod htmx;
 pub mod password;
 pub mod session;
 
