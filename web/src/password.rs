@@ -22,11 +22,21 @@ const LANES: u32 = 1;
 
 /// Why a password could not be hashed, or a stored hash not read.
 #[derive(Debug)]
-pub struct PasswordError(argon2::password_hash::Error);
+pub struct PasswordError(Failure);
+
+#[derive(Debug)]
+enum Failure {
+    Hash(argon2::password_hash::Error),
+    /// No thread could be started for the work.
+    Thread(std::io::Error),
+}
 
 impl std::fmt::Display for PasswordError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "password hash: {}", self.0)
+        match &self.0 {
+            Failure::Hash(e) => write!(f, "password hash: {e}"),
+            Failure::Thread(e) => write!(f, "password hash: no thread to hash on: {e}"),
+        }
     }
 }
 
@@ -34,13 +44,13 @@ impl std::error::Error for PasswordError {}
 
 impl From<argon2::password_hash::Error> for PasswordError {
     fn from(e: argon2::password_hash::Error) -> Self {
-        PasswordError(e)
+        PasswordError(Failure::Hash(e))
     }
 }
 
 impl From<argon2::Error> for PasswordError {
     fn from(e: argon2::Error) -> Self {
-        PasswordError(e.into())
+        PasswordError(Failure::Hash(e.into()))
     }
 }
 
@@ -135,5 +145,88 @@ mod tests {
         assert!(verify("pw", "not a hash").is_err());
         assert!(verify("pw", "$argon2id$v=19$m=19456,t=2,p=1$short").is_err());
         assert!(needs_rehash("not a hash"));
+    }
+}
+
+/// At most this many hashes run at once in the process: one per CPU, so that a burst of
+/// logins queues instead of taking 19 MiB and a core each.
+static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+});
+
+/// Runs `work` on a thread of its own, at most [`HASHING`] at once: a hash takes tens of
+/// milliseconds of CPU, which on a worker thread would stall every connection it serves.
+async fn off_worker<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, PasswordError> + Send + 'static,
+) -> Result<T, PasswordError> {
+    let _permit = HASHING
+        .acquire()
+        .await
+        .map_err(|_| PasswordError(Failure::Hash(argon2::password_hash::Error::Crypto)))?;
+    let (done, result) = futures_channel::oneshot::channel();
+    std::thread::Builder::new()
+        .name("pinion-password".into())
+        .spawn(move || {
+            let _ = done.send(work());
+        })
+        .map_err(|e| PasswordError(Failure::Thread(e)))?;
+    result
+        .await
+        .map_err(|_| PasswordError(Failure::Hash(argon2::password_hash::Error::Crypto)))?
+}
+
+/// [`hash`] on a thread of its own, for a handler: the worker goes on serving meanwhile.
+///
+/// # Errors
+/// As [`hash`]; also when no thread can be started.
+pub async fn hash_async(password: String) -> Result<String, PasswordError> {
+    off_worker(move || hash(&password)).await
+}
+
+/// A hash that matches no password, made once: what an unknown account is checked against,
+/// so that it takes as long as a known one.
+static DUMMY: std::sync::LazyLock<Option<String>> =
+    std::sync::LazyLock::new(|| hash("pinion: no such account").ok());
+
+/// Whether `password` matches `stored`, on a thread of its own; for an unknown account
+/// (`stored` is `None`) it checks against a dummy hash and answers `false`, taking the same
+/// time, so that neither the answer nor its delay tells whether an account exists.
+///
+/// # Errors
+/// As [`verify`]; also when no thread can be started.
+pub async fn verify_async(password: String, stored: Option<String>) -> Result<bool, PasswordError> {
+    off_worker(move || match stored {
+        Some(stored) => verify(&password, &stored),
+        None => {
+            if let Some(dummy) = DUMMY.as_deref() {
+                let _ = verify(&password, dummy);
+            }
+            Ok(false)
+        }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod off_worker_tests {
+    use super::*;
+
+    #[test]
+    fn hashes_made_off_the_worker_verify_and_unknown_accounts_fail() {
+        let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().build();
+        rt.expect("runtime").block_on(async {
+            let stored = hash_async("correct horse battery".into())
+                .await
+                .expect("hash");
+            assert!(
+                verify_async("correct horse battery".into(), Some(stored.clone()))
+                    .await
+                    .expect("verify")
+            );
+            assert!(!verify_async("wrong".into(), Some(stored))
+                .await
+                .expect("verify"));
+            assert!(!verify_async("anything".into(), None).await.expect("dummy"));
+        });
     }
 }
