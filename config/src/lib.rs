@@ -71,6 +71,7 @@
 //! sticky_window = "5s"              # reads stay on the primary after a write; "0s" = off
 //! migrate_on_start = true
 //! migrations_dir = "migrations"
+//! static_dir = "static"            # stylesheets and scripts, served as /static/name.HASH.ext
 //! cache_ttl = "5m"
 //! cache_max_entries = 20000
 //! query_cache = true               # ORM reads through the query cache
@@ -170,7 +171,7 @@ pub use settings::{
     DEFAULT_RATELIMIT_IETF_HEADERS, DEFAULT_RATE_LIMIT_DEFAULT, DEFAULT_RATE_LIMIT_IPV6_PREFIX,
     DEFAULT_RATE_LIMIT_MAX_KEYS, DEFAULT_RATE_LIMIT_STORE, DEFAULT_REPLICA_CHECK_INTERVAL,
     DEFAULT_REQUEST_ID, DEFAULT_SECURITY_HEADERS, DEFAULT_SERVER_NAME, DEFAULT_SERVER_TIMING,
-    DEFAULT_SSE_KEEPALIVE, DEFAULT_STICKY_WINDOW, DEFAULT_TELEMETRY_DRAIN_INTERVAL,
+    DEFAULT_SSE_KEEPALIVE, DEFAULT_STATIC_DIR, DEFAULT_STICKY_WINDOW, DEFAULT_TELEMETRY_DRAIN_INTERVAL,
     DEFAULT_TELEMETRY_ENABLED, DEFAULT_TELEMETRY_SAMPLE_RATIO, DEFAULT_THREADS,
     DEFAULT_TRUSTED_PROXIES, DEFAULT_WRITE_TIMEOUT, MAX_POOL_SIZE, MAX_THREADS,
 };
