@@ -3,6 +3,7 @@
 use askama::Template;
 use pinion_server::{Ctx, Request, Response};
 
+use crate::layout::Layout;
 use crate::AppState;
 
 /// One row of the endpoint table.
@@ -25,13 +26,15 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint { method: "GET", path: "/worlds/live", about: "Server-Sent Events: one `world` event per write through POST /worlds/{id}" },
     Endpoint { method: "GET", path: "/health/ready", about: "readiness: 503 while draining or while the primary is down" },
     Endpoint { method: "GET", path: "/health", about: "liveness" },
+    Endpoint { method: "GET", path: "/static/{file}", about: "the static files by content-hashed name, cached for a year (app.css, htmx.min.js)" },
     Endpoint { method: "any", path: "/echo", about: "answers the request body with its content type" },
 ];
 
-/// `templates/index.html`, compiled by askama (auto-escaped).
+/// `templates/index.html`, compiled by askama (auto-escaped), on the layout of `base.html`.
 #[derive(Template)]
 #[template(path = "index.html")]
 struct IndexPage<'a> {
+    layout: Layout<'a>,
     name: &'a str,
     version: &'a str,
     threads: usize,
@@ -41,6 +44,7 @@ struct IndexPage<'a> {
 /// The index page.
 pub async fn index(ctx: &Ctx<AppState>, _req: Request) -> pinion_web::Result<Response> {
     let page = IndexPage {
+        layout: ctx.state().layout(),
         name: "pinion",
         version: env!("CARGO_PKG_VERSION"),
         threads: ctx.state().threads,
