@@ -26,7 +26,6 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint { method: "GET", path: "/worlds/live", about: "Server-Sent Events: one `world` event per write through POST /worlds/{id}" },
     Endpoint { method: "GET", path: "/health/ready", about: "readiness: 503 while draining or while the primary is down" },
     Endpoint { method: "GET", path: "/health", about: "liveness" },
-    Endpoint { method: "GET", path: "/static/{file}", about: "the static files by content-hashed name, cached for a year (app.css, htmx.min.js)" },
     Endpoint { method: "any", path: "/echo", about: "answers the request body with its content type" },
 ];
 
