@@ -1,24 +1,46 @@
 //! What every full page hands `templates/base.html`: the asset URLs, the CSRF token and the
 //! flash messages, in one [`Layout`] field so that a page struct adds one field, not three.
 //!
+//! A page is a struct with a `layout` field and the page's own, and a template that extends
+//! `base.html` (`templates/hello.html` would hold this source); the handler fills the layout
+//! from the worker's state:
+//!
 //! ```
 //! use askama::Template;
-//! use pinion_app::assets::Assets;
 //! use pinion_app::layout::Layout;
+//! use pinion_app::AppState;
+//! use pinion_server::{Ctx, Html, Request};
 //!
 //! #[derive(Template)]
-//! #[template(
-//!     source = r#"{% extends "base.html" %}{% block content %}<p>{{ greeting }}</p>{% endblock %}"#,
-//!     ext = "html"
-//! )]
+//! #[template(ext = "html", source = r#"{% extends "base.html" %}
+//! {% import "macros/forms.html" as forms %}
+//! {% block title %}Hello{% endblock %}
+//! {% block content %}
+//! <form method="post" action="/hello">
+//! {% call forms::csrf_field(layout.csrf_token) %}{% endcall %}
+//! {% call forms::field("name", "Your name", value = self.name, error = self.error, required = true) %}{% endcall %}
+//! <button>Greet</button>
+//! </form>
+//! {% endblock %}"#)]
 //! struct Hello<'a> {
 //!     layout: Layout<'a>,
-//!     greeting: &'a str,
+//!     name: &'a str,
+//!     error: &'a str,
 //! }
 //!
-//! let assets = Assets::empty();
-//! let page = Hello { layout: Layout::new(&assets), greeting: "hi" };
-//! assert!(page.render().expect("renders").contains("<p>hi</p>"));
+//! async fn hello(ctx: &Ctx<AppState>, _req: Request) -> pinion_web::Result<Html<String>> {
+//!     let page = Hello { layout: ctx.state().layout(), name: "", error: "" };
+//!     Ok(Html(page.render()?))
+//! }
+//!
+//! // The same page as the form comes back: the value kept, the error next to its field.
+//! let assets = pinion_app::assets::Assets::empty();
+//! let html = Hello { layout: Layout::new(&assets), name: "Ada", error: "Taken" }
+//!     .render()
+//!     .expect("renders");
+//! assert!(html.contains(r#"value="Ada" required aria-invalid="true""#), "{html}");
+//! assert!(html.contains(r#"<p id="field-name-error" class="field-error">Taken</p>"#));
+//! # let _ = pinion_server::Router::<AppState>::new().get("/hello", hello);
 //! ```
 
 use std::borrow::Cow;
