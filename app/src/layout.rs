@@ -40,7 +40,6 @@
 //!     .expect("renders");
 //! assert!(html.contains(r#"value="Ada" required aria-invalid="true""#), "{html}");
 //! assert!(html.contains(r#"<p id="field-name-error" class="field-error">Taken</p>"#));
-//! # let _ = pinion_server::Router::<AppState>::new().get("/hello", hello);
 //! ```
 
 use std::borrow::Cow;
