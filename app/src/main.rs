@@ -139,10 +139,8 @@ fn serve(settings: &Settings) -> ExitCode {
         }
         Err(e) => {
             tracing::error!("static_dir: {e}");
-            eprintln!(
-                "pinion: configuration error: static_dir (PINION_STATIC_DIR) = {:?}: {e}",
-                settings.static_dir.display().to_string()
-            );
+            // `e` names the path that failed: the folder, or a file in it.
+            eprintln!("pinion: configuration error: static_dir (PINION_STATIC_DIR): {e}");
             return ExitCode::from(2);
         }
     };
