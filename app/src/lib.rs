@@ -1,15 +1,21 @@
 //! # pinion-app
 //!
 //! The reference application served by the `pinion` binary: the TechEmpower endpoints
-//! (`/plaintext`, `/json`, `/db`, `/queries`, `/fortunes`, `/updates`, `/cached-queries`), health probes, a read-your-writes
-//! demo (`/worlds/{id}`), `/echo` and an index page. [`router`] builds the routes for one
-//! worker thread; the binary hands it to [`pinion_server::start`].
+//! (`/plaintext`, `/json`, `/db`, `/queries`, `/fortunes`, `/updates`, `/cached-queries`),
+//! health probes, a read-your-writes demo (`/worlds/{id}`), `/echo`, an index page and its
+//! static files (`/static/…`). [`router`] builds the routes for one worker thread; the binary
+//! hands it to [`pinion_server::start`].
 //!
 //! # Layout
 //! - [`routes`]: one module per endpoint;
 //! - [`state`]: what each worker thread's handlers share ([`AppState`]), routing sessions and
-//!   the sticky cookie.
+//!   the sticky cookie;
+//! - [`layout`]: what a full page hands `templates/base.html` (asset URLs, CSRF token, flash
+//!   messages);
+//! - [`assets`]: the static files, content-hashed at start-up and served from memory.
 
+pub mod assets;
+pub mod layout;
 pub mod live;
 pub mod middleware;
 pub mod routes;
@@ -36,6 +42,7 @@ pub fn router() -> Router<AppState> {
         .get("/health", routes::health::live)
         .get("/health/ready", routes::health::ready)
         .get("/metrics", routes::metrics::metrics)
+        .get("/static/{*path}", routes::static_files::serve)
         // Probes and scrapes are cheap and never rate limited: they skip the chain.
         .configure("/health", RouteOptions::new().bare())
         .configure("/health/ready", RouteOptions::new().bare())

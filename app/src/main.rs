@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use pinion_app::assets::Assets;
 use pinion_app::{router, AppState};
 use pinion_config::{LogFormat, Overrides, Settings, Source};
 use std::rc::Rc;
@@ -124,6 +125,25 @@ fn load(args: &ConfigArg, overrides: Overrides) -> Result<Settings, ExitCode> {
 fn serve(settings: &Settings) -> ExitCode {
     init_logging(settings);
     let threads = settings.effective_threads();
+    // Before anything slow (migrations, the database): a missing folder is a configuration
+    // error, and the pages cannot link their stylesheet without it.
+    let assets = match Assets::load(&settings.static_dir) {
+        Ok(assets) => {
+            tracing::info!(
+                dir = %settings.static_dir.display(),
+                files = assets.len(),
+                bytes = assets.total_bytes(),
+                "static files loaded"
+            );
+            Arc::new(assets)
+        }
+        Err(e) => {
+            tracing::error!("static_dir: {e}");
+            // `e` names the path that failed: the folder, or a file in it.
+            eprintln!("pinion: configuration error: static_dir (PINION_STATIC_DIR): {e}");
+            return ExitCode::from(2);
+        }
+    };
     if settings.migrate_on_start && settings.database_url.is_some() {
         // The migrations module logs each migration it applies.
         if let Err(e) = migrate(settings, false) {
@@ -293,7 +313,8 @@ fn serve(settings: &Settings) -> ExitCode {
                 Arc::clone(&worlds),
                 Arc::clone(&feed),
                 telemetry.clone(),
-            ),
+            )
+            .with_assets(Arc::clone(&assets)),
         )
     };
     // Caught from before the listeners open: a stop that comes while the server starts is a

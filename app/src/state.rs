@@ -13,6 +13,8 @@ use pinion_server::{Ctx, Error, Request, StatusCode};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
+use crate::assets::Assets;
+use crate::layout::Layout;
 use crate::live::WorldFeed;
 
 /// The cache behind `/cached-queries`.
@@ -39,6 +41,9 @@ pub struct AppState {
     pub feed: Arc<WorldFeed>,
     /// The process-wide metrics, for `/metrics` (None: telemetry off).
     pub telemetry: Option<Arc<pinion_server::telemetry::Telemetry>>,
+    /// The static files, read once at start-up and shared by every worker (`/static/…`, and
+    /// the URLs pages link); none until [`with_assets`](Self::with_assets).
+    pub assets: Arc<Assets>,
     /// A fast, per-thread random source (ids and numbers for the TechEmpower routes); seeded
     /// per thread, never shared, so no lock.
     rng: RefCell<SmallRng>,
@@ -70,8 +75,20 @@ impl AppState {
             live: feed.join(),
             feed,
             telemetry,
+            assets: Arc::new(Assets::empty()),
             rng: RefCell::new(SmallRng::seed_from_u64(seed)),
         }
+    }
+
+    /// With the process's static files (`pinion serve` loads them from `static_dir`).
+    pub fn with_assets(self, assets: Arc<Assets>) -> AppState {
+        AppState { assets, ..self }
+    }
+
+    /// The layout of a full page (`templates/base.html`): this process's asset URLs, no CSRF
+    /// token and no messages yet.
+    pub fn layout(&self) -> Layout<'_> {
+        Layout::new(&self.assets)
     }
 
     /// A random `world` id or number, 1..=10000.

@@ -69,6 +69,7 @@ pub(crate) enum Key {
     StickyWindow,
     MigrateOnStart,
     MigrationsDir,
+    StaticDir,
     CacheTtl,
     CacheMaxEntries,
     QueryCache,
@@ -109,7 +110,7 @@ pub(crate) enum Rendered<'a> {
 
 impl Key {
     /// Every key, in the README table's order (also the order of `render_masked`).
-    pub(crate) const ALL: [Key; 60] = [
+    pub(crate) const ALL: [Key; 61] = [
         Key::Bind,
         Key::Port,
         Key::Threads,
@@ -142,6 +143,7 @@ impl Key {
         Key::StickyWindow,
         Key::MigrateOnStart,
         Key::MigrationsDir,
+        Key::StaticDir,
         Key::CacheTtl,
         Key::CacheMaxEntries,
         Key::QueryCache,
@@ -212,6 +214,7 @@ impl Key {
             Key::StickyWindow => ("sticky_window", "PINION_STICKY_WINDOW"),
             Key::MigrateOnStart => ("migrate_on_start", "PINION_MIGRATE_ON_START"),
             Key::MigrationsDir => ("migrations_dir", "PINION_MIGRATIONS_DIR"),
+            Key::StaticDir => ("static_dir", "PINION_STATIC_DIR"),
             Key::CacheTtl => ("cache_ttl", "PINION_CACHE_TTL"),
             Key::CacheMaxEntries => ("cache_max_entries", "PINION_CACHE_MAX_ENTRIES"),
             Key::QueryCache => ("query_cache", "PINION_QUERY_CACHE"),
@@ -383,6 +386,7 @@ impl Key {
             Key::StickyWindow => s.sticky_window = window(raw)?,
             Key::MigrateOnStart => s.migrate_on_start = value::boolean(raw)?,
             Key::MigrationsDir => s.migrations_dir = directory(value::string(raw)?)?,
+            Key::StaticDir => s.static_dir = directory(value::string(raw)?)?,
             Key::CacheTtl => s.cache_ttl = timeout(raw)?,
             Key::CacheMaxEntries => s.cache_max_entries = int(raw, 1, 100_000_000)?,
             Key::QueryCache => s.query_cache = value::boolean(raw)?,
@@ -494,6 +498,7 @@ impl Key {
             Key::StickyWindow => value::render_duration(s.sticky_window),
             Key::MigrateOnStart => s.migrate_on_start.to_string(),
             Key::MigrationsDir => value::render_string(&s.migrations_dir.to_string_lossy()),
+            Key::StaticDir => value::render_string(&s.static_dir.to_string_lossy()),
             Key::CacheTtl => value::render_duration(s.cache_ttl),
             Key::CacheMaxEntries => s.cache_max_entries.to_string(),
             Key::QueryCache => s.query_cache.to_string(),

@@ -192,6 +192,10 @@ pub const DEFAULT_MIGRATE_ON_START: bool = true;
 /// Default is `"migrations"`.
 pub const DEFAULT_MIGRATIONS_DIR: &str = "migrations";
 
+/// Default for [`Settings::static_dir`]: `static`, relative to the working directory, which is
+/// the repository's top level under `make run`. Default is `"static"`.
+pub const DEFAULT_STATIC_DIR: &str = "static";
+
 /// Default for [`Settings::security_headers`]: the OWASP secure-headers baseline costs a few
 /// bytes per response and closes whole classes of attack (MIME sniffing, clickjacking).
 /// Default is `true`.
@@ -571,6 +575,11 @@ pub struct Settings {
     /// Folder of `*.sql` migrations; a relative path is taken from the working directory.
     /// Default is [`DEFAULT_MIGRATIONS_DIR`].
     pub migrations_dir: PathBuf,
+    /// Folder of static files (stylesheets, scripts), read and content-hashed once at start-up
+    /// and served under `/static/` with a year-long `Cache-Control`; nginx serves the same
+    /// folder in production. A relative path is taken from the working directory. Default is
+    /// [`DEFAULT_STATIC_DIR`].
+    pub static_dir: PathBuf,
 
     /// How long a cached value lives when the caller gives no TTL (Django's `TIMEOUT`).
     /// Default is [`DEFAULT_CACHE_TTL`].
@@ -706,6 +715,7 @@ impl Default for Settings {
             sticky_window: DEFAULT_STICKY_WINDOW,
             migrate_on_start: DEFAULT_MIGRATE_ON_START,
             migrations_dir: PathBuf::from(DEFAULT_MIGRATIONS_DIR),
+            static_dir: PathBuf::from(DEFAULT_STATIC_DIR),
             cache_ttl: DEFAULT_CACHE_TTL,
             cache_max_entries: DEFAULT_CACHE_MAX_ENTRIES,
             query_cache: DEFAULT_QUERY_CACHE,

@@ -689,6 +689,16 @@ const RULES: &[Rule] = &[
         bad_env: &[("", "must not be empty"), (" ", "must not be empty")],
     },
     Rule {
+        key: "static_dir",
+        good_file: &[r#""static""#, r#""/srv/app/static""#, r#""./assets""#],
+        bad_file: &[
+            (r#""""#, "must not be empty"),
+            ("1", "must be a string, found an integer"),
+        ],
+        good_env: &["app/static"],
+        bad_env: &[("", "must not be empty"), (" ", "must not be empty")],
+    },
+    Rule {
         key: "cache_ttl",
         good_file: &["300", r#""5m""#, r#""250ms""#],
         bad_file: &[
@@ -1264,6 +1274,7 @@ fn render_masked_round_trips() {
         sticky_window: Duration::ZERO,
         migrate_on_start: false,
         migrations_dir: PathBuf::from("/srv/pinion/migrations \"v2\""),
+        static_dir: PathBuf::from("/srv/pinion/static"),
         cache_ttl: Duration::from_millis(90_500),
         cache_max_entries: 1234,
         query_cache: false,
@@ -1390,6 +1401,7 @@ fn database_defaults() {
     assert_eq!(s.sticky_window, Duration::from_secs(5));
     assert!(s.migrate_on_start);
     assert_eq!(s.migrations_dir, PathBuf::from("migrations"));
+    assert_eq!(s.static_dir, PathBuf::from("static"));
 }
 
 #[test]

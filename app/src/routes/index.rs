@@ -3,6 +3,7 @@
 use askama::Template;
 use pinion_server::{Ctx, Request, Response};
 
+use crate::layout::Layout;
 use crate::AppState;
 
 /// One row of the endpoint table.
@@ -28,10 +29,11 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint { method: "any", path: "/echo", about: "answers the request body with its content type" },
 ];
 
-/// `templates/index.html`, compiled by askama (auto-escaped).
+/// `templates/index.html`, compiled by askama (auto-escaped), on the layout of `base.html`.
 #[derive(Template)]
 #[template(path = "index.html")]
 struct IndexPage<'a> {
+    layout: Layout<'a>,
     name: &'a str,
     version: &'a str,
     threads: usize,
@@ -41,6 +43,7 @@ struct IndexPage<'a> {
 /// The index page.
 pub async fn index(ctx: &Ctx<AppState>, _req: Request) -> pinion_web::Result<Response> {
     let page = IndexPage {
+        layout: ctx.state().layout(),
         name: "pinion",
         version: env!("CARGO_PKG_VERSION"),
         threads: ctx.state().threads,

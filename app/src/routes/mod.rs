@@ -8,4 +8,5 @@ pub mod index;
 pub mod json;
 pub mod metrics;
 pub mod plaintext;
+pub mod static_files;
 pub mod world;

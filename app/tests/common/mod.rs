@@ -21,7 +21,7 @@ pub fn repo() -> &'static Path {
 }
 
 /// A `pinion` command without the developer's pinion and database variables, so they don't
-/// leak into what a test checks.
+/// leak into what a test checks, serving the repository's static files.
 pub fn pinion() -> Command {
     let mut cmd = Command::new(BIN);
     for (k, _) in std::env::vars() {
@@ -34,6 +34,8 @@ pub fn pinion() -> Command {
         }
     }
     cmd.env("RUST_LOG", "info");
+    // The tests run in app/, the repository's static files are one level up.
+    cmd.env("PINION_STATIC_DIR", repo().join("static"));
     cmd
 }
 
