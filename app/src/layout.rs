@@ -52,11 +52,15 @@ use crate::assets::{Assets, PREFIX};
 pub struct Layout<'a> {
     /// The process's static files, for [`asset`](Self::asset).
     pub assets: &'a Assets,
-    /// The request's CSRF token: sent by htmx on every request (`hx-headers` on `<body>`) and
+    /// The request's CSRF token: sent by htmx on every request (`hx-headers` on the page's wrapper, which a boosted
+    /// navigation swaps with the page, so a rotated token follows) and
     /// by forms in a hidden field (`partials/csrf_field.html`); `""` until sessions give one.
     pub csrf_token: &'a str,
     /// Messages for the user, shown above the content (`partials/flashes.html`).
     pub flashes: &'a [Flash],
+    /// Whether someone is signed in: the navigation shows their orders and a log-out button
+    /// instead of the sign-up and log-in links.
+    pub signed_in: bool,
 }
 
 impl<'a> Layout<'a> {
@@ -66,7 +70,13 @@ impl<'a> Layout<'a> {
             assets,
             csrf_token: "",
             flashes: &[],
+            signed_in: false,
         }
+    }
+
+    /// With the navigation of a signed-in user (or not).
+    pub fn signed_in(self, signed_in: bool) -> Layout<'a> {
+        Layout { signed_in, ..self }
     }
 
     /// With this CSRF token.

@@ -15,19 +15,53 @@
 //! - [`assets`]: the static files, content-hashed at start-up and served from memory.
 
 pub mod assets;
+pub mod catalogue;
 pub mod layout;
 pub mod live;
 pub mod middleware;
+pub mod models;
 pub mod routes;
 pub mod state;
 
+use catalogue::{accounts, orders, products};
 use pinion_server::{RouteOptions, Router};
+use pinion_web::auth::RequireLogin;
+use pinion_web::session::SessionLayer;
 pub use state::AppState;
 
-/// The application's routes, for one worker thread.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .get("/", routes::index::index)
+/// The application's routes, for one worker thread. With `sessions` (a database is
+/// configured) the home page is the catalogue demo, under sessions and CSRF, and the page
+/// of endpoints moves to `/about`; the TechEmpower routes come after the session layer and
+/// pay nothing for it.
+pub fn router(sessions: Option<SessionLayer>) -> Router<AppState> {
+    let router = match sessions {
+        Some(layer) => Router::new()
+            .get("/products/new", products::new)
+            .post("/products", products::create)
+            .get("/products/{id}/edit", products::edit)
+            .get("/products/{id}/row", products::row)
+            .post("/products/{id}", products::update)
+            .delete("/products/{id}", products::delete)
+            .post("/products/{id}/order", products::order)
+            .get("/orders", orders::list)
+            .get("/orders/{id}", orders::show)
+            .layer(RequireLogin::new("/login"))
+            .get("/", products::list)
+            .get("/products/{id}", products::show)
+            .get("/signup", accounts::signup_form)
+            .post("/signup", accounts::signup)
+            .get("/login", accounts::login_form)
+            .post("/login", accounts::login)
+            .post("/logout", accounts::logout)
+            .layer(layer)
+            .configure(
+                "/login",
+                RouteOptions::new().rate_limit_unsafe(middleware::LOGIN_POLICY),
+            ),
+        None => Router::new().get("/", routes::index::index),
+    };
+    router
+        .get("/about", routes::index::index)
         .get("/plaintext", routes::plaintext::plaintext)
         .get("/json", routes::json::json)
         .any("/echo", routes::echo::echo)

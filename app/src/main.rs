@@ -254,6 +254,8 @@ fn serve(settings: &Settings) -> ExitCode {
     }
     let worker_settings = settings.clone();
     let feed = pinion_app::live::WorldFeed::new();
+    // One for the process: the timeouts, the L1 in front of the rows, the CSRF rules.
+    let sessions = pinion_web::session::Sessions::from_settings(settings);
     let factory = move |worker| {
         // Runs on the worker thread, inside its runtime: the connections are this thread's own.
         logging::buffer_this_thread();
@@ -288,6 +290,10 @@ fn serve(settings: &Settings) -> ExitCode {
             }
             local
         });
+        let layer = db
+            .as_ref()
+            .map(|db| pinion_web::session::SessionLayer::new(&sessions, Rc::clone(db)));
+        let routes = router(layer);
         let router = match pinion_app::middleware::stack(
             &worker_settings,
             worker,
@@ -295,12 +301,12 @@ fn serve(settings: &Settings) -> ExitCode {
             &limits,
             db.as_ref(),
         ) {
-            Ok(stack) => router().middleware(stack),
+            Ok(stack) => routes.middleware(stack),
             Err(e) => {
                 // `check` ran the same construction before start-up, so this is unreachable
                 // in practice; serve without middleware rather than not at all.
                 tracing::error!(worker, "middleware disabled: {e}");
-                router()
+                routes
             }
         };
         (

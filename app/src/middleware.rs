@@ -125,6 +125,10 @@ pub fn stack(
     Ok(stack)
 }
 
+/// The policy the demo's login submissions are limited by: the one of that name in
+/// `rate_limit_policies`, else five per minute per client.
+pub const LOGIN_POLICY: &str = "login";
+
 /// Rate-limit state shared by the workers, built once.
 pub struct Limits {
     /// The policies, checked.
@@ -147,7 +151,15 @@ impl Limits {
                     .and_then(|policy| policy.with_burst(p.burst))
                     .map_err(|e| format!("rate_limit_policies: {}: {e}", p.name))
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<Policy>, _>>()?;
+        let mut policies = policies;
+        if !policies.iter().any(|p| p.name() == LOGIN_POLICY) {
+            // The demo's login form is limited whatever the settings say.
+            policies.push(
+                Policy::new(LOGIN_POLICY, 5, std::time::Duration::from_secs(60))
+                    .map_err(|e| format!("the built-in login policy: {e}"))?,
+            );
+        }
         let local = (settings.rate_limit_store == RateLimitStore::Local && !policies.is_empty())
             .then(|| LocalStore::shared(settings.rate_limit_max_keys));
         Ok(Limits { policies, local })

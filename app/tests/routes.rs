@@ -34,7 +34,7 @@ fn state() -> AppState {
 #[test]
 fn techempower_routes_answer_without_a_socket() {
     block_on(async {
-        let client = TestClient::new(&Settings::default(), router(), state());
+        let client = TestClient::new(&Settings::default(), router(None), state());
         let r = client.get("/plaintext").send().await;
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.header("content-type"), Some("text/plain"));
@@ -52,7 +52,7 @@ fn techempower_routes_answer_without_a_socket() {
 #[test]
 fn routing_and_refusals_answer_problems() {
     block_on(async {
-        let client = TestClient::new(&Settings::default(), router(), state());
+        let client = TestClient::new(&Settings::default(), router(None), state());
         let r = client.get("/no/such/page").send().await;
         assert_eq!(r.status(), StatusCode::NOT_FOUND);
         let r = client.delete("/plaintext").send().await;

@@ -134,7 +134,7 @@ fn the_layout_renders_blocks_token_flashes_and_asset_urls() {
     assert!(html.contains("<title>Sign up</title>"), "{html}");
     assert!(html.contains(r#"<p id="content">hello</p>"#), "{html}");
     assert!(
-        html.contains(r#"<body hx-headers='{"X-CSRF-Token": "tok-456"}'>"#),
+        html.contains(r#"<div id="page" hx-headers='{"X-CSRF-Token": "tok-456"}'>"#),
         "{html}"
     );
     assert!(
