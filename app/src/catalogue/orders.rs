@@ -93,7 +93,7 @@ pub async fn show(
         .await?
         .ok_or_else(Error::not_found)?;
     let lines: Vec<(i32, String, i32, i32)> = raw(
-        "SELECT l.product_id, p.name, l.quantity, l.price_cents FROM order_lines l \\
+        "SELECT l.product_id, p.name, l.quantity, l.price_cents FROM order_lines l \
          JOIN products p ON p.id = l.product_id WHERE l.order_id = $1 ORDER BY l.id",
     )
     .bind(order.id)

@@ -6,7 +6,7 @@ use pinion_orm::query::raw;
 use pinion_orm::Model;
 use pinion_server::cookie::CookieJar;
 use pinion_server::extract::{Form, Path, Query};
-use pinion_server::{Ctx, Html, IntoResponse, Request, Response, StatusCode};
+use pinion_server::{header, Ctx, HeaderValue, Html, IntoResponse, Request, Response, StatusCode};
 use pinion_web::auth::SignedIn;
 use pinion_web::htmx::{self, Htmx};
 use pinion_web::session::Session;
@@ -19,6 +19,10 @@ use crate::layout::Layout;
 use crate::models::{Order, OrderLine, Product};
 use crate::state::db_routing;
 use crate::AppState;
+
+/// How long a shared cache (nginx) may keep a page of the list for visitors without a
+/// session; a write shows there within this.
+pub const PUBLIC_FRAGMENT: &str = "public, max-age=10";
 
 /// Products per page of the list.
 pub const PER_PAGE: i64 = 10;
@@ -107,7 +111,16 @@ pub async fn list(
     };
     if htmx.wants_fragment() {
         let fragment = ResultsFragment { r: results };
-        return Ok(htmx::vary(Response::html(fragment.render()?)));
+        let resp = htmx::vary(Response::html(fragment.render()?));
+        // The same for every visitor without a session: nginx may keep it a little.
+        return Ok(if session.exists() {
+            resp
+        } else {
+            resp.header(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static(PUBLIC_FRAGMENT),
+            )
+        });
     }
     let parts = PageParts::of(&session, false)?;
     let page = ListPage {

@@ -194,6 +194,12 @@ impl Session {
         state.csrf.issue(id).map_err(Error::internal)
     }
 
+    /// Whether the request has a session: it came with a live one, or the handler made one
+    /// (a value stored, a CSRF token asked for). A page without one may be cached publicly.
+    pub fn exists(&self) -> bool {
+        self.0.borrow().id.is_some()
+    }
+
     /// Whether the session holds nothing and nobody is signed in.
     pub fn is_empty(&self) -> bool {
         let state = self.0.borrow();

@@ -157,8 +157,8 @@ impl std::fmt::Debug for Sessions {
 ///    `csrf_token`), unless its path is [exempt](Sessions::csrf_exempt).
 /// 3. After the handler, what changed is written (one statement) and the cookie sent
 ///    (`HttpOnly`, `SameSite=Lax`, `Path=/`, signed, `Secure` over HTTPS); a logout deletes
-///    the row and the cookie. A response that has a session and no `Cache-Control` gets
-///    `private, no-store`.
+///    the row and the cookie. A response without `Cache-Control` gets `private, no-store`
+///    when it has a session, else `no-cache`.
 pub struct SessionLayer {
     sessions: Sessions,
     db: Rc<ConnectionManager>,
@@ -333,13 +333,15 @@ impl<S: 'static> Layer<S> for SessionLayer {
                 jar.remove(Cookie::build(name).path("/"));
                 cookies = true;
             }
-            if (had_session || state.id.is_some())
-                && resp.header_value(&header::CACHE_CONTROL).is_none()
-            {
-                resp.insert_header(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("private, no-store"),
-                );
+            if resp.header_value(&header::CACHE_CONTROL).is_none() {
+                // A page of a session is nobody else's; any other is checked again each time
+                // (a handler that knows better, a public fragment, says so itself).
+                let policy = if had_session || state.id.is_some() {
+                    "private, no-store"
+                } else {
+                    "no-cache"
+                };
+                resp.insert_header(header::CACHE_CONTROL, HeaderValue::from_static(policy));
             }
             Ok(if cookies {
                 (jar, resp).into_response()
