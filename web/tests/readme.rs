@@ -40,3 +40,22 @@ fn the_readme_models_example_is_the_doc_test() {
     assert!(doc.len() > 40, "{doc:?}");
     assert_eq!(shown, doc);
 }
+
+fn session_doc() -> Vec<&'static str> {
+    include_str!("../src/session/mod.rs")
+        .lines()
+        .map(|l| {
+            l.strip_prefix("//! ")
+                .unwrap_or(l.trim_start_matches("//!"))
+        })
+        .collect()
+}
+
+#[test]
+fn the_readme_sessions_example_is_the_doc_test() {
+    let readme: Vec<&str> = include_str!("../../README.md").lines().collect();
+    let doc = first_block(&session_doc(), "HTTP sessions");
+    let shown = first_block(&readme, "### Sessions, CSRF and logins");
+    assert!(doc.len() > 30, "{doc:?}");
+    assert_eq!(shown, doc);
+}
