@@ -26,16 +26,29 @@ pub mod state;
 use catalogue::{accounts, orders, products};
 use pinion_server::{RouteOptions, Router};
 use pinion_web::auth::RequireLogin;
+use pinion_web::response_cache::ResponseCache;
 use pinion_web::session::SessionLayer;
 pub use state::AppState;
 
-/// The application's routes, for one worker thread. With `sessions` (a database is
-/// configured) the home page is the catalogue demo, under sessions and CSRF, and the page
-/// of endpoints moves to `/about`; the TechEmpower routes come after the session layer and
-/// pay nothing for it.
-pub fn router(sessions: Option<SessionLayer>) -> Router<AppState> {
-    let router = match sessions {
-        Some(layer) => Router::new()
+/// How long the catalogue's public pages (for visitors without a session) are kept whole.
+pub const PUBLIC_PAGE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What the demo's routes need besides the worker's state: its session layer, and the
+/// process's store of whole public pages.
+pub struct Demo {
+    /// Sessions and CSRF for the demo's routes.
+    pub sessions: SessionLayer,
+    /// Whole public pages, shared by the workers.
+    pub pages: ResponseCache<pinion_cache::LocMemCache>,
+}
+
+/// The application's routes, for one worker thread. With `demo` (a database is configured)
+/// the home page is the catalogue demo, under sessions and CSRF, and the page of endpoints
+/// moves to `/about`; the TechEmpower routes come after the session layer and pay nothing for
+/// it.
+pub fn router(demo: Option<Demo>) -> Router<AppState> {
+    let router = match demo {
+        Some(Demo { sessions: layer, pages }) => Router::new()
             .get("/products/new", products::new)
             .post("/products", products::create)
             .get("/products/{id}/edit", products::edit)
@@ -46,8 +59,8 @@ pub fn router(sessions: Option<SessionLayer>) -> Router<AppState> {
             .get("/orders", orders::list)
             .get("/orders/{id}", orders::show)
             .layer(RequireLogin::new("/login"))
-            .get("/", products::list)
-            .get("/products/{id}", products::show)
+            .get("/", pages.ttl(PUBLIC_PAGE_TTL, products::list))
+            .get("/products/{id}", pages.ttl(PUBLIC_PAGE_TTL, products::show))
             .get("/signup", accounts::signup_form)
             .post("/signup", accounts::signup)
             .get("/login", accounts::login_form)

@@ -256,6 +256,13 @@ fn serve(settings: &Settings) -> ExitCode {
     let feed = pinion_app::live::WorldFeed::new();
     // One for the process: the timeouts, the L1 in front of the rows, the CSRF rules.
     let sessions = pinion_web::session::Sessions::from_settings(settings);
+    // Whole public pages of the demo, shared by the workers.
+    let pages = pinion_web::response_cache::ResponseCache::new(Arc::new(LocMemCache::new(
+        &LocMemConfig {
+            cache: CacheConfig::default(),
+            max_entries: 10_000,
+        },
+    )));
     let factory = move |worker| {
         // Runs on the worker thread, inside its runtime: the connections are this thread's own.
         logging::buffer_this_thread();
@@ -290,10 +297,11 @@ fn serve(settings: &Settings) -> ExitCode {
             }
             local
         });
-        let layer = db
-            .as_ref()
-            .map(|db| pinion_web::session::SessionLayer::new(&sessions, Rc::clone(db)));
-        let routes = router(layer);
+        let demo = db.as_ref().map(|db| pinion_app::Demo {
+            sessions: pinion_web::session::SessionLayer::new(&sessions, Rc::clone(db)),
+            pages: pages.clone(),
+        });
+        let routes = router(demo);
         let router = match pinion_app::middleware::stack(
             &worker_settings,
             worker,

@@ -262,7 +262,7 @@ fn htmx_gets_the_fragment_and_history_restores_and_plain_requests_the_page() {
     assert!(
         page.body.starts_with("<!DOCTYPE html>") && page.body.contains(r#"<div id="results">"#)
     );
-    assert_eq!(page.header("vary"), Some("HX-Request"));
+    assert_eq!(page.header("vary"), Some("HX-Request, HX-History-Restore-Request, HX-Boosted"));
     assert!(
         page.header("cache-control").is_some(),
         "every HTML answer says how to cache it"
@@ -279,7 +279,7 @@ fn htmx_gets_the_fragment_and_history_restores_and_plain_requests_the_page() {
         fragment.body.contains("Brass pinion, 12 teeth") && !fragment.body.contains("Mainspring"),
         "the search applies"
     );
-    assert_eq!(fragment.header("vary"), Some("HX-Request"));
+    assert_eq!(fragment.header("vary"), Some("HX-Request, HX-History-Restore-Request, HX-Boosted"));
     assert_eq!(
         fragment.header("cache-control"),
         Some("public, max-age=10"),
@@ -310,6 +310,7 @@ fn htmx_gets_the_fragment_and_history_restores_and_plain_requests_the_page() {
     b.sign_up(app.addr);
     let mine = b.get(app.addr, "/", "HX-Request: true\r\n");
     assert_eq!(mine.header("cache-control"), Some("private, no-store"));
+    assert_eq!(mine.header("etag"), None, "a session's page is not kept");
     assert!(
         mine.body.contains("Edit</button>"),
         "a signed-in user edits inline"

@@ -7,8 +7,11 @@ use pinion_server::{header, Ctx, HeaderName, HeaderValue, Request, Response, Sta
 
 use crate::Result;
 
-/// `Vary: HX-Request`: a page and its fragment share a URL, so caches must key on it.
-const VARY_HX: HeaderValue = HeaderValue::from_static("HX-Request");
+/// What the choice between a page and its fragment depends on ([`Htmx::wants_fragment`]): a
+/// page and its fragment share a URL, so caches must key on these. `HX-Request` alone would
+/// let a cache answer a history restore (which also sends `HX-Request`) with the fragment.
+const VARY_HX: HeaderValue =
+    HeaderValue::from_static("HX-Request, HX-History-Restore-Request, HX-Boosted");
 
 /// What htmx says about the request (its `HX-*` headers).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,7 +37,7 @@ impl Htmx {
     }
 
     /// `fragment` rendered for an htmx request, else `page` (which includes the same partial);
-    /// both with `Vary: HX-Request` and `text/html`.
+    /// both with `Vary: HX-Request` (and the other headers the choice reads) and `text/html`.
     ///
     /// # Errors
     /// A template that fails to render (500).
@@ -48,7 +51,8 @@ impl Htmx {
     }
 }
 
-/// `resp` with `Vary: HX-Request`, for any answer that differs between htmx and the rest.
+/// `resp` with `Vary: HX-Request, HX-History-Restore-Request, HX-Boosted`, for any answer
+/// that differs between htmx and the rest.
 pub fn vary(resp: Response) -> Response {
     resp.header(header::VARY, VARY_HX)
 }

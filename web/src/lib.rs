@@ -197,6 +197,7 @@ pub mod csrf;
 mod error;
 pub mod htmx;
 pub mod password;
+pub mod response_cache;
 pub mod session;
 
 pub use error::{Error, Result};

@@ -179,6 +179,12 @@ impl Response {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
 
+    /// Every header but `Content-Type` (see [`header_value`](Self::header_value)), in the
+    /// order they were added: for a layer that copies a response (a response cache).
+    pub fn headers(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.headers.iter().map(|(n, v)| (n, v))
+    }
+
     /// The body.
     pub fn body(&self) -> &Bytes {
         &self.body
