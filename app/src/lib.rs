@@ -48,7 +48,10 @@ pub struct Demo {
 /// it.
 pub fn router(demo: Option<Demo>) -> Router<AppState> {
     let router = match demo {
-        Some(Demo { sessions: layer, pages }) => Router::new()
+        Some(Demo {
+            sessions: layer,
+            pages,
+        }) => Router::new()
             .get("/products/new", products::new)
             .post("/products", products::create)
             .get("/products/{id}/edit", products::edit)

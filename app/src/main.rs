@@ -257,12 +257,11 @@ fn serve(settings: &Settings) -> ExitCode {
     // One for the process: the timeouts, the L1 in front of the rows, the CSRF rules.
     let sessions = pinion_web::session::Sessions::from_settings(settings);
     // Whole public pages of the demo, shared by the workers.
-    let pages = pinion_web::response_cache::ResponseCache::new(Arc::new(LocMemCache::new(
-        &LocMemConfig {
+    let pages =
+        pinion_web::response_cache::ResponseCache::new(Arc::new(LocMemCache::new(&LocMemConfig {
             cache: CacheConfig::default(),
             max_entries: 10_000,
-        },
-    )));
+        })));
     let factory = move |worker| {
         // Runs on the worker thread, inside its runtime: the connections are this thread's own.
         logging::buffer_this_thread();

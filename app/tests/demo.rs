@@ -262,7 +262,10 @@ fn htmx_gets_the_fragment_and_history_restores_and_plain_requests_the_page() {
     assert!(
         page.body.starts_with("<!DOCTYPE html>") && page.body.contains(r#"<div id="results">"#)
     );
-    assert_eq!(page.header("vary"), Some("HX-Request, HX-History-Restore-Request, HX-Boosted"));
+    assert_eq!(
+        page.header("vary"),
+        Some("HX-Request, HX-History-Restore-Request, HX-Boosted")
+    );
     assert!(
         page.header("cache-control").is_some(),
         "every HTML answer says how to cache it"
@@ -279,7 +282,10 @@ fn htmx_gets_the_fragment_and_history_restores_and_plain_requests_the_page() {
         fragment.body.contains("Brass pinion, 12 teeth") && !fragment.body.contains("Mainspring"),
         "the search applies"
     );
-    assert_eq!(fragment.header("vary"), Some("HX-Request, HX-History-Restore-Request, HX-Boosted"));
+    assert_eq!(
+        fragment.header("vary"),
+        Some("HX-Request, HX-History-Restore-Request, HX-Boosted")
+    );
     assert_eq!(
         fragment.header("cache-control"),
         Some("public, max-age=10"),

@@ -4,9 +4,14 @@
 //! them so that `server` never depends on `orm` and every application gets it by adding one
 //! dependency.
 //!
-//! Today: [`Error`] and [`Result`], so that `?` works on database, template, I/O and
-//! application errors in a handler, and each becomes the right answer in one place; and
-//! [`password`], argon2id hashes for accounts.
+//! - [`Error`] and [`Result`], so that `?` works on database, template, I/O and application
+//!   errors in a handler, and each becomes the right answer in one place;
+//! - [`session`]: server-side sessions every instance shares, with their CSRF protection
+//!   ([`csrf`]);
+//! - [`htmx`]: a page or its fragment from one handler, redirects htmx follows;
+//! - [`auth`]: routes for signed-in users only;
+//! - [`response_cache`]: whole public answers kept per route, with ETags and 304s;
+//! - [`password`]: argon2id hashes for accounts, computed off the worker thread.
 //!
 //! # Errors in one place
 //! A handler returns [`Result<T>`](Result); `?` on any error converts it, and the conversion

@@ -27,13 +27,20 @@ type State = Rc<Calls>;
 async fn page(ctx: &Ctx<State>, htmx: Htmx) -> Response {
     let n = ctx.state().page.get() + 1;
     ctx.state().page.set(n);
-    let body = if htmx.wants_fragment() { format!("fragment {n}") } else { format!("page {n}") };
+    let body = if htmx.wants_fragment() {
+        format!("fragment {n}")
+    } else {
+        format!("page {n}")
+    };
     htmx::vary(Response::html(body))
 }
 
 async fn sets_cookie(ctx: &Ctx<State>) -> Response {
     ctx.state().cookie.set(ctx.state().cookie.get() + 1);
-    Response::text("hello").header(header::SET_COOKIE, HeaderValue::from_static("seen=1; Path=/"))
+    Response::text("hello").header(
+        header::SET_COOKIE,
+        HeaderValue::from_static("seen=1; Path=/"),
+    )
 }
 
 async fn missing(ctx: &Ctx<State>) -> Response {
@@ -43,7 +50,10 @@ async fn missing(ctx: &Ctx<State>) -> Response {
 
 async fn private(ctx: &Ctx<State>, _req: Request) -> Response {
     ctx.state().private.set(ctx.state().private.get() + 1);
-    Response::text("mine").header(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"))
+    Response::text("mine").header(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    )
 }
 
 fn client() -> (TestClient<State>, State, ResponseCache<LocMemCache>) {
@@ -56,7 +66,11 @@ fn client() -> (TestClient<State>, State, ResponseCache<LocMemCache>) {
         .get("/missing", cache.ttl(ttl, missing))
         .get("/private", cache.ttl(ttl, private));
     let state: State = Rc::default();
-    let client = TestClient::new(&pinion_config::Settings::default(), router, Rc::clone(&state));
+    let client = TestClient::new(
+        &pinion_config::Settings::default(),
+        router,
+        Rc::clone(&state),
+    );
     (client, state, cache)
 }
 
@@ -65,27 +79,49 @@ fn a_public_answer_is_kept_with_a_strong_etag_and_revalidated_with_304() {
     block_on(async {
         let (client, calls, cache) = client();
         let first = client.get("/page").send().await;
-        assert_eq!((first.status(), first.text().as_str()), (StatusCode::OK, "page 1"));
+        assert_eq!(
+            (first.status(), first.text().as_str()),
+            (StatusCode::OK, "page 1")
+        );
         let etag = first.header("etag").expect("an ETag").to_string();
         assert!(etag.starts_with('"') && etag.len() == 34, "strong: {etag}");
         let second = client.get("/page").send().await;
         assert_eq!(second.text(), "page 1", "served from the cache");
         assert_eq!(second.header("etag"), Some(etag.as_str()));
-        assert_eq!(second.header("vary"), Some("HX-Request, HX-History-Restore-Request, HX-Boosted"));
+        assert_eq!(
+            second.header("vary"),
+            Some("HX-Request, HX-History-Restore-Request, HX-Boosted")
+        );
         assert_eq!(calls.page.get(), 1);
 
-        let revalidated = client.get("/page").header("if-none-match", &etag).send().await;
+        let revalidated = client
+            .get("/page")
+            .header("if-none-match", &etag)
+            .send()
+            .await;
         assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED);
         assert_eq!(revalidated.text(), "");
         assert_eq!(revalidated.header("etag"), Some(etag.as_str()));
-        let other = client.get("/page").header("if-none-match", "\"something else\"").send().await;
+        let other = client
+            .get("/page")
+            .header("if-none-match", "\"something else\"")
+            .send()
+            .await;
         assert_eq!(other.status(), StatusCode::OK);
         assert_eq!(cache.stats().hits, 3);
 
         // The htmx fragment is another variant (Vary: HX-Request), kept apart.
-        let fragment = client.get("/page").header("hx-request", "true").send().await;
+        let fragment = client
+            .get("/page")
+            .header("hx-request", "true")
+            .send()
+            .await;
         assert_eq!(fragment.text(), "fragment 2");
-        let again = client.get("/page").header("hx-request", "true").send().await;
+        let again = client
+            .get("/page")
+            .header("hx-request", "true")
+            .send()
+            .await;
         assert_eq!(again.text(), "fragment 2");
         assert_eq!(client.get("/page").send().await.text(), "page 1");
         assert_eq!(calls.page.get(), 2);
@@ -111,11 +147,27 @@ fn a_sessions_request_never_gets_a_stored_answer_and_private_ones_are_never_stor
         assert_eq!(client.get("/page").send().await.text(), "page 1");
         for (cookie, n) in [("pinion_session=abc", 2), ("__Host-pinion_session=abc", 3)] {
             let mine = client.get("/page").header("cookie", cookie).send().await;
-            assert_eq!(mine.text(), format!("page {n}"), "a session's request runs the handler");
-            assert_eq!(mine.header("etag"), None, "nor is its answer validated or stored");
+            assert_eq!(
+                mine.text(),
+                format!("page {n}"),
+                "a session's request runs the handler"
+            );
+            assert_eq!(
+                mine.header("etag"),
+                None,
+                "nor is its answer validated or stored"
+            );
         }
-        assert_eq!(client.get("/page").send().await.text(), "page 1", "the public one is unchanged");
-        let authorized = client.get("/page").header("authorization", "Bearer x").send().await;
+        assert_eq!(
+            client.get("/page").send().await.text(),
+            "page 1",
+            "the public one is unchanged"
+        );
+        let authorized = client
+            .get("/page")
+            .header("authorization", "Bearer x")
+            .send()
+            .await;
         assert_eq!(authorized.text(), "page 4");
 
         for _ in 0..2 {
@@ -123,11 +175,22 @@ fn a_sessions_request_never_gets_a_stored_answer_and_private_ones_are_never_stor
             assert!(resp.header("set-cookie").is_some());
             assert_eq!(resp.header("etag"), None);
         }
-        assert_eq!(calls.cookie.get(), 2, "an answer that sets a cookie is never stored");
+        assert_eq!(
+            calls.cookie.get(),
+            2,
+            "an answer that sets a cookie is never stored"
+        );
         for _ in 0..2 {
-            assert_eq!(client.get("/missing").send().await.status(), StatusCode::NOT_FOUND);
+            assert_eq!(
+                client.get("/missing").send().await.status(),
+                StatusCode::NOT_FOUND
+            );
             assert_eq!(client.get("/private").send().await.text(), "mine");
         }
-        assert_eq!((calls.missing.get(), calls.private.get()), (2, 2), "404 and private answers run each time");
+        assert_eq!(
+            (calls.missing.get(), calls.private.get()),
+            (2, 2),
+            "404 and private answers run each time"
+        );
     });
 }

@@ -318,7 +318,7 @@ impl<S: 'static, T: Transport> Connection<S, T> {
         // The chain may answer before the body is read (a 429, a preflight).
         let early = match &mut ex {
             Some(ex) => match chain.before_now(&mut req, ex) {
-                None if chain.waits() => chain.before(&mut req, ex, &shared.ctx).await,
+                None if chain.waits(ex) => chain.before(&mut req, ex, &shared.ctx).await,
                 now => now,
             },
             None => None,

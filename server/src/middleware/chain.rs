@@ -95,8 +95,8 @@ impl<S: 'static> Chain<S> {
     /// Whether [`before`](Self::before) has anything left to run after
     /// [`before_now`](Self::before_now): steps that are trait objects (which may wait on
     /// I/O, like a rate limit kept in PostgreSQL).
-    pub(crate) fn waits(&self) -> bool {
-        !self.observers_before.is_empty() || !self.tail_before.is_empty()
+    pub(crate) fn waits(&self, ex: &Exchange<'_>) -> bool {
+        !self.observers_before.is_empty() || self.tail_before.iter().any(|m| m.wants_before(ex))
     }
 
     /// Runs the `before` steps that [`before_now`](Self::before_now) did not; `Some` is an
@@ -121,6 +121,9 @@ impl<S: 'static> Chain<S> {
             }
         }
         for step in &self.tail_before {
+            if !step.wants_before(ex) {
+                continue;
+            }
             if let Some(resp) = decide(step.before(req, ex, ctx)).await {
                 return Some(resp);
             }

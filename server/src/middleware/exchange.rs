@@ -177,12 +177,13 @@ impl<'r> Exchange<'r> {
     /// The rate-limit policy named for this route, if any (see [`RouteOptions`]).
     pub fn rate_policy(&self) -> Option<&'r str> {
         let options = &self.route?.options;
+        let policy = options.rate_limit.as_deref()?;
         let counted = options.rate_limit_safe
             || !matches!(
                 *self.method(),
                 Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
             );
-        options.rate_limit.as_deref().filter(|_| counted)
+        counted.then_some(policy)
     }
 
     /// Queues `name: value` for the response, from a `before` step (an `after` step writes to

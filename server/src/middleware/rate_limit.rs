@@ -92,6 +92,11 @@ impl<S: 'static, St: RateStore + 'static> Middleware<S> for RateLimit<St> {
         false
     }
 
+    fn wants_before(&self, ex: &Exchange) -> bool {
+        // No lookup: a route without a policy, under no default, is all most requests are.
+        self.default.is_some() || ex.rate_policy().is_some()
+    }
+
     fn before<'a>(
         &'a self,
         req: &'a mut Request,
