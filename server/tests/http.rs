@@ -590,7 +590,10 @@ fn a_slow_reader_that_keeps_reading_gets_its_whole_response() {
         assert_eq!(got.len(), total, "{d:?}");
         assert!(got[total - body..].iter().all(|&b| b == b'y'), "{d:?}");
         let took = began.elapsed();
-        assert!(took > Duration::from_millis(1200), "{d:?}: read in {took:?}, two write timeouts");
+        assert!(
+            took > Duration::from_millis(1200),
+            "{d:?}: read in {took:?}, two write timeouts"
+        );
         server.stop();
     }
 }
