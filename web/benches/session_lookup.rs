@@ -98,7 +98,7 @@ fn main() {
             .and_then(|c| c.split(';').next())
             .expect("a session cookie")
             .to_string();
-        let mut per = |path: &'static str| {
+        let per = |path: &'static str| {
             let client = &client;
             let cookie = cookie.clone();
             async move {
