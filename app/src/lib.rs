@@ -7,7 +7,12 @@
 //! hands it to [`pinion_server::start`].
 //!
 //! # Layout
-//! - [`routes`]: one module per endpoint;
+//! - [`catalogue`]: the demo app's routes by resource (products, accounts, orders) and their
+//!   forms;
+//! - [`models`]: the ORM models, one module each;
+//! - [`techempower`]: the TechEmpower test types, together;
+//! - [`routes`]: the other endpoints (health, metrics, static files, the endpoint list);
+//! - [`startup`]: the database configuration and each worker's routes and state;
 //! - [`state`]: what each worker thread's handlers share ([`AppState`]), routing sessions and
 //!   the sticky cookie;
 //! - [`layout`]: what a full page hands `templates/base.html` (asset URLs, CSRF token, flash
@@ -21,7 +26,9 @@ pub mod live;
 pub mod middleware;
 pub mod models;
 pub mod routes;
+pub mod startup;
 pub mod state;
+pub mod techempower;
 
 use catalogue::{accounts, orders, products};
 use pinion_server::{RouteOptions, Router};
@@ -78,14 +85,14 @@ pub fn router(demo: Option<Demo>) -> Router<AppState> {
     };
     router
         .get("/about", routes::index::index)
-        .get("/plaintext", routes::plaintext::plaintext)
-        .get("/json", routes::json::json)
+        .get("/plaintext", techempower::plaintext::plaintext)
+        .get("/json", techempower::json::json)
         .any("/echo", routes::echo::echo)
-        .get("/db", routes::world::db)
-        .get("/queries", routes::world::queries)
-        .get("/updates", routes::world::updates)
-        .get("/cached-queries", routes::world::cached_queries)
-        .get("/fortunes", routes::fortunes::fortunes)
+        .get("/db", techempower::world::db)
+        .get("/queries", techempower::world::queries)
+        .get("/updates", techempower::world::updates)
+        .get("/cached-queries", techempower::world::cached_queries)
+        .get("/fortunes", techempower::fortunes::fortunes)
         .get("/worlds/live", routes::demo::live)
         .get("/worlds/{id}", routes::demo::show)
         .post("/worlds/{id}", routes::demo::update)

@@ -9,14 +9,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use pinion_app::assets::Assets;
-use pinion_app::{router, AppState};
 use pinion_config::{LogFormat, Overrides, Settings, Source};
-use std::rc::Rc;
 use std::sync::Arc;
 
 use pinion_cache::{CacheConfig, LocMemCache, LocMemConfig, StampedeProtection, XFetchConfig};
-use pinion_orm::{ConnectOptions, ConnectionManager, DbConfig, QueryCache};
-use pinion_server::telemetry::ThreadTelemetry;
+use pinion_orm::{ConnectionManager, QueryCache};
 
 /// mimalloc instead of glibc malloc: per-thread free lists suit a thread-per-core server, and
 /// glibc's `free` cost ~100 instructions per call on the request path (callgrind, plaintext).
@@ -152,7 +149,7 @@ fn serve(settings: &Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let mut db_config = db_config(settings);
+    let mut db_config = pinion_app::startup::db_config(settings);
     // One query cache for the process, with its listening connection to the primary: kept
     // until the process ends.
     let mut _listener = None;
@@ -188,9 +185,9 @@ fn serve(settings: &Settings) -> ExitCode {
     ));
     if let Some(cfg) = &db_config {
         let started = std::time::Instant::now();
-        match on_runtime(async {
+        match pinion_app::startup::on_runtime(async {
             let db = ConnectionManager::start(cfg).map_err(|e| e.to_string())?;
-            pinion_app::routes::world::prime(&db, &worlds).await
+            pinion_app::techempower::world::prime(&db, &worlds).await
         }) {
             Ok(Ok(n)) => tracing::info!(
                 rows = n,
@@ -216,7 +213,7 @@ fn serve(settings: &Settings) -> ExitCode {
     if !limits.policies.is_empty() && limits.local.is_none() {
         // The shared store's table is created once, before the workers start.
         if let Some(cfg) = &db_config {
-            let created = on_runtime(async {
+            let created = pinion_app::startup::on_runtime(async {
                 let db = ConnectionManager::start(cfg).map_err(|e| e.to_string())?;
                 pinion_orm::PgRateStore::new(db)
                     .ensure_table()
@@ -252,83 +249,31 @@ fn serve(settings: &Settings) -> ExitCode {
             });
         }
     }
-    let worker_settings = settings.clone();
-    let feed = pinion_app::live::WorldFeed::new();
-    // One for the process: the timeouts, the L1 in front of the rows, the CSRF rules.
-    let sessions = pinion_web::session::Sessions::from_settings(settings);
-    // Whole public pages of the demo, shared by the workers.
-    let pages =
-        pinion_web::response_cache::ResponseCache::new(Arc::new(LocMemCache::new(&LocMemConfig {
-            cache: CacheConfig::default(),
-            max_entries: 10_000,
-        })));
+    let workers = pinion_app::startup::Workers {
+        settings: settings.clone(),
+        threads,
+        db_config,
+        telemetry,
+        limits,
+        sticky_window,
+        worlds,
+        feed: pinion_app::live::WorldFeed::new(),
+        // One for the process: the timeouts, the L1 in front of the rows, the CSRF rules.
+        sessions: pinion_web::session::Sessions::from_settings(settings),
+        // Whole public pages of the demo, shared by the workers.
+        pages: pinion_web::response_cache::ResponseCache::new(Arc::new(LocMemCache::new(
+            &LocMemConfig {
+                cache: CacheConfig::default(),
+                max_entries: 10_000,
+            },
+        ))),
+        assets,
+    };
     let factory = move |worker| {
         // Runs on the worker thread, inside its runtime: the connections are this thread's own.
         logging::buffer_this_thread();
         monoio::spawn(logging::flusher());
-        let db = db_config
-            .as_ref()
-            .and_then(|cfg| match ConnectionManager::start(cfg) {
-                Ok(db) => Some(db),
-                Err(e) => {
-                    tracing::error!(worker, "database disabled: {e}");
-                    None
-                }
-            });
-        let thread_telemetry = telemetry.as_ref().map(|t| {
-            let local = Rc::new(ThreadTelemetry::new(Arc::clone(t)));
-            if let Some(db) = &db {
-                for d in db.databases() {
-                    // Weak: the telemetry already holds the databases (pool gauges).
-                    let t = Rc::downgrade(&local);
-                    d.set_query_observer(Rc::new(move |name, elapsed| {
-                        if let Some(t) = t.upgrade() {
-                            t.observe_query(name, elapsed);
-                        }
-                    }));
-                }
-                let db = Rc::clone(db);
-                local.add_local_source(move |sink| {
-                    for d in db.databases() {
-                        sink.pool(d.name(), d.pool_available(), d.pool_waiters());
-                    }
-                });
-            }
-            local
-        });
-        let demo = db.as_ref().map(|db| pinion_app::Demo {
-            sessions: pinion_web::session::SessionLayer::new(&sessions, Rc::clone(db)),
-            pages: pages.clone(),
-        });
-        let routes = router(demo);
-        let router = match pinion_app::middleware::stack(
-            &worker_settings,
-            worker,
-            thread_telemetry,
-            &limits,
-            db.as_ref(),
-        ) {
-            Ok(stack) => routes.middleware(stack),
-            Err(e) => {
-                // `check` ran the same construction before start-up, so this is unreachable
-                // in practice; serve without middleware rather than not at all.
-                tracing::error!(worker, "middleware disabled: {e}");
-                routes
-            }
-        };
-        (
-            router,
-            AppState::new(
-                threads,
-                worker,
-                db,
-                sticky_window,
-                Arc::clone(&worlds),
-                Arc::clone(&feed),
-                telemetry.clone(),
-            )
-            .with_assets(Arc::clone(&assets)),
-        )
+        workers.worker(worker)
     };
     // Caught from before the listeners open: a stop that comes while the server starts is a
     // graceful one.
@@ -363,35 +308,6 @@ fn serve(settings: &Settings) -> ExitCode {
     }
 }
 
-/// The database configuration for the workers, when a database is configured.
-fn db_config(settings: &Settings) -> Option<DbConfig> {
-    let primary = settings.database_url.as_ref()?;
-    let mut cfg = DbConfig::new(
-        primary.as_str(),
-        settings
-            .database_replica_urls
-            .iter()
-            .map(|u| u.as_str().to_string())
-            .collect(),
-    );
-    cfg.pool_size_per_thread = settings.pool_size_per_thread();
-    cfg.connect = connect_options(settings);
-    cfg.query_timeout = settings.db_query_timeout;
-    cfg.check_interval = settings.replica_check_interval;
-    for named in &settings.databases {
-        cfg = cfg.database(named.name.as_str(), named.url.as_str());
-    }
-    Some(cfg)
-}
-
-fn connect_options(settings: &Settings) -> ConnectOptions {
-    ConnectOptions {
-        connect_timeout: settings.db_connect_timeout,
-        keepalive: settings.db_keepalive,
-        user_timeout: settings.db_user_timeout,
-    }
-}
-
 /// Applies (or, with `check_only`, lists) pending migrations on a runtime of its own, before
 /// any worker starts.
 fn migrate(settings: &Settings, check_only: bool) -> Result<Vec<String>, String> {
@@ -402,9 +318,9 @@ fn migrate(settings: &Settings, check_only: bool) -> Result<Vec<String>, String>
         .as_str()
         .to_string();
     let dir = settings.migrations_dir.clone();
-    let opts = connect_options(settings);
+    let opts = pinion_app::startup::connect_options(settings);
     let migrations = pinion_orm::migrate::load_dir(&dir).map_err(|e| e.to_string())?;
-    on_runtime(async move {
+    pinion_app::startup::on_runtime(async move {
         if check_only {
             pinion_orm::migrate::pending(&url, &migrations, &opts).await
         } else {
@@ -414,15 +330,6 @@ fn migrate(settings: &Settings, check_only: bool) -> Result<Vec<String>, String>
         }
     })?
     .map_err(|e| e.to_string())
-}
-
-/// Runs `f` to completion on a monoio runtime of its own (start-up work, before the workers).
-fn on_runtime<F: std::future::Future>(f: F) -> Result<F::Output, String> {
-    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
-        .build()
-        .map_err(|e| format!("cannot build a runtime: {e}"))?;
-    Ok(rt.block_on(f))
 }
 
 fn migrate_command(settings: &Settings, check_only: bool) -> ExitCode {

@@ -95,7 +95,7 @@ impl AppState {
     pub fn random_world_value(&self) -> i32 {
         self.rng
             .borrow_mut()
-            .random_range(1..=crate::routes::world::WORLD_ROWS)
+            .random_range(1..=crate::techempower::world::WORLD_ROWS)
     }
 
     /// The databases, or a 503 when none is configured.

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use pinion_orm::query::raw;
 use pinion_orm::Model;
 
-use crate::routes::world::World;
 use crate::state::db_routing;
+use crate::techempower::world::World;
 use crate::AppState;
 
 #[derive(Serialize)]

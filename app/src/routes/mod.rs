@@ -1,12 +1,9 @@
-//! The application's endpoints, one module each.
+//! The application's other endpoints, one module each: health probes, metrics, static files,
+//! the endpoint list, `/echo` and the read-your-writes demo on `world`.
 
 pub mod demo;
 pub mod echo;
-pub mod fortunes;
 pub mod health;
 pub mod index;
-pub mod json;
 pub mod metrics;
-pub mod plaintext;
 pub mod static_files;
-pub mod world;

@@ -6,23 +6,11 @@ use pinion_cache::{Cache, Ttl};
 use pinion_orm::{batch, Model};
 use pinion_server::{Ctx, Request, Response};
 use pinion_web::Result;
-use serde::{Deserialize, Serialize};
 
 use crate::state::db_routing;
 use crate::AppState;
 
-/// A row of `world`, serialized as TechEmpower names it.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Model)]
-#[model(table = "world")]
-pub struct World {
-    /// Primary key, 1..=10000.
-    #[model(primary_key)]
-    pub id: i32,
-    /// The value `/updates` changes.
-    #[serde(rename = "randomNumber")]
-    #[model(column = "randomnumber")]
-    pub random_number: i32,
-}
+pub use crate::models::World;
 
 /// An `application/json` response whose body `write` renders (timed as the render phase of a
 /// sampled trace); `capacity` is the expected size, so the body is allocated once.

@@ -19,16 +19,7 @@ pub const EXTRA_FORTUNE: &str = "Additional fortune added at request time.";
 /// about 1.3 KiB.
 const MAX_RETAINED_PAGE: usize = 64 * 1024;
 
-/// A row of `fortune`.
-#[derive(Debug, Clone, PartialEq, Eq, Model)]
-#[model(table = "fortune")]
-pub struct Fortune {
-    /// Primary key.
-    #[model(primary_key)]
-    pub id: i32,
-    /// The text, shown HTML-escaped.
-    pub message: String,
-}
+pub use crate::models::Fortune;
 
 /// A line of the page: a fortune's fields, borrowed (the extra one is not a row).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

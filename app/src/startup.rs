@@ -1,0 +1,157 @@
+//! Start-up wiring the `pinion` binary runs once: the database configuration from the
+//! settings, and [`Workers`], what every worker thread's routes and state are built from.
+//! The binary keeps what only a process does (arguments, logging, migrations, signals).
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pinion_config::Settings;
+use pinion_orm::{ConnectOptions, ConnectionManager, DbConfig};
+use pinion_server::telemetry::{Telemetry, ThreadTelemetry};
+use pinion_server::Router;
+
+use crate::assets::Assets;
+use crate::live::WorldFeed;
+use crate::middleware::Limits;
+use crate::state::WorldCache;
+use crate::{router, AppState};
+
+/// The database configuration for the workers, when a database is configured.
+pub fn db_config(settings: &Settings) -> Option<DbConfig> {
+    let primary = settings.database_url.as_ref()?;
+    let mut cfg = DbConfig::new(
+        primary.as_str(),
+        settings
+            .database_replica_urls
+            .iter()
+            .map(|u| u.as_str().to_string())
+            .collect(),
+    );
+    cfg.pool_size_per_thread = settings.pool_size_per_thread();
+    cfg.connect = connect_options(settings);
+    cfg.query_timeout = settings.db_query_timeout;
+    cfg.check_interval = settings.replica_check_interval;
+    for named in &settings.databases {
+        cfg = cfg.database(named.name.as_str(), named.url.as_str());
+    }
+    Some(cfg)
+}
+
+/// How the workers, the listener and the migrator dial PostgreSQL.
+pub fn connect_options(settings: &Settings) -> ConnectOptions {
+    ConnectOptions {
+        connect_timeout: settings.db_connect_timeout,
+        keepalive: settings.db_keepalive,
+        user_timeout: settings.db_user_timeout,
+    }
+}
+
+/// Runs `f` to completion on a monoio runtime of its own (start-up work, before the workers).
+///
+/// # Errors
+/// When the runtime cannot be built.
+pub fn on_runtime<F: std::future::Future>(f: F) -> Result<F::Output, String> {
+    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .map_err(|e| format!("cannot build a runtime: {e}"))?;
+    Ok(rt.block_on(f))
+}
+
+/// What every worker's routes and state are built from, made once for the process.
+pub struct Workers {
+    /// The settings (the middleware chain reads them per worker).
+    pub settings: Settings,
+    /// How many workers there are (the endpoint list shows it).
+    pub threads: usize,
+    /// The databases, when one is configured (each worker dials its own connections).
+    pub db_config: Option<DbConfig>,
+    /// The process's metrics, when telemetry is on.
+    pub telemetry: Option<Arc<Telemetry>>,
+    /// The rate-limit policies and their in-process store.
+    pub limits: Limits,
+    /// How long reads stay on the primary after a write.
+    pub sticky_window: Duration,
+    /// The `/cached-queries` cache.
+    pub worlds: Arc<WorldCache>,
+    /// The feed of `world` writes for `/worlds/live`.
+    pub feed: Arc<WorldFeed>,
+    /// The demo's sessions.
+    pub sessions: pinion_web::session::Sessions,
+    /// The demo's whole public pages.
+    pub pages: pinion_web::response_cache::ResponseCache<pinion_cache::LocMemCache>,
+    /// The static files.
+    pub assets: Arc<Assets>,
+}
+
+impl Workers {
+    /// The routes and state of worker `worker`, built on its thread (its connections are its
+    /// own).
+    pub fn worker(&self, worker: usize) -> (Router<AppState>, AppState) {
+        let db = self
+            .db_config
+            .as_ref()
+            .and_then(|cfg| match ConnectionManager::start(cfg) {
+                Ok(db) => Some(db),
+                Err(e) => {
+                    tracing::error!(worker, "database disabled: {e}");
+                    None
+                }
+            });
+        let thread_telemetry = self.telemetry.as_ref().map(|t| {
+            let local = Rc::new(ThreadTelemetry::new(Arc::clone(t)));
+            if let Some(db) = &db {
+                for d in db.databases() {
+                    // Weak: the telemetry already holds the databases (pool gauges).
+                    let t = Rc::downgrade(&local);
+                    d.set_query_observer(Rc::new(move |name, elapsed| {
+                        if let Some(t) = t.upgrade() {
+                            t.observe_query(name, elapsed);
+                        }
+                    }));
+                }
+                let db = Rc::clone(db);
+                local.add_local_source(move |sink| {
+                    for d in db.databases() {
+                        sink.pool(d.name(), d.pool_available(), d.pool_waiters());
+                    }
+                });
+            }
+            local
+        });
+        let demo = db.as_ref().map(|db| crate::Demo {
+            sessions: pinion_web::session::SessionLayer::new(&self.sessions, Rc::clone(db)),
+            pages: self.pages.clone(),
+        });
+        let routes = router(demo);
+        let router = match crate::middleware::stack(
+            &self.settings,
+            worker,
+            thread_telemetry,
+            &self.limits,
+            db.as_ref(),
+        ) {
+            Ok(stack) => routes.middleware(stack),
+            Err(e) => {
+                // `check` ran the same construction before start-up, so this is unreachable
+                // in practice; serve without middleware rather than not at all.
+                tracing::error!(worker, "middleware disabled: {e}");
+                routes
+            }
+        };
+        (
+            router,
+            AppState::new(
+                self.threads,
+                worker,
+                db,
+                self.sticky_window,
+                Arc::clone(&self.worlds),
+                Arc::clone(&self.feed),
+                self.telemetry.clone(),
+            )
+            .with_assets(Arc::clone(&self.assets)),
+        )
+    }
+}
