@@ -1,9 +1,10 @@
 //! # pinion-app
 //!
-//! The reference application served by the `pinion` binary: the TechEmpower endpoints
-//! (`/plaintext`, `/json`, `/db`, `/queries`, `/fortunes`, `/updates`, `/cached-queries`),
-//! health probes, a read-your-writes demo (`/worlds/{id}`), `/echo`, an index page and its
-//! static files (`/static/…`). [`router`] builds the routes for one worker thread; the binary
+//! The reference application served by the `pinion` binary: a catalogue with accounts and
+//! orders (server-rendered, htmx, sessions and CSRF), the TechEmpower endpoints (`/plaintext`,
+//! `/json`, `/db`, `/queries`, `/fortunes`, `/updates`, `/cached-queries`), health probes, a
+//! read-your-writes demo (`/worlds/{id}`), `/echo`, an endpoint list (`/about`) and the static
+//! files (`/static/…`). [`router`] builds the routes for one worker thread; the binary
 //! hands it to [`pinion_server::start`].
 //!
 //! # Layout

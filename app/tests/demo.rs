@@ -302,6 +302,11 @@ fn htmx_gets_the_fragment_and_history_restores_and_plain_requests_the_page() {
         "a history restore needs the page"
     );
 
+    // The endpoint list moved to /about, and says how long it may be kept.
+    let about = b.get(app.addr, "/about", "");
+    assert!(about.body.contains("/plaintext"));
+    assert_eq!(about.header("cache-control"), Some("public, max-age=60"));
+
     // Pages of ten, in name order.
     let first = b.get(app.addr, "/", "HX-Request: true\r\n");
     assert_eq!(first.body.matches("<tr id=\"product-").count(), 10);

@@ -50,5 +50,10 @@ pub async fn index(ctx: &Ctx<AppState>, _req: Request) -> pinion_web::Result<Res
         endpoints: ENDPOINTS,
     };
     let html = pinion_server::telemetry::trace::render(|| page.render())?;
-    Ok(Response::html(html))
+    // The same for everybody, and it changes only with a deployment: a shared cache may keep
+    // it a minute.
+    Ok(Response::html(html).header(
+        pinion_server::header::CACHE_CONTROL,
+        pinion_server::HeaderValue::from_static("public, max-age=60"),
+    ))
 }
