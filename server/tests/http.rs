@@ -560,9 +560,7 @@ fn a_connection_waiting_in_the_accept_queue_is_served_during_shutdown() {
 fn a_slow_reader_that_keeps_reading_gets_its_whole_response() {
     for d in drivers() {
         let mut s = settings(d);
-        // Twelve times the pause between reads: a test thread starved for a while by the
-        // others running beside it on two cores must not look like a stalled reader.
-        s.write_timeout = Duration::from_millis(600);
+        s.write_timeout = Duration::from_millis(300);
         let server = TestServer::start(&s, |_| (app(), ()));
         let body = 1024 * 1024;
         let mut c = tiny_window_client(server.addr);
@@ -581,7 +579,11 @@ fn a_slow_reader_that_keeps_reading_gets_its_whole_response() {
                     break end + 4 + body;
                 }
             }
-            let n = c.read(&mut chunk).expect("read");
+            // A signal another test of this binary delivers interrupts a blocking read: retry.
+            let n = match c.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => other.expect("read"),
+            };
             assert!(n > 0, "{d:?}: closed after {} bytes", got.len());
             got.extend_from_slice(&chunk[..n]);
             std::thread::sleep(Duration::from_millis(50));
@@ -590,10 +592,7 @@ fn a_slow_reader_that_keeps_reading_gets_its_whole_response() {
         assert_eq!(got.len(), total, "{d:?}");
         assert!(got[total - body..].iter().all(|&b| b == b'y'), "{d:?}");
         let took = began.elapsed();
-        assert!(
-            took > Duration::from_millis(1200),
-            "{d:?}: read in {took:?}, two write timeouts"
-        );
+        assert!(took > Duration::from_millis(900), "{d:?}: read in {took:?}");
         server.stop();
     }
 }
