@@ -46,6 +46,21 @@ impl CookieJar {
         CookieJar { jar, keys, secure }
     }
 
+    /// A jar that read no cookie, for a layer that sets one after the handler has taken the
+    /// request (a session layer reads its cookie with
+    /// [`Ctx::signed_cookie`](crate::Ctx::signed_cookie), which builds no jar): `https` adds
+    /// `Secure`, as [`Ctx::is_https`](crate::Ctx::is_https) says.
+    pub fn for_response<S>(ctx: &Ctx<S>, https: bool) -> CookieJar {
+        CookieJar::from_headers(std::iter::empty(), Arc::clone(ctx.cookie_keys()), https)
+    }
+
+    /// Answers with an expired `Set-Cookie` for `name` (`Path=/`), whether or not this jar read
+    /// it: for a jar made with [`for_response`](Self::for_response).
+    pub fn expire(&mut self, name: &str) {
+        self.jar.add_original(Cookie::new(name.to_string(), ""));
+        self.remove(Cookie::from(name.to_string()));
+    }
+
     /// The cookie `name` as the client sent it (or as this handler set it), unverified.
     pub fn get(&self, name: &str) -> Option<&Cookie<'static>> {
         self.jar.get(name)

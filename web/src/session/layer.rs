@@ -202,17 +202,17 @@ impl SessionLayer {
         });
     }
 
-    /// The request's session state, loaded.
+    /// The request's session state, loaded. `cookie` is the session cookie verified, `sent`
+    /// whether the request had one at all (a bad one is then removed).
     async fn load(
         &self,
-        jar: &mut CookieJar,
-        name: &str,
+        cookie: Option<Cookie<'static>>,
+        sent: bool,
         csrf: Rc<CsrfKeys>,
     ) -> crate::Result<(State, bool)> {
         let now = (self.sessions.clock)();
         let mut state = State::anonymous(now, csrf);
-        let sent = jar.get(name).is_some();
-        let Some(cookie) = jar.signed().get(name) else {
+        let Some(cookie) = cookie else {
             // Absent, or changed by someone without the key: removed if it was there.
             return Ok((state, sent));
         };
@@ -280,11 +280,14 @@ impl<S: 'static> Layer<S> for SessionLayer {
             self.start_purge(ctx);
             let https = ctx.is_https(&req);
             let name = if https { HOST_COOKIE } else { COOKIE };
-            let mut jar = match CookieJar::from_request(&req, ctx) {
-                Ok(jar) => jar,
-                Err(rejection) => return Ok(rejection.into_response_for(&req)),
+            // No jar on the way in: most requests only read their session.
+            let sent = sent_cookie(&req, name);
+            let cookie = if sent {
+                ctx.signed_cookie(&req, name)
+            } else {
+                None
             };
-            let (state, stale_cookie) = match self.load(&mut jar, name, self.csrf_keys(ctx)).await {
+            let (state, stale_cookie) = match self.load(cookie, sent, self.csrf_keys(ctx)).await {
                 Ok(loaded) => loaded,
                 Err(e) => return Ok(e.into_response()),
             };
@@ -319,6 +322,7 @@ impl<S: 'static> Layer<S> for SessionLayer {
                 return Ok(e.into_response());
             }
             let mut cookies = false;
+            let mut jar = CookieJar::for_response(ctx, https);
             if state.new_id {
                 if let Some(id) = &state.id {
                     // The browser may drop it when the absolute timeout ends it anyway.
@@ -330,7 +334,7 @@ impl<S: 'static> Layer<S> for SessionLayer {
                     cookies = true;
                 }
             } else if state.id.is_none() && (had_session || stale_cookie) {
-                jar.remove(Cookie::build(name).path("/"));
+                jar.expire(name);
                 cookies = true;
             }
             if resp.header_value(&header::CACHE_CONTROL).is_none() {
@@ -350,6 +354,18 @@ impl<S: 'static> Layer<S> for SessionLayer {
             })
         })
     }
+}
+
+/// Whether `req` carries a cookie called `name`, valid or not (names only: no value is
+/// decoded).
+fn sent_cookie(req: &Request, name: &str) -> bool {
+    req.header_all("cookie").any(|line| {
+        line.split(|&b| b == b';').any(|pair| {
+            let pair = pair.trim_ascii_start();
+            pair.strip_prefix(name.as_bytes())
+                .is_some_and(|rest| rest.trim_ascii_start().first() == Some(&b'='))
+        })
+    })
 }
 
 impl<S> FromRequest<S> for Session {
