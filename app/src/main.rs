@@ -25,6 +25,7 @@ mod alloc;
 mod log_capture;
 mod log_fields;
 mod logging;
+mod systemd;
 mod trace_line;
 
 /// pinion: a thread-per-core HTTP/1.1 application server.
@@ -143,6 +144,8 @@ fn serve(settings: &Settings) -> ExitCode {
     };
     if settings.migrate_on_start && settings.database_url.is_some() {
         // The migrations module logs each migration it applies.
+        // Another instance may hold the migration lock: systemd is asked to wait longer.
+        let _extending = systemd::extending_start("applying migrations");
         if let Err(e) = migrate(settings, false) {
             tracing::error!("migrations failed, not starting: {e}");
             eprintln!("pinion: migrations failed, not starting: {e}");
@@ -292,6 +295,10 @@ fn serve(settings: &Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Listeners bound, migrations applied, every worker's state built.
+    systemd::ready(&format!("listening on {}", handle.local_addr()));
+    systemd::start_watchdog();
+    let signals = signals.on_shutdown(systemd::stopping);
     if let Err(e) = signals.install(handle.trigger(), settings.drain_timeout) {
         eprintln!("pinion: {e}");
         handle.shutdown();

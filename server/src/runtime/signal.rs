@@ -14,6 +14,7 @@ use crate::error::Error;
 /// default action would have killed the process with its first requests in flight.
 pub struct SignalWatch {
     signals: Signals,
+    on_shutdown: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// Catches SIGTERM and SIGINT from now on; see [`SignalWatch`].
@@ -22,7 +23,10 @@ pub struct SignalWatch {
 /// When the signal handlers cannot be registered.
 pub fn watch() -> Result<SignalWatch, Error> {
     let signals = Signals::new([SIGTERM, SIGINT]).map_err(|e| Error::io("signals", e))?;
-    Ok(SignalWatch { signals })
+    Ok(SignalWatch {
+        signals,
+        on_shutdown: None,
+    })
 }
 
 /// As [`watch`] then [`SignalWatch::install`], for a server already started.
@@ -34,6 +38,13 @@ pub fn install(trigger: ShutdownTrigger, drain_timeout: Duration) -> Result<(), 
 }
 
 impl SignalWatch {
+    /// Runs `f` when the first signal starts the graceful shutdown, before the drain: for
+    /// telling a supervisor (systemd's `STOPPING=1`).
+    pub fn on_shutdown(mut self, f: impl FnOnce() + Send + 'static) -> SignalWatch {
+        self.on_shutdown = Some(Box::new(f));
+        self
+    }
+
     /// Acts on the signals caught (those that came since [`watch`] too) on a dedicated thread:
     /// the first starts a graceful shutdown through `trigger`, and the process exits 0 at the
     /// latest `drain_timeout` (plus a second of grace) later, even if a handler is stuck; a
@@ -43,6 +54,7 @@ impl SignalWatch {
     /// When the thread cannot be started.
     pub fn install(self, trigger: ShutdownTrigger, drain_timeout: Duration) -> Result<(), Error> {
         let mut signals = self.signals;
+        let mut on_shutdown = self.on_shutdown;
         std::thread::Builder::new()
             .name("pinion-signals".into())
             .spawn(move || {
@@ -51,6 +63,9 @@ impl SignalWatch {
                     seen += 1;
                     if seen == 1 {
                         tracing::info!(signal = sig, "shutting down gracefully");
+                        if let Some(f) = on_shutdown.take() {
+                            f();
+                        }
                         trigger.shutdown();
                         std::thread::spawn(move || {
                             std::thread::sleep(drain_timeout + Duration::from_secs(1));
