@@ -24,7 +24,10 @@ fn the_unit_passes_systemd_analyze_verify() {
         .stderr(std::process::Stdio::inherit())
         .output()
         .expect("scripts/systemd-analyze runs");
-    assert!(found.status.success(), "scripts/systemd-analyze found no systemd-analyze");
+    assert!(
+        found.status.success(),
+        "scripts/systemd-analyze found no systemd-analyze"
+    );
     let tool = String::from_utf8_lossy(&found.stdout).trim().to_string();
     let out = std::process::Command::new(tool)
         .arg("verify")
