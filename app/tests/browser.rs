@@ -119,25 +119,27 @@ impl Browser {
             lines.next().expect("the driver's path").to_string(),
         );
         let port = free_port();
-        let process = Command::new(chromedriver)
+        let mut process = Command::new(chromedriver)
             .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver starts");
         let driver: SocketAddr = ([127, 0, 0, 1], port).into();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let ready = call(driver, "GET", "/status", None)
-                .ok()
-                .and_then(|v| v.get("ready").and_then(Value::as_bool))
-                .unwrap_or(false);
-            if ready {
-                break;
+        // It prints this line once it listens; its output is drained after that, so that it
+        // never writes into a closed pipe.
+        let out = process.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok)
+            {
+                if line.contains("started successfully") {
+                    let _ = tx.send(());
+                }
             }
-            assert!(Instant::now() < deadline, "chromedriver did not get ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        });
+        let started = rx.recv_timeout(WAIT).is_ok();
+        assert!(started, "chromedriver did not start");
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -186,12 +188,28 @@ impl Browser {
         )
     }
 
-    /// Waits until `script` (an expression) is truthy in the page.
+    /// Waits until `script` (an expression) is truthy in the page: the page checks it at each
+    /// frame and answers when it holds. A navigation meanwhile ends the script; it is sent
+    /// again to the new page.
     fn wait_until(&self, what: &str, script: &str) {
         let deadline = Instant::now() + WAIT;
-        let probe = format!("try {{ return !!({script}); }} catch (e) {{ return false; }}");
+        let probe = format!(
+            "const done = arguments[arguments.length - 1];
+             const check = () => {{
+                 let ok = false;
+                 try {{ ok = !!({script}); }} catch (e) {{}}
+                 if (ok) {{ done(true); }} else {{ requestAnimationFrame(check); }}
+             }};
+             check();"
+        );
+        let path = format!("/session/{}/execute/async", self.session);
         loop {
-            if self.js(&probe).as_bool() == Some(true) {
+            let body = json!({"script": probe, "args": []});
+            if call(self.driver, "POST", &path, Some(&body))
+                .ok()
+                .and_then(|v| v.as_bool())
+                == Some(true)
+            {
                 return;
             }
             assert!(
@@ -199,37 +217,22 @@ impl Browser {
                 "timed out waiting for {what} ({script}); page: {}",
                 self.text()
             );
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    /// The element `css` matches, once one does.
+    /// The element `css` matches (the driver waits for it, up to its implicit timeout).
     fn find(&self, css: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let path = format!("/session/{}/element", self.session);
-            if let Ok(v) = call(
-                self.driver,
-                "POST",
-                &path,
-                Some(&json!({"using": "css selector", "value": css})),
-            ) {
-                // The W3C element reference is the object's only value.
-                if let Some(id) = v
-                    .as_object()
-                    .and_then(|o| o.values().next())
-                    .and_then(Value::as_str)
-                {
-                    return id.to_string();
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no element matches {css}; page: {}",
-                self.text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let v = self.cmd(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        // The W3C element reference is the object's only value.
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element matches {css}; page: {}", self.text()))
+            .to_string()
     }
 
     fn click(&self, css: &str) {

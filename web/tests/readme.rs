@@ -14,7 +14,12 @@ fn first_block(lines: &[&str], start: &str) -> Vec<String> {
 }
 
 fn lib() -> Vec<&'static str> {
-    include_str!("../src/lib.rs")
+    doc_lines(include_str!("../src/lib.rs"))
+}
+
+/// `source`'s lines with their `//! ` prefix removed.
+fn doc_lines(source: &'static str) -> Vec<&'static str> {
+    source
         .lines()
         .map(|l| {
             l.strip_prefix("//! ")
@@ -42,13 +47,7 @@ fn the_readme_models_example_is_the_doc_test() {
 }
 
 fn session_doc() -> Vec<&'static str> {
-    include_str!("../src/session/mod.rs")
-        .lines()
-        .map(|l| {
-            l.strip_prefix("//! ")
-                .unwrap_or(l.trim_start_matches("//!"))
-        })
-        .collect()
+    doc_lines(include_str!("../src/session/mod.rs"))
 }
 
 #[test]
