@@ -14,6 +14,8 @@
 //! - [`techempower`]: the TechEmpower test types, together;
 //! - [`routes`]: the other endpoints (health, metrics, static files, the endpoint list);
 //! - [`startup`]: the database configuration and each worker's routes and state;
+//! - [`budget`]: the connections a deployment may open to its primary, against the
+//!   primary's `max_connections`;
 //! - [`state`]: what each worker thread's handlers share ([`AppState`]), routing sessions and
 //!   the sticky cookie;
 //! - [`layout`]: what a full page hands `templates/base.html` (asset URLs, CSRF token, flash
@@ -21,6 +23,7 @@
 //! - [`assets`]: the static files, content-hashed at start-up and served from memory.
 
 pub mod assets;
+pub mod budget;
 pub mod catalogue;
 pub mod layout;
 pub mod live;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use pinion_app::assets::Assets;
+use pinion_app::budget::ConnectionBudget;
 use pinion_config::{LogFormat, Overrides, Settings, Source};
 use std::sync::Arc;
 
@@ -83,6 +84,7 @@ fn main() -> ExitCode {
         Command::Check(args) => match load(&args, Overrides::default()) {
             Ok(settings) => {
                 print!("{}", settings.render_masked());
+                check_connections(&settings);
                 ExitCode::SUCCESS
             }
             Err(code) => code,
@@ -120,6 +122,69 @@ fn load(args: &ConfigArg, overrides: Overrides) -> Result<Settings, ExitCode> {
     })
 }
 
+/// `pinion check`'s look at the primary, when one is configured: the `max_connections`
+/// warning, or a note that it could not be reached, on stderr. Advice only: the exit code is
+/// the configuration's, since `check` also runs where the database is not reachable (a build
+/// host, a CI job).
+fn check_connections(settings: &Settings) {
+    match pinion_app::budget::read_limits(settings) {
+        None => {}
+        Some(Ok(limits)) => {
+            if let Some(warning) = ConnectionBudget::from_settings(settings).check(&limits) {
+                eprintln!("pinion: warning: {warning}");
+            }
+        }
+        Some(Err(e)) => eprintln!(
+            "pinion: note: max_connections not checked, the primary was not reached ({e}); \
+             the configuration itself is valid"
+        ),
+    }
+}
+
+/// At start-up, after the migrations: warns when the deployment may open more connections
+/// than the primary's `max_connections` allows (see `pinion_app::budget`).
+fn log_connection_budget(settings: &Settings) {
+    match pinion_app::budget::read_limits(settings) {
+        None => {}
+        Some(Ok(limits)) => {
+            let budget = ConnectionBudget::from_settings(settings);
+            if let Some(warning) = budget.check(&limits) {
+                tracing::warn!(
+                    instances = budget.instances,
+                    per_instance = budget.per_instance(),
+                    max_connections = limits.max_connections,
+                    reserved = limits.reserved(),
+                    "{warning}"
+                );
+            }
+        }
+        // The primary being down is reported where it matters (migrations, the workers).
+        Some(Err(e)) => tracing::info!("max_connections not checked: {e}"),
+    }
+}
+
+/// Waits, at most `bound` (`db_connect_timeout`), until every worker's primary connection is
+/// up, so that systemd hears `READY=1` once queries can run rather than while the workers
+/// still dial; past the bound it warns and goes ready anyway: the primary may be down, and
+/// `/health/ready` answers 503 until it is up.
+fn wait_for_primaries(
+    primaries: &std::sync::mpsc::Receiver<bool>,
+    threads: usize,
+    bound: std::time::Duration,
+) {
+    let up = pinion_app::startup::wait_for_primaries(primaries, threads, bound);
+    if up == threads {
+        tracing::info!(threads, "every worker is connected to the primary");
+    } else {
+        tracing::warn!(
+            connected = up,
+            threads,
+            "only {up} of {threads} workers connected to the primary within db_connect_timeout \
+             ({bound:?}); ready anyway, /health/ready answers 503 until the primary is up"
+        );
+    }
+}
+
 fn serve(settings: &Settings) -> ExitCode {
     init_logging(settings);
     let threads = settings.effective_threads();
@@ -152,6 +217,7 @@ fn serve(settings: &Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    log_connection_budget(settings);
     let mut db_config = pinion_app::startup::db_config(settings);
     // One query cache for the process, with its listening connection to the primary: kept
     // until the process ends.
@@ -252,6 +318,14 @@ fn serve(settings: &Settings) -> ExitCode {
             });
         }
     }
+    // Each worker says whether its primary connection came up: ready waits for them.
+    let (primary_connected, primaries) = match &db_config {
+        Some(_) => {
+            let (tx, rx) = std::sync::mpsc::channel();
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
     let workers = pinion_app::startup::Workers {
         settings: settings.clone(),
         threads,
@@ -271,6 +345,7 @@ fn serve(settings: &Settings) -> ExitCode {
             },
         ))),
         assets,
+        primary_connected,
     };
     let factory = move |worker| {
         // Runs on the worker thread, inside its runtime: the connections are this thread's own.
@@ -287,7 +362,7 @@ fn serve(settings: &Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let handle = match pinion_server::start(settings, factory) {
+    let mut handle = match pinion_server::start(settings, factory) {
         Ok(handle) => handle,
         Err(e) => {
             tracing::error!("cannot start: {e}");
@@ -295,7 +370,16 @@ fn serve(settings: &Settings) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Listeners bound, migrations applied, every worker's state built.
+    if let Some(primaries) = &primaries {
+        wait_for_primaries(primaries, threads, settings.db_connect_timeout);
+    }
+    // Listeners bound, migrations applied, every worker's state built and its primary
+    // connected (or the connect timeout passed).
+    // A predecessor that handed its listeners over drains from here on.
+    if let Err(e) = handle.ready() {
+        tracing::warn!("{e}; the next start cannot take this process's listeners");
+    }
+    tracing::info!("ready for traffic");
     systemd::ready(&format!("listening on {}", handle.local_addr()));
     systemd::start_watchdog();
     let signals = signals.on_shutdown(systemd::stopping);

@@ -3,8 +3,9 @@
 //! The binary keeps what only a process does (arguments, logging, migrations, signals).
 
 use std::rc::Rc;
+use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pinion_config::Settings;
 use pinion_orm::{ConnectOptions, ConnectionManager, DbConfig};
@@ -83,6 +84,36 @@ pub struct Workers {
     pub pages: pinion_web::response_cache::ResponseCache<pinion_cache::LocMemCache>,
     /// The static files.
     pub assets: Arc<Assets>,
+    /// Told by each worker, once, whether its primary connection came up within
+    /// `db_connect_timeout`, so that the binary sends systemd `READY=1` when queries can run
+    /// rather than while the connections are still being dialed (see
+    /// [`wait_for_primaries`]). `None` without a database.
+    pub primary_connected: Option<mpsc::Sender<bool>>,
+}
+
+/// Waits until `threads` workers have told `connected` whether their primary connection is
+/// up, for at most `bound` (`db_connect_timeout`: each worker gives up after as long).
+///
+/// # Return
+///
+/// How many workers are connected: `threads` when all are; fewer when the bound passed or a
+/// worker's primary did not come up (the primary may be down; `/health/ready` says so).
+pub fn wait_for_primaries(
+    connected: &mpsc::Receiver<bool>,
+    threads: usize,
+    bound: Duration,
+) -> usize {
+    let deadline = Instant::now() + bound;
+    let mut up = 0;
+    for _ in 0..threads {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match connected.recv_timeout(left) {
+            Ok(true) => up += 1,
+            Ok(false) => {}
+            Err(_) => break,
+        }
+    }
+    up
 }
 
 impl Workers {
@@ -99,6 +130,22 @@ impl Workers {
                     None
                 }
             });
+        if let Some(connected) = &self.primary_connected {
+            let connected = connected.clone();
+            match &db {
+                // Runs once the worker's runtime does, while its pinned connection is dialed.
+                Some(db) => {
+                    let db = Rc::clone(db);
+                    monoio::spawn(async move {
+                        let up = db.primary().wait_connected().await.is_ok();
+                        let _ = connected.send(up);
+                    });
+                }
+                None => {
+                    let _ = connected.send(false);
+                }
+            }
+        }
         let thread_telemetry = self.telemetry.as_ref().map(|t| {
             let local = Rc::new(ThreadTelemetry::new(Arc::clone(t)));
             if let Some(db) = &db {
@@ -153,5 +200,31 @@ impl Workers {
             )
             .with_assets(Arc::clone(&self.assets)),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_worker_connected_is_counted() {
+        let (tx, rx) = mpsc::channel();
+        for up in [true, false, true] {
+            tx.send(up).expect("send");
+        }
+        assert_eq!(wait_for_primaries(&rx, 3, Duration::from_secs(10)), 2);
+    }
+
+    #[test]
+    fn a_worker_that_never_answers_is_waited_for_no_longer_than_the_bound() {
+        let (tx, rx) = mpsc::channel();
+        tx.send(true).expect("send");
+        let started = Instant::now();
+        assert_eq!(wait_for_primaries(&rx, 2, Duration::from_millis(50)), 1);
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(50), "{waited:?}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        drop(tx);
     }
 }

@@ -1,5 +1,6 @@
 //! systemd's readiness protocol (`Type=notify`), through `NOTIFY_SOCKET`: `READY=1` once the
-//! listeners are bound, the migrations applied and every worker has built its state;
+//! listeners are bound, the migrations applied and every worker has built its state and
+//! connected to the primary (or `db_connect_timeout` passed without it);
 //! `STOPPING=1` when the drain starts; `EXTEND_TIMEOUT_USEC` while start-up waits (for the
 //! migration lock); `WATCHDOG=1` at half of `WatchdogSec` while the process lives. Without
 //! `NOTIFY_SOCKET` (not under systemd) every call does nothing.

@@ -236,3 +236,90 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn a_configuration_for_another_release_is_refused_naming_both_versions() {
+    let version = env!("CARGO_PKG_VERSION");
+    let expected = format!(
+        "pinion: configuration error: require_version (PINION_REQUIRE_VERSION): this is pinion \
+         {version}, the configuration requires >=1000"
+    );
+    for command in ["serve", "check"] {
+        let mut cmd = pinion();
+        cmd.args([command])
+            .env("PINION_REQUIRE_VERSION", ">=1000")
+            // Were it not refused, serve would listen on a free port rather than on 8080.
+            .env("PINION_PORT", "0");
+        let out = output_within(cmd, Duration::from_secs(30));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {err}");
+        assert!(err.lines().any(|l| l == expected), "{command}: {err}");
+        assert!(out.stdout.is_empty(), "{command} printed settings");
+    }
+    // The running release is accepted.
+    let (code, text, err) = check_with("PINION_REQUIRE_VERSION", &format!("={version}"));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        text.contains(&format!("require_version = \"={version}\"")),
+        "{text}"
+    );
+    // An unparsable requirement is a configuration error naming the key.
+    let (code, _, err) = check_with("PINION_REQUIRE_VERSION", "newest");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(
+            "invalid value for `require_version` in environment variable PINION_REQUIRE_VERSION"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_succeeds_on_the_configuration_alone_when_the_primary_is_unreachable() {
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let (code, text, err) = check_with(
+        "DATABASE_URL",
+        &format!("postgres://app:hunter2@127.0.0.1:{port}/db"),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(text.contains("instances = 1"), "{text}");
+    assert!(
+        err.contains("pinion: note: max_connections not checked, the primary was not reached"),
+        "{err}"
+    );
+    assert!(!err.contains("warning"), "{err}");
+    assert!(
+        !err.contains("hunter2") && !text.contains("hunter2"),
+        "{err}{text}"
+    );
+}
+
+/// Runs `cmd` to its end with stdout and stderr captured, killing it (and failing) if it is
+/// still running after `bound`: a `serve` that should have refused to start would otherwise
+/// serve until the test run is killed.
+fn output_within(mut cmd: std::process::Command, bound: Duration) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pinion");
+    let deadline = Instant::now() + bound;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "still running after {bound:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}

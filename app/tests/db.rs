@@ -357,3 +357,62 @@ fn query_durations_are_in_the_metrics() {
     let n = count(&metrics).unwrap_or_else(|| panic!("no replica query histogram in:\n{metrics}"));
     assert!(n >= 5, "{n}");
 }
+
+/// `pinion check` against the private primary, with `extra` variables: exit code and stderr.
+fn check_against_the_primary(extra: &[(&str, &str)]) -> (Option<i32>, String) {
+    let out = pinion()
+        .arg("check")
+        .envs(database_env())
+        .envs(extra.iter().copied())
+        .output()
+        .expect("pinion check runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn more_connections_than_max_connections_are_warned_about_by_check_and_serve() {
+    const WARNING: &str =
+        "the primary may refuse connections: instances × per instance = 100000 × ";
+
+    // `check` reads the primary's limits and warns, but the configuration is valid.
+    let (code, err) = check_against_the_primary(&[("PINION_INSTANCES", "100000")]);
+    assert_eq!(code, Some(0), "{err}");
+    let warning = err
+        .lines()
+        .find(|l| l.starts_with(&format!("pinion: warning: {WARNING}")))
+        .unwrap_or_else(|| panic!("no warning: {err}"));
+    assert!(
+        warning.contains("max_connections − reserved = ")
+            && warning.contains("per instance = threads × (pool_size per thread + 2"),
+        "{warning}"
+    );
+    // One instance fits (the private cluster allows 200 connections).
+    let (code, err) = check_against_the_primary(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("max_connections"), "{err}");
+
+    // `serve` logs it at start-up, as a warning, and starts.
+    let mut env = database_env();
+    env.push(("PINION_INSTANCES".into(), "100000".into()));
+    let served = common::serve(env);
+    let logged: Vec<&String> = served
+        .startup_logs
+        .iter()
+        .filter(|l| l.contains(WARNING))
+        .collect();
+    assert_eq!(logged.len(), 1, "{:#?}", served.startup_logs);
+    assert!(logged[0].contains("WARN"), "{}", logged[0]);
+    drop(served);
+    let served = common::serve(database_env());
+    assert!(
+        !served
+            .startup_logs
+            .iter()
+            .any(|l| l.contains("may refuse connections")),
+        "{:#?}",
+        served.startup_logs
+    );
+}

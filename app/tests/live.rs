@@ -81,8 +81,10 @@ fn a_write_reaches_every_stream_on_every_worker() {
     );
     assert_eq!(status, 303, "{body}");
     for stream in &mut streams {
-        let seen = stream.until("\n\n");
+        let seen = stream.until("}\n\n");
         let event = seen.split("\r\n\r\n").nth(1).expect("after the head");
+        // The stream opens with an empty comment, then the event.
+        assert!(event.starts_with("3\r\n:\n\n"), "{event}");
         assert!(event.contains("event: world\nid: 42\n"), "{event}");
         assert!(
             event.contains("data: {\"id\":42,\"randomNumber\":4242}\n\n"),

@@ -4,127 +4,41 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::net::SocketAddr;
 
+use common::nginx::{free_port, main_conf, temp_dir, Nginx};
 use common::{repo, request, serve};
 
-/// An nginx started from a configuration of the test's own, stopped on drop.
-struct Nginx {
-    child: Child,
+/// An nginx in front of pinion on a loopback port; stopped on drop.
+struct Proxy {
     addr: SocketAddr,
-    dir: PathBuf,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// The path of nginx, installed by `scripts/nginx` when missing.
-fn nginx_binary() -> String {
-    let out = Command::new(repo().join("scripts/nginx"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("scripts/nginx runs");
-    assert!(out.status.success(), "scripts/nginx failed");
-    String::from_utf8(out.stdout)
-        .expect("utf-8 path")
-        .trim()
-        .to_string()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    _nginx: Nginx,
 }
 
 /// nginx on a free loopback port, proxying `/` to `upstream` with `nginx/proxy.conf`, with
 /// `server_extra` in its server block; returns once it accepts connections. `name` keeps the
 /// folders of tests running at once apart.
-fn start_nginx(name: &str, upstream: SocketAddr, server_extra: &str) -> Nginx {
-    let dir = std::env::temp_dir().join(format!("pinion-nginx-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+fn start_nginx(name: &str, upstream: SocketAddr, server_extra: &str) -> Proxy {
+    let dir = temp_dir(name);
     let port = free_port();
-    let proxy_conf = repo().join("nginx/proxy.conf");
-    let d = dir.display();
-    let conf = format!(
-        "daemon off;\n\
-         master_process on;\n\
-         worker_processes 1;\n\
-         pid {d}/nginx.pid;\n\
-         error_log stderr notice;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n\
-           access_log off;\n\
-           client_body_temp_path {d}/body;\n\
-           proxy_temp_path {d}/proxy;\n\
-           fastcgi_temp_path {d}/fastcgi;\n\
-           uwsgi_temp_path {d}/uwsgi;\n\
-           scgi_temp_path {d}/scgi;\n\
-           upstream pinion {{ server {upstream}; keepalive 4; }}\n\
-           server {{\n\
-             listen 127.0.0.1:{port};\n\
-             {server_extra}\n\
-             location / {{\n\
-               proxy_pass http://pinion;\n\
-               include {proxy};\n\
-               add_header X-Nginx-Request-Id $request_id always;\n\
-             }}\n\
+    let http = format!(
+        "upstream pinion {{ server {upstream}; keepalive 4; }}\n\
+         server {{\n\
+           listen 127.0.0.1:{port};\n\
+           {server_extra}\n\
+           location / {{\n\
+             proxy_pass http://pinion;\n\
+             include {proxy};\n\
+             add_header X-Nginx-Request-Id $request_id always;\n\
            }}\n\
-         }}\n",
-        proxy = proxy_conf.display(),
+         }}",
+        proxy = repo().join("nginx/proxy.conf").display(),
     );
-    let conf_path = dir.join("nginx.conf");
-    std::fs::write(&conf_path, conf).expect("write nginx.conf");
-    let mut child = Command::new(nginx_binary())
-        .arg("-p")
-        .arg(&dir)
-        .arg("-e")
-        .arg("stderr")
-        .arg("-c")
-        .arg(&conf_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start nginx");
-    // The master logs "start worker processes" once its listeners are open: wait (10 s at
-    // most) for that line; the reader thread keeps draining stderr so nginx never blocks.
-    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
-    // Stopped on drop, also when the wait below fails.
-    let nginx = Nginx { child, addr, dir };
-    let (started, wait) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        let mut started = Some(started);
-        for line in stderr.lines().map_while(Result::ok) {
-            if line.contains("start worker processes") {
-                if let Some(tx) = started.take() {
-                    let _ = tx.send(Ok(()));
-                }
-            } else if started.is_some() {
-                seen.push(line);
-            }
-        }
-        if let Some(tx) = started {
-            let _ = tx.send(Err(seen));
-        }
-    });
-    match wait.recv_timeout(Duration::from_secs(10)) {
-        Ok(Ok(())) => {}
-        Ok(Err(seen)) => panic!("nginx exited before listening: {seen:#?}"),
-        Err(_) => panic!("nginx did not start listening within 10 s"),
+    let conf = main_conf(&dir, &http);
+    Proxy {
+        addr: format!("127.0.0.1:{port}").parse().expect("address"),
+        _nginx: Nginx::start(dir, &conf),
     }
-    nginx
 }
 
 #[test]

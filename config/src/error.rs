@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 /// unknown environment variable PINION_PROT; did you mean PINION_PORT?
 /// invalid combination: `rate_limit_store` = "postgres": "postgres" keeps the state in the primary database, but `database_url` is empty; set it, or use "local"
 /// invalid TOML in /etc/pinion.toml at line 4, column 9: invalid string, expected `"`
+/// require_version (PINION_REQUIRE_VERSION): this is pinion 0.1.0, the configuration requires >=0.2
 /// ```
 ///
 /// The text is not a stable interface: match on [`is_unknown_key`](Self::is_unknown_key) and
@@ -64,6 +65,15 @@ enum Kind {
         /// The key's effective value, masked for secret keys.
         value: String,
         reason: String,
+    },
+    /// The configuration's `require_version` does not match the running pinion: it was
+    /// written for another release, so it is refused as a whole rather than read in part.
+    VersionMismatch {
+        /// The requirement, as semver renders it (`>=0.2`).
+        required: String,
+        /// The running version ([`PINION_VERSION`](crate::PINION_VERSION)).
+        running: String,
+        origin: Origin,
     },
 }
 
@@ -142,6 +152,18 @@ impl ConfigError {
         ConfigError::new(Kind::Conflict { key, value, reason })
     }
 
+    pub(crate) fn version_mismatch(
+        required: String,
+        running: String,
+        origin: Origin,
+    ) -> ConfigError {
+        ConfigError::new(Kind::VersionMismatch {
+            required,
+            running,
+            origin,
+        })
+    }
+
     /// Returns true if the configuration file could not be read (missing, unreadable, not
     /// UTF-8).
     pub fn is_io(&self) -> bool {
@@ -172,6 +194,13 @@ impl ConfigError {
         matches!(*self.inner, Kind::Conflict { .. })
     }
 
+    /// Returns true if `require_version` does not match the running pinion
+    /// ([`PINION_VERSION`](crate::PINION_VERSION)): the configuration was written for another
+    /// release, and start-up should stop rather than run it with keys misread or missing.
+    pub fn is_version_mismatch(&self) -> bool {
+        matches!(*self.inner, Kind::VersionMismatch { .. })
+    }
+
     /// The offending key: for an invalid value or a conflict, the setting's name (`"port"`, even when the
     /// value came from `PINION_PORT` or `PORT`); for an unknown key, the key or environment
     /// variable as written (`"prot"`, `"PINION_PROT"`). `None` for I/O and TOML errors.
@@ -179,6 +208,7 @@ impl ConfigError {
         match &*self.inner {
             Kind::InvalidValue { key, .. } | Kind::Conflict { key, .. } => Some(key),
             Kind::UnknownKey { key, .. } => Some(key),
+            Kind::VersionMismatch { .. } => Some("require_version"),
             Kind::Read { .. } | Kind::Parse { .. } => None,
         }
     }
@@ -215,7 +245,9 @@ impl ConfigError {
 
     fn origin(&self) -> Option<&Origin> {
         match &*self.inner {
-            Kind::UnknownKey { origin, .. } | Kind::InvalidValue { origin, .. } => Some(origin),
+            Kind::UnknownKey { origin, .. }
+            | Kind::InvalidValue { origin, .. }
+            | Kind::VersionMismatch { origin, .. } => Some(origin),
             Kind::Read { .. } | Kind::Parse { .. } | Kind::Conflict { .. } => None,
         }
     }
@@ -258,6 +290,13 @@ impl fmt::Display for ConfigError {
             Kind::Conflict { key, value, reason } => {
                 write!(f, "invalid combination: `{key}` = {value}: {reason}")
             }
+            Kind::VersionMismatch {
+                required, running, ..
+            } => write!(
+                f,
+                "require_version (PINION_REQUIRE_VERSION): this is pinion {running}, the \
+                 configuration requires {required}"
+            ),
         }
     }
 }

@@ -12,8 +12,8 @@ use crate::rate_policy::{self, RatePolicy};
 use crate::secret::MASK;
 use crate::secret_key::SecretKey;
 use crate::settings::{
-    Environment, IoDriver, LogFormat, LogLevel, RateLimitStore, Settings, MAX_POOL_SIZE,
-    MAX_THREADS,
+    Environment, IoDriver, LogFormat, LogLevel, RateLimitStore, Settings, MAX_INSTANCES,
+    MAX_POOL_SIZE, MAX_THREADS,
 };
 use crate::value::{self, Raw};
 
@@ -54,6 +54,8 @@ pub(crate) enum Key {
     SseKeepalive,
     KeepaliveTimeout,
     DrainTimeout,
+    DrainGrace,
+    HandoffSocket,
     ServerName,
     LogLevel,
     LogFormat,
@@ -61,6 +63,7 @@ pub(crate) enum Key {
     DatabaseReplicaUrls,
     Databases,
     PoolSize,
+    Instances,
     DbConnectTimeout,
     DbQueryTimeout,
     DbKeepalive,
@@ -98,6 +101,7 @@ pub(crate) enum Key {
     TelemetryEnabled,
     TelemetryDrainInterval,
     TelemetrySampleRatio,
+    RequireVersion,
 }
 
 /// A key's value rendered for `pinion.toml`.
@@ -110,7 +114,7 @@ pub(crate) enum Rendered<'a> {
 
 impl Key {
     /// Every key, in the README table's order (also the order of `render_masked`).
-    pub(crate) const ALL: [Key; 61] = [
+    pub(crate) const ALL: [Key; 65] = [
         Key::Bind,
         Key::Port,
         Key::Threads,
@@ -128,6 +132,8 @@ impl Key {
         Key::SseKeepalive,
         Key::KeepaliveTimeout,
         Key::DrainTimeout,
+        Key::DrainGrace,
+        Key::HandoffSocket,
         Key::ServerName,
         Key::LogLevel,
         Key::LogFormat,
@@ -135,6 +141,7 @@ impl Key {
         Key::DatabaseReplicaUrls,
         Key::Databases,
         Key::PoolSize,
+        Key::Instances,
         Key::DbConnectTimeout,
         Key::DbQueryTimeout,
         Key::DbKeepalive,
@@ -172,6 +179,7 @@ impl Key {
         Key::TelemetryEnabled,
         Key::TelemetryDrainInterval,
         Key::TelemetrySampleRatio,
+        Key::RequireVersion,
     ];
 
     /// The key in `pinion.toml`, and its environment variable.
@@ -197,6 +205,8 @@ impl Key {
             Key::SseKeepalive => ("sse_keepalive", "PINION_SSE_KEEPALIVE"),
             Key::KeepaliveTimeout => ("keepalive_timeout", "PINION_KEEPALIVE_TIMEOUT"),
             Key::DrainTimeout => ("drain_timeout", "PINION_DRAIN_TIMEOUT"),
+            Key::DrainGrace => ("drain_grace", "PINION_DRAIN_GRACE"),
+            Key::HandoffSocket => ("handoff_socket", "PINION_HANDOFF_SOCKET"),
             Key::ServerName => ("server_name", "PINION_SERVER_NAME"),
             Key::LogLevel => ("log_level", "PINION_LOG_LEVEL"),
             Key::LogFormat => ("log_format", "PINION_LOG_FORMAT"),
@@ -204,6 +214,7 @@ impl Key {
             Key::DatabaseReplicaUrls => ("database_replica_urls", "PINION_DATABASE_REPLICA_URLS"),
             Key::Databases => ("databases", "PINION_DATABASES"),
             Key::PoolSize => ("pool_size", "PINION_POOL_SIZE"),
+            Key::Instances => ("instances", "PINION_INSTANCES"),
             Key::DbConnectTimeout => ("db_connect_timeout", "PINION_DB_CONNECT_TIMEOUT"),
             Key::DbQueryTimeout => ("db_query_timeout", "PINION_DB_QUERY_TIMEOUT"),
             Key::DbKeepalive => ("db_keepalive", "PINION_DB_KEEPALIVE"),
@@ -257,6 +268,7 @@ impl Key {
             Key::TelemetrySampleRatio => {
                 ("telemetry_sample_ratio", "PINION_TELEMETRY_SAMPLE_RATIO")
             }
+            Key::RequireVersion => ("require_version", "PINION_REQUIRE_VERSION"),
         }
     }
 
@@ -336,6 +348,8 @@ impl Key {
             Key::SseKeepalive => s.sse_keepalive = timeout(raw)?,
             Key::KeepaliveTimeout => s.keepalive_timeout = timeout(raw)?,
             Key::DrainTimeout => s.drain_timeout = timeout(raw)?,
+            Key::DrainGrace => s.drain_grace = window(raw)?,
+            Key::HandoffSocket => s.handoff_socket = socket_path(value::string(raw)?)?,
             Key::ServerName => s.server_name = server_name(value::string(raw)?)?,
             Key::LogLevel => s.log_level = value::one_of(raw, &LogLevel::CHOICES)?,
             Key::LogFormat => s.log_format = value::one_of(raw, &LogFormat::CHOICES)?,
@@ -378,6 +392,7 @@ impl Key {
                     })?),
                 }
             }
+            Key::Instances => s.instances = int(raw, 1, MAX_INSTANCES as u64)?,
             Key::DbConnectTimeout => s.db_connect_timeout = timeout(raw)?,
             Key::DbQueryTimeout => s.db_query_timeout = timeout(raw)?,
             Key::DbKeepalive => s.db_keepalive = timeout(raw)?,
@@ -443,6 +458,9 @@ impl Key {
             Key::TelemetryEnabled => s.telemetry_enabled = value::boolean(raw)?,
             Key::TelemetryDrainInterval => s.telemetry_drain_interval = timeout(raw)?,
             Key::TelemetrySampleRatio => s.telemetry_sample_ratio = value::ratio(raw)?,
+            Key::RequireVersion => {
+                s.require_version = crate::version::requirement(value::string(raw)?)?
+            }
         }
         Ok(())
     }
@@ -470,6 +488,13 @@ impl Key {
             Key::SseKeepalive => value::render_duration(s.sse_keepalive),
             Key::KeepaliveTimeout => value::render_duration(s.keepalive_timeout),
             Key::DrainTimeout => value::render_duration(s.drain_timeout),
+            Key::DrainGrace => value::render_duration(s.drain_grace),
+            Key::HandoffSocket => value::render_string(
+                &s.handoff_socket
+                    .as_deref()
+                    .map(|p| p.to_string_lossy())
+                    .unwrap_or_default(),
+            ),
             Key::ServerName => return Rendered::Str(&s.server_name),
             Key::LogLevel => value::render_string(s.log_level.as_str()),
             Key::LogFormat => value::render_string(s.log_format.as_str()),
@@ -490,6 +515,7 @@ impl Key {
                 Some(n) => n.to_string(),
                 None => value::render_string("auto"),
             },
+            Key::Instances => s.instances.to_string(),
             Key::DbConnectTimeout => value::render_duration(s.db_connect_timeout),
             Key::DbQueryTimeout => value::render_duration(s.db_query_timeout),
             Key::DbKeepalive => value::render_duration(s.db_keepalive),
@@ -541,6 +567,11 @@ impl Key {
             Key::TelemetryEnabled => s.telemetry_enabled.to_string(),
             Key::TelemetryDrainInterval => value::render_duration(s.telemetry_drain_interval),
             Key::TelemetrySampleRatio => s.telemetry_sample_ratio.to_string(),
+            Key::RequireVersion => value::render_string(
+                &s.require_version
+                    .as_ref()
+                    .map_or(String::new(), ToString::to_string),
+            ),
         };
         Rendered::Toml(text)
     }
@@ -593,6 +624,15 @@ pub(crate) fn check_combinations(s: &Settings) -> Result<(), (Key, String)> {
              verify on the other instances; set secret_key (or PINION_SECRET_KEY) to at least \
              32 random bytes"
                 .to_string(),
+        ));
+    }
+    if s.drain_grace >= s.drain_timeout {
+        return Err((
+            Key::DrainGrace,
+            format!(
+                "must be shorter than `drain_timeout` ({}): the grace is part of the drain",
+                value::render_duration_unquoted(s.drain_timeout)
+            ),
         ));
     }
     if s.session_idle_timeout > s.session_absolute_timeout {
@@ -778,6 +818,23 @@ fn origin(text: &str) -> Result<String, String> {
 
 /// A directory path: not empty, and without control characters (a NUL cannot be in a path; a
 /// newline is a pasting mistake).
+/// A Unix socket's path, or none for `""`. The kernel limits a socket path to 107 bytes.
+fn socket_path(path: &str) -> Result<Option<PathBuf>, String> {
+    if path.is_empty() {
+        return Ok(None);
+    }
+    if path.chars().any(char::is_control) {
+        return Err("must not contain control characters".to_string());
+    }
+    if path.len() > 107 {
+        return Err(format!(
+            "is {} bytes long; a Unix socket path has at most 107",
+            path.len()
+        ));
+    }
+    Ok(Some(PathBuf::from(path)))
+}
+
 fn directory(path: &str) -> Result<PathBuf, String> {
     if path.trim().is_empty() {
         return Err("must not be empty".to_string());

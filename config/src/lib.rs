@@ -63,6 +63,7 @@
 //! database_replica_urls = []        # read-only streaming replicas, same URL syntax
 //! databases = []                    # further databases by name: ["analytics=postgres://…"]
 //! pool_size = "auto"                # or 1..=10000; "auto" = max(threads + 8, 32)
+//! instances = 1                     # processes sharing the primary, for the max_connections check
 //! db_connect_timeout = "5s"
 //! db_query_timeout = "30s"
 //! db_keepalive = "30s"              # TCP keep-alive idle time
@@ -97,6 +98,7 @@
 //! telemetry_enabled = true
 //! telemetry_drain_interval = "1s"
 //! telemetry_sample_ratio = 0.01
+//! require_version = ""              # e.g. ">=0.2": other releases refuse this file
 //! ```
 //!
 //! # Errors
@@ -115,6 +117,11 @@
 //! `rate_limit_default` and `rate_limit_policies`, `rate_limit_store = "postgres"` and
 //! `database_url`); those rules are checked once every layer is applied, and the error names
 //! the key and the reason ([`ConfigError::is_conflict`]).
+//!
+//! A `require_version` that the running release ([`PINION_VERSION`]) does not satisfy is
+//! refused before anything else in the configuration is read, so that an older pinion given a
+//! newer file says so rather than stumbling on a key it does not know
+//! ([`ConfigError::is_version_mismatch`]).
 //!
 //! `pinion check` prints [`Settings::render_masked`]: the effective configuration as a
 //! `pinion.toml`, secrets masked. The database URLs and the secret keys are secrets ([`SECRET_KEYS`]): error
@@ -147,6 +154,7 @@ mod secret_key;
 mod settings;
 mod source;
 mod value;
+mod version;
 
 pub use cidr::Cidr;
 pub use database_url::DatabaseUrl;
@@ -156,15 +164,18 @@ pub use rate_policy::RatePolicy;
 pub use ratio::Ratio;
 pub use secret::{mask_url_password, SECRET_KEYS};
 pub use secret_key::{SecretKey, MIN_SECRET_KEY_LEN};
+/// Re-exported: [`Settings::require_version`] is one, and callers that build settings in code
+/// need not depend on the same semver release themselves.
+pub use semver::VersionReq;
 pub use settings::{
     Environment, IoDriver, LogFormat, LogLevel, RateLimitStore, Settings, AUTO_POOL_SIZE_HEADROOM,
     AUTO_POOL_SIZE_MIN, DEFAULT_ACCESS_LOG, DEFAULT_ACCESS_LOG_SAMPLE, DEFAULT_BACKLOG,
     DEFAULT_BIND, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_CACHE_MAX_ENTRIES, DEFAULT_CACHE_TTL,
     DEFAULT_CONTENT_SECURITY_POLICY, DEFAULT_CORS_ALLOW_CREDENTIALS, DEFAULT_CORS_MAX_AGE,
     DEFAULT_DATABASE_URL, DEFAULT_DB_CONNECT_TIMEOUT, DEFAULT_DB_KEEPALIVE,
-    DEFAULT_DB_QUERY_TIMEOUT, DEFAULT_DB_USER_TIMEOUT, DEFAULT_DRAIN_TIMEOUT, DEFAULT_ENVIRONMENT,
-    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HSTS, DEFAULT_IO_DRIVER, DEFAULT_KEEPALIVE_TIMEOUT,
-    DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL, DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_DB_QUERY_TIMEOUT, DEFAULT_DB_USER_TIMEOUT, DEFAULT_DRAIN_GRACE, DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_ENVIRONMENT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HSTS, DEFAULT_IO_DRIVER,
+    DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL, DEFAULT_MAX_BODY_SIZE,
     DEFAULT_MAX_CONNECTIONS_PER_THREAD, DEFAULT_MAX_DRAIN_SIZE, DEFAULT_MAX_HEADERS,
     DEFAULT_MAX_HEAD_SIZE, DEFAULT_MAX_URI_LENGTH, DEFAULT_MIGRATE_ON_START,
     DEFAULT_MIGRATIONS_DIR, DEFAULT_POOL_SIZE, DEFAULT_PORT, DEFAULT_QUERY_CACHE,
@@ -176,4 +187,6 @@ pub use settings::{
     DEFAULT_TELEMETRY_ENABLED, DEFAULT_TELEMETRY_SAMPLE_RATIO, DEFAULT_THREADS,
     DEFAULT_TRUSTED_PROXIES, DEFAULT_WRITE_TIMEOUT, MAX_POOL_SIZE, MAX_THREADS,
 };
+pub use settings::{DEFAULT_INSTANCES, DEFAULT_REQUIRE_VERSION, MAX_INSTANCES};
 pub use source::{Overrides, Source, RESERVED_ENV_VARS};
+pub use version::PINION_VERSION;

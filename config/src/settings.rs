@@ -15,6 +15,7 @@ use crate::ratio::Ratio;
 use crate::secret::{is_secret, mask_value};
 use crate::secret_key::SecretKey;
 use crate::value::render_string;
+use semver::VersionReq;
 
 /// Default for [`Settings::bind`]: all IPv4 interfaces, so that nginx (or a container
 /// runtime's port mapping) on another address can reach the server. Bind `127.0.0.1` when
@@ -100,6 +101,11 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(75);
 /// SIGTERM, well inside systemd's default `TimeoutStopSec` (90 s). Default is 30 s.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Default for [`Settings::drain_grace`]: long enough for a client that sends request after
+/// request (a load balancer's pooled connection, a browser loading a page) to send its next
+/// one, short enough not to hold a restart back. Default is 1 s.
+pub const DEFAULT_DRAIN_GRACE: Duration = Duration::from_secs(1);
+
 /// Default for [`Settings::session_idle_timeout`]: OWASP's upper bound for an application of
 /// ordinary risk. Default is 30 min.
 pub const DEFAULT_SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -140,6 +146,18 @@ pub const AUTO_POOL_SIZE_MIN: usize = 32;
 /// Connections "auto" adds to one per thread on a many-core host, so that a thread whose
 /// connection is busy with a slow query does not always wait. Default is `8`.
 pub const AUTO_POOL_SIZE_HEADROOM: usize = 8;
+
+/// Default for [`Settings::instances`]: one process per primary, the single-host deployment.
+/// Default is `1`.
+pub const DEFAULT_INSTANCES: usize = 1;
+
+/// The largest accepted [`Settings::instances`]: far above any fleet that shares one primary,
+/// low enough that the connection arithmetic cannot overflow. Default is `100000`.
+pub const MAX_INSTANCES: usize = 100_000;
+
+/// Default for [`Settings::require_version`]: none, so a configuration runs on any release
+/// until its author pins one. Default is `None`.
+pub const DEFAULT_REQUIRE_VERSION: Option<VersionReq> = None;
 
 /// Default for [`Settings::db_connect_timeout`]: a TCP handshake plus the PostgreSQL
 /// start-up take milliseconds on a LAN; five seconds rides out a lost SYN (the first
@@ -527,6 +545,14 @@ pub struct Settings {
     /// Graceful-shutdown deadline: after it, connections still open are closed and the process
     /// exits. Default is [`DEFAULT_DRAIN_TIMEOUT`].
     pub drain_timeout: Duration,
+    /// How long, once draining begins, an idle keep-alive connection still waits for its next
+    /// request, which is answered with `Connection: close`; 0 closes idle connections at once.
+    /// Must be shorter than `drain_timeout`. Default is [`DEFAULT_DRAIN_GRACE`].
+    pub drain_grace: Duration,
+    /// A Unix socket on which this process hands its listening sockets to its successor, and
+    /// through which it takes them from its predecessor: a restart then resets no connection.
+    /// `None` (the default) binds fresh listeners at every start.
+    pub handoff_socket: Option<PathBuf>,
     /// Value of the `Server` response header. Default is [`DEFAULT_SERVER_NAME`].
     pub server_name: String,
     /// Most verbose log level emitted. Default is [`DEFAULT_LOG_LEVEL`].
@@ -550,6 +576,11 @@ pub struct Settings {
     /// [`Settings::effective_pool_size`] and [`Settings::pool_size_per_thread`]). Default is
     /// [`DEFAULT_POOL_SIZE`].
     pub pool_size: Option<usize>,
+    /// How many pinion processes share the primary (hosts times processes per host), so that
+    /// start-up and `pinion check` can warn when together they may open more connections
+    /// than its `max_connections` allows. It changes nothing else. Default is
+    /// [`DEFAULT_INSTANCES`].
+    pub instances: usize,
     /// Time allowed to open a database connection: TCP (or Unix socket) connect and PostgreSQL start-up.
     /// Default is [`DEFAULT_DB_CONNECT_TIMEOUT`].
     pub db_connect_timeout: Duration,
@@ -678,6 +709,13 @@ pub struct Settings {
     /// Share of requests whose per-phase timings are logged. Default is
     /// [`DEFAULT_TELEMETRY_SAMPLE_RATIO`].
     pub telemetry_sample_ratio: Ratio,
+
+    /// The pinion releases this configuration is written for, as a Cargo version requirement
+    /// (`>=0.2`); loading refuses it on any other release
+    /// ([`ConfigError::is_version_mismatch`](crate::ConfigError::is_version_mismatch)), before
+    /// reading the rest, whose keys an older release may not know. `None` runs on any.
+    /// Default is [`DEFAULT_REQUIRE_VERSION`].
+    pub require_version: Option<VersionReq>,
 }
 
 impl Default for Settings {
@@ -700,6 +738,8 @@ impl Default for Settings {
             sse_keepalive: DEFAULT_SSE_KEEPALIVE,
             keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            drain_grace: DEFAULT_DRAIN_GRACE,
+            handoff_socket: None,
             server_name: DEFAULT_SERVER_NAME.to_string(),
             log_level: DEFAULT_LOG_LEVEL,
             log_format: DEFAULT_LOG_FORMAT,
@@ -707,6 +747,7 @@ impl Default for Settings {
             database_replica_urls: Vec::new(),
             databases: Vec::new(),
             pool_size: DEFAULT_POOL_SIZE,
+            instances: DEFAULT_INSTANCES,
             db_connect_timeout: DEFAULT_DB_CONNECT_TIMEOUT,
             db_query_timeout: DEFAULT_DB_QUERY_TIMEOUT,
             db_keepalive: DEFAULT_DB_KEEPALIVE,
@@ -744,6 +785,7 @@ impl Default for Settings {
             telemetry_enabled: DEFAULT_TELEMETRY_ENABLED,
             telemetry_drain_interval: DEFAULT_TELEMETRY_DRAIN_INTERVAL,
             telemetry_sample_ratio: DEFAULT_TELEMETRY_SAMPLE_RATIO,
+            require_version: DEFAULT_REQUIRE_VERSION,
         }
     }
 }
@@ -890,6 +932,8 @@ mod tests {
         assert!(s.telemetry_enabled);
         assert_eq!(s.telemetry_drain_interval, Duration::from_secs(1));
         assert_eq!(s.telemetry_sample_ratio.get(), 0.01);
+        assert_eq!(s.instances, 1);
+        assert_eq!(s.require_version, None);
     }
 
     #[test]
@@ -1007,5 +1051,7 @@ mod tests {
         assert!(text.contains("rate_limit_default = \"\"\n"), "{text}");
         assert!(text.contains("rate_limit_store = \"local\"\n"), "{text}");
         assert!(text.contains("telemetry_sample_ratio = 0.01\n"), "{text}");
+        assert!(text.contains("instances = 1\n"), "{text}");
+        assert!(text.contains("require_version = \"\"\n"), "{text}");
     }
 }

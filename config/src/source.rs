@@ -134,6 +134,11 @@ impl Source {
         self.file.as_deref()
     }
 
+    /// The environment, as given (a name given twice appears twice, last value last).
+    pub(crate) fn env_vars(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.env.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     fn is_reserved(&self, var: &str) -> bool {
         RESERVED_ENV_VARS.contains(&var) || self.reserved_env.iter().any(|r| r == var)
     }
@@ -172,11 +177,15 @@ impl Settings {
     ///   closest key);
     /// - a value does not parse or breaks its key's rule ([`ConfigError::is_invalid_value`]);
     /// - values valid one by one contradict each other, checked once every layer is applied
-    ///   ([`ConfigError::is_conflict`]; the message names both keys).
+    ///   ([`ConfigError::is_conflict`]; the message names both keys);
+    /// - `require_version` does not match [`PINION_VERSION`](crate::PINION_VERSION)
+    ///   ([`ConfigError::is_version_mismatch`]; the message names both versions).
     ///
     /// The first error found is returned, file before environment before command line before
-    /// the checks between keys.
+    /// the checks between keys; a version mismatch comes before all of them, since a
+    /// configuration written for a newer pinion may well have keys this one does not know.
     pub fn load(source: &Source) -> Result<Settings, ConfigError> {
+        crate::version::check_first(source)?;
         let mut settings = Settings::default();
         if let Some(path) = &source.file {
             apply_file(&mut settings, path)?;

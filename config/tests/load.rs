@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use pinion_config::{
     mask_url_password, Cidr, ConfigError, DatabaseUrl, IoDriver, LogFormat, LogLevel, Overrides,
-    RateLimitStore, RatePolicy, Ratio, Settings, Source, SECRET_KEYS,
+    RateLimitStore, RatePolicy, Ratio, Settings, Source, VersionReq, PINION_VERSION, SECRET_KEYS,
 };
 
 /// A `pinion.toml` under the temp directory, removed when dropped.
@@ -480,6 +480,23 @@ const RULES: &[Rule] = &[
         bad_env: &[("0h", "must be greater than 0")],
     },
     Rule {
+        key: "drain_grace",
+        good_file: &[r#""2s""#, "0"],
+        bad_file: &[(r#""1 fortnight""#, "unknown duration unit")],
+        good_env: &["500ms"],
+        bad_env: &[("25h", "must be at most 24h")],
+    },
+    Rule {
+        key: "handoff_socket",
+        good_file: &[r#""/run/pinion/handoff.sock""#, r#""""#],
+        bad_file: &[("1", "string")],
+        good_env: &["handoff.sock"],
+        bad_env: &[(
+            "/run/a-very-long-directory-name-that-goes-on/and-on-and-on/and-on-and-on/and-on-and-on/and-on/until-it-is/too-long.sock",
+            "a Unix socket path has at most 107",
+        )],
+    },
+    Rule {
         key: "server_name",
         good_file: &[r#""pinion/1.0""#, r#""a""#],
         bad_file: &[
@@ -610,6 +627,17 @@ const RULES: &[Rule] = &[
         ],
         good_env: &["64", "Auto"],
         bad_env: &[("", "1..=10000"), ("lots", "1..=10000")],
+    },
+    Rule {
+        key: "instances",
+        good_file: &["1", "100000", r#""12""#],
+        bad_file: &[
+            ("0", "must be an integer in 1..=100000"),
+            ("100001", "must be an integer in 1..=100000"),
+            (r#""auto""#, "must be an integer in 1..=100000"),
+        ],
+        good_env: &["4"],
+        bad_env: &[("", "1..=100000"), ("-2", "1..=100000")],
     },
     Rule {
         key: "db_connect_timeout",
@@ -1026,6 +1054,19 @@ const RULES: &[Rule] = &[
             ("inf", "must be a finite number"),
         ],
     },
+    Rule {
+        // Only requirements the running release meets: the others are not invalid values but
+        // mismatches (`require_version_refuses_other_releases`).
+        key: "require_version",
+        good_file: &[r#""""#, r#"">=0.1""#, r#""*""#, r#""<1000""#],
+        bad_file: &[
+            (r#""latest""#, r#"must be a version requirement such as ">=0.2""#),
+            (r#""0.1 || 0.2""#, "must be a version requirement"),
+            ("1", "found an integer"),
+        ],
+        good_env: &["", ">=0.0.1, <1000"],
+        bad_env: &[(">=", "must be a version requirement")],
+    },
 ];
 
 #[test]
@@ -1253,6 +1294,8 @@ fn render_masked_round_trips() {
         sse_keepalive: Duration::from_millis(750),
         keepalive_timeout: Duration::from_secs(7200),
         drain_timeout: Duration::from_secs(1),
+        drain_grace: Duration::from_millis(250),
+        handoff_socket: Some(std::path::PathBuf::from("/run/pinion/handoff.sock")),
         server_name: "it's \"quoted\" \\ here".to_string(),
         log_level: LogLevel::Trace,
         log_format: LogFormat::Json,
@@ -1266,6 +1309,7 @@ fn render_masked_round_trips() {
             .expect("valid databases")
             .databases,
         pool_size: Some(10_000),
+        instances: 16,
         db_connect_timeout: Duration::from_millis(250),
         db_query_timeout: Duration::from_secs(86_400),
         db_keepalive: Duration::from_secs(1),
@@ -1320,6 +1364,7 @@ fn render_masked_round_trips() {
         telemetry_enabled: false,
         telemetry_drain_interval: Duration::from_millis(100),
         telemetry_sample_ratio: Ratio::new(1e-7).expect("ratio"),
+        require_version: Some(VersionReq::parse(">=0.1, <1000").expect("requirement")),
     };
     for settings in [Settings::default(), custom] {
         let rendered = settings.render_masked();
@@ -1713,6 +1758,23 @@ fn session_timeouts_default_to_owasp_and_the_idle_one_fits_in_the_absolute_one()
 }
 
 #[test]
+fn the_drain_grace_fits_in_the_drain_timeout() {
+    let defaults = load_env(&[]).expect("defaults");
+    assert_eq!(defaults.drain_grace, Duration::from_secs(1));
+    let err = load_env(&[("PINION_DRAIN_GRACE", "30s")]).expect_err("grace = timeout");
+    assert!(err.is_conflict(), "{err}");
+    assert_eq!(err.key(), Some("drain_grace"));
+    assert!(
+        err.to_string()
+            .contains("shorter than `drain_timeout` (30s)"),
+        "{err}"
+    );
+    let set =
+        load_env(&[("PINION_DRAIN_GRACE", "0"), ("PINION_DRAIN_TIMEOUT", "2s")]).expect("no grace");
+    assert_eq!(set.drain_grace, Duration::ZERO);
+}
+
+#[test]
 fn cors_credentials_exclude_a_wildcard_origin() {
     let err = load_env(&[
         ("PINION_CORS_ALLOWED_ORIGINS", "https://a.example,*"),
@@ -1914,4 +1976,80 @@ fn a_short_secret_key_is_refused_and_not_quoted() {
         "{message}"
     );
     assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[test]
+fn require_version_accepts_the_running_release() {
+    let exact = format!("={PINION_VERSION}");
+    let s = load_env(&[("PINION_REQUIRE_VERSION", &exact)]).expect("the running release");
+    assert_eq!(
+        s.require_version,
+        Some(VersionReq::parse(&exact).expect("requirement"))
+    );
+    let rendered = s.render_masked();
+    assert!(
+        rendered.contains(&format!("require_version = \"{exact}\"\n")),
+        "{rendered}"
+    );
+    let (_file, result) = load_file(&format!("require_version = \"{exact}\"\n"));
+    assert_eq!(
+        result.expect("in the file").require_version,
+        s.require_version
+    );
+}
+
+#[test]
+fn require_version_refuses_other_releases() {
+    let err = load_env(&[("PINION_REQUIRE_VERSION", ">=1000")]).expect_err("a later release");
+    assert!(err.is_version_mismatch(), "{err}");
+    assert!(!err.is_invalid_value(), "{err}");
+    assert_eq!(err.key(), Some("require_version"));
+    assert_eq!(err.env_var(), Some("PINION_REQUIRE_VERSION"));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "require_version (PINION_REQUIRE_VERSION): this is pinion {PINION_VERSION}, the \
+             configuration requires >=1000"
+        )
+    );
+
+    // From the file, which the error names; the environment's requirement wins over it.
+    let (file, result) = load_file("require_version = \"<0.0.1\"\n");
+    let err = result.expect_err("an earlier release");
+    assert!(err.is_version_mismatch(), "{err}");
+    assert_eq!(err.path(), Some(file.path()));
+    assert!(err.to_string().ends_with("requires <0.0.1"), "{err}");
+    let source = Source::new()
+        .with_file(file.path())
+        .with_env([("PINION_REQUIRE_VERSION", "*")]);
+    assert_eq!(
+        Settings::load(&source).expect("overridden").require_version,
+        Some(VersionReq::STAR)
+    );
+}
+
+#[test]
+fn require_version_is_checked_before_keys_this_release_does_not_know() {
+    // A file written for a later release, with a key added since: the version is the news.
+    let future = "port = 8080\nkey_from_the_future = true\nrequire_version = \">=1000\"\n";
+    let (_file, result) = load_file(future);
+    let err = result.expect_err("a later release's file");
+    assert!(err.is_version_mismatch(), "{err}");
+    // Without the requirement, the same file fails on the key.
+    let (_file, result) = load_file("port = 8080\nkey_from_the_future = true\n");
+    assert!(result.expect_err("unknown key").is_unknown_key());
+    // An unparsable requirement is an invalid value, reported with its line.
+    let (_file, result) = load_file("port = 8080\nrequire_version = \"newest\"\n");
+    let err = result.expect_err("not a requirement");
+    assert!(err.is_invalid_value(), "{err}");
+    assert_eq!(err.key(), Some("require_version"));
+    assert_eq!(err.line(), Some(2));
+}
+
+#[test]
+fn instances_default_to_one() {
+    assert_eq!(load_env(&[]).expect("defaults").instances, 1);
+    let s = load_env(&[("PINION_INSTANCES", "12")]).expect("twelve");
+    assert_eq!(s.instances, 12);
+    assert!(s.render_masked().contains("instances = 12\n"));
 }

@@ -41,6 +41,12 @@ impl Role {
     }
 }
 
+/// Connections a [`Database`] keeps on each thread besides its pool: the pinned one for
+/// autocommit statements and the pipeline's (opened on first use). With the pool's
+/// [`pool_size`](Database::pool_size), what one thread may hold open to one database, which
+/// is what a deployment must fit under PostgreSQL's `max_connections`.
+pub const CONNECTIONS_BESIDES_POOL: usize = 2;
+
 /// A database on this worker thread.
 pub struct Database {
     name: Rc<str>,

@@ -62,7 +62,7 @@ mod statements;
 mod transaction;
 
 pub use cache::{DatabaseCache, CACHE_TABLE};
-pub use database::{Database, QueryObserver, Role};
+pub use database::{Database, QueryObserver, Role, CONNECTIONS_BESIDES_POOL};
 pub use dial::ConnectOptions;
 pub use error::Error;
 pub use exec::Executor;

@@ -78,7 +78,11 @@ fn open(c: &mut Client, path: &str, extra: &str) -> String {
         format!("GET {path} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n{extra}\r\n")
             .as_bytes(),
     );
-    c.until(b"\r\n\r\n")
+    let head = c.until(b"\r\n\r\n");
+    // Every stream opens with an empty comment, so that a proxy forwards the head at once.
+    let opening = c.until(b"\n\n");
+    assert_eq!(opening, "3\r\n:\n\n", "the opening comment, as one chunk");
+    head
 }
 
 #[test]

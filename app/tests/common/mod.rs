@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod nginx;
 pub mod pg;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pinion");
@@ -86,6 +87,8 @@ pub struct Served {
     pub addr: SocketAddr,
     /// Every stderr line after the start-up line, as it arrives.
     pub logs: Arc<Mutex<Vec<String>>>,
+    /// The stderr lines before the start-up line, and that line: what start-up logged.
+    pub startup_logs: Vec<String>,
 }
 
 impl Served {
@@ -147,13 +150,18 @@ pub fn serve_threads<K: AsRef<OsStr>, V: AsRef<OsStr>>(
     let mut child = cmd.spawn().expect("spawn pinion");
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
+    let mut startup_logs = Vec::new();
     let addr = loop {
         let line = lines
             .next()
-            .expect("pinion exited before listening")
+            .unwrap_or_else(|| panic!("pinion exited before listening: {startup_logs:#?}"))
             .expect("read stderr");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            let addr = rest.split_whitespace().next().expect("address");
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .map(|rest| rest.split_whitespace().next().expect("address").to_string());
+        startup_logs.push(line);
+        if let Some(addr) = addr {
             break addr.parse().expect("socket address");
         }
     };
@@ -166,7 +174,12 @@ pub fn serve_threads<K: AsRef<OsStr>, V: AsRef<OsStr>>(
             sink.lock().expect("log lines").push(line);
         }
     });
-    Served { child, addr, logs }
+    Served {
+        child,
+        addr,
+        logs,
+        startup_logs,
+    }
 }
 
 /// One request on a fresh connection; returns status, headers (lowercased names) and body.

@@ -132,7 +132,7 @@ impl<S: 'static, T: Transport> Connection<S, T> {
         let read = self.stream.read(buf.slice_mut(len..cap));
         // The worker's sweeper enforces the deadline (no timer per read, see `deadline`).
         // Pinned where it is built: moving the read into `select!` cost a memcpy per read.
-        let timed = std::pin::pin!(self.deadline.limit(deadline, read));
+        let mut timed = std::pin::pin!(self.deadline.limit(deadline, read));
         let result = if idle {
             let shutdown = Rc::clone(&self.shared.shutdown);
             let notified = std::pin::pin!(shutdown.notified());
@@ -142,8 +142,18 @@ impl<S: 'static, T: Transport> Connection<S, T> {
             // `biased`: the read first, and no random number per select.
             monoio::select! {
                 biased;
-                r = timed => r,
-                _ = notified => return Ok(ReadOutcome::Draining),
+                r = &mut timed => r,
+                _ = notified => {
+                    // The drain began while this connection waited: its next request is
+                    // still read and answered if it comes within the grace (one timer, only
+                    // while draining).
+                    let grace = std::pin::pin!(monoio::time::sleep(shutdown.grace()));
+                    monoio::select! {
+                        biased;
+                        r = &mut timed => r,
+                        _ = grace => return Ok(ReadOutcome::Draining),
+                    }
+                }
             }
         } else {
             timed.await

@@ -59,6 +59,9 @@ pub(crate) struct ConnConfig {
     pub(crate) body_read_timeout: Duration,
     pub(crate) write_timeout: Duration,
     pub(crate) keepalive_timeout: Duration,
+    /// How long an idle connection still waits for its next request once draining begins
+    /// (`drain_grace`).
+    pub(crate) drain_grace: Duration,
     /// Silence after which an event stream gets a keep-alive comment (`sse_keepalive`).
     pub(crate) sse_keepalive: Duration,
     /// The peers whose `X-Forwarded-For` is believed (`trusted_proxies`), for handlers.
@@ -242,11 +245,21 @@ impl<S: 'static, T: Transport> Connection<S, T> {
                 shared.put_wbuf(std::mem::take(&mut self.wbuf));
             }
             // 3. Wait for more.
-            let idle = self.rbuf.is_empty() && !fresh;
+            let mut idle = self.rbuf.is_empty() && !fresh;
+            let mut grace_end = None;
             if idle && shared.shutdown.is_draining() {
-                return Ok(());
+                // Draining: the next request is still answered (with `Connection: close`)
+                // if it comes within the grace; the wait is no longer cut short by the drain.
+                let end = shared.shutdown.grace_end();
+                if Instant::now() >= end {
+                    return Ok(());
+                }
+                grace_end = Some(end);
+                idle = false;
             }
-            let deadline = if idle {
+            let deadline = if let Some(end) = grace_end {
+                end
+            } else if idle {
                 Instant::now() + cfg.keepalive_timeout
             } else if fresh && self.rbuf.is_empty() {
                 // Nothing received yet: a silent client is dropped without a 408.

@@ -1,12 +1,14 @@
 //! The runtime: worker threads, their listeners, start-up and shutdown.
 
 pub(crate) mod driver;
+pub(crate) mod handoff;
 pub(crate) mod listener;
 pub(crate) mod shutdown;
 pub(crate) mod signal;
 pub(crate) mod worker;
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
@@ -26,6 +28,10 @@ pub struct ServerHandle {
     driver: Driver,
     trigger: ShutdownTrigger,
     workers: Vec<JoinHandle<()>>,
+    registry: Arc<handoff::Registry>,
+    /// The predecessor whose listeners these are, told to drain by [`ServerHandle::ready`].
+    takeover: Option<handoff::Takeover>,
+    handoff_socket: Option<std::path::PathBuf>,
 }
 
 impl ServerHandle {
@@ -47,6 +53,31 @@ impl ServerHandle {
     /// A trigger that starts a graceful shutdown from anywhere (a signal thread, a test).
     pub fn trigger(&self) -> ShutdownTrigger {
         self.trigger.clone()
+    }
+
+    /// Declares this process ready for traffic, once whatever the application does after
+    /// [`start`] is done (database pools connected, caches primed): with `handoff_socket`, the
+    /// predecessor whose listeners this process took starts draining, and this process starts
+    /// offering its own listeners to its successor. Without `handoff_socket` it does nothing.
+    ///
+    /// # Errors
+    /// When the handoff socket cannot be bound (its folder is missing or not writable); the
+    /// server keeps serving, only the next restart cannot take its listeners.
+    pub fn ready(&mut self) -> Result<(), Error> {
+        if let Some(takeover) = self.takeover.take() {
+            match takeover.finish() {
+                Ok(()) => tracing::info!("the predecessor is draining"),
+                // Stopped meanwhile: the sockets are this process's anyway.
+                Err(e) => {
+                    tracing::warn!(error = %e, "the predecessor did not acknowledge the hand-off")
+                }
+            }
+        }
+        if let Some(path) = &self.handoff_socket {
+            handoff::serve(path, Arc::clone(&self.registry), self.trigger.clone())
+                .map_err(|e| Error::io("handoff_socket", e))?;
+        }
+        Ok(())
     }
 
     /// Starts a graceful shutdown; see [`ShutdownTrigger::shutdown`].
@@ -87,14 +118,44 @@ where
     let threads = settings.effective_threads();
     let driver = Driver::resolve(settings.io_driver).map_err(|e| Error::io("io driver", e))?;
     let addr = SocketAddr::new(settings.bind, settings.port);
-    let listeners = listener::bind_all(addr, threads, settings.backlog)
-        .map_err(|e| Error::io("listener", e))?;
+    let mut takeover = match &settings.handoff_socket {
+        Some(path) => handoff::take_over(path, addr).map_err(|e| Error::io("handoff_socket", e))?,
+        None => None,
+    };
+    let mut listeners = match &mut takeover {
+        Some(t) => {
+            tracing::info!(
+                listeners = t.listeners.len(),
+                "took the listening sockets from the running process"
+            );
+            std::mem::take(&mut t.listeners)
+        }
+        None => Vec::new(),
+    };
+    if listeners.len() < threads {
+        // The first bound fixes the port when 0 was asked for; the others join it.
+        let at = match listeners.first() {
+            Some(l) => l.local_addr().map_err(|e| Error::io("listener", e))?,
+            None => addr,
+        };
+        let more = listener::bind_all(at, threads - listeners.len(), settings.backlog)
+            .map_err(|e| Error::io("listener", e))?;
+        listeners.extend(more);
+    }
     let addr = listeners
         .first()
         .map(|l| l.local_addr())
         .transpose()
         .map_err(|e| Error::io("listener", e))?
         .unwrap_or(addr);
+    let registry = handoff::Registry::new(listeners.iter().map(|l| l.as_raw_fd()).collect());
+    // Worker i serves listeners i, i + threads, …: a predecessor with more threads hands over
+    // more sockets than this process has workers, and each of them keeps its queue.
+    let mut owned: Vec<Vec<(usize, std::net::TcpListener)>> =
+        (0..threads).map(|_| Vec::new()).collect();
+    for (slot, l) in listeners.into_iter().enumerate() {
+        owned[slot % threads].push((slot, l));
+    }
     // The cores this process may run on (its affinity mask), in order.
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     if threads > cores.len() && !cores.is_empty() {
@@ -110,11 +171,12 @@ where
     let (ready_tx, ready_rx) = mpsc::channel();
     let factory = Arc::new(factory);
     let mut workers = Vec::with_capacity(threads);
-    for (index, listener) in listeners.into_iter().enumerate() {
+    for (index, listeners) in owned.into_iter().enumerate() {
         let spec = worker::WorkerSpec {
             index,
             core: (!cores.is_empty()).then(|| cores[index % cores.len()]),
-            listener,
+            listeners,
+            registry: Arc::clone(&registry),
             driver,
             cfg: cfg.clone(),
             max_connections: settings.max_connections_per_thread,
@@ -135,6 +197,9 @@ where
         driver,
         trigger,
         workers,
+        registry,
+        takeover,
+        handoff_socket: settings.handoff_socket.clone(),
     };
     for _ in 0..threads {
         match ready_rx.recv() {
@@ -171,6 +236,7 @@ pub(crate) fn conn_config(settings: &Settings) -> ConnConfig {
         body_read_timeout: settings.body_read_timeout,
         write_timeout: settings.write_timeout,
         keepalive_timeout: settings.keepalive_timeout,
+        drain_grace: settings.drain_grace,
         sse_keepalive: settings.sse_keepalive,
         trusted_proxies: settings
             .trusted_proxies

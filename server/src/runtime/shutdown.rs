@@ -39,15 +39,38 @@ impl ShutdownTrigger {
     }
 }
 
-/// One worker's view of shutdown: a flag its connections read, and a notification that wakes
-/// the idle ones.
+/// One worker's view of shutdown: a flag its connections read, a notification that wakes
+/// the idle ones, and the grace during which an idle keep-alive connection still gets its next
+/// request answered (with `Connection: close`) instead of being closed under it.
 #[derive(Debug, Default)]
 pub(crate) struct LocalShutdown {
     draining: Rc<Cell<bool>>,
     notify: Notify,
+    grace: std::time::Duration,
+    began: Cell<Option<std::time::Instant>>,
 }
 
 impl LocalShutdown {
+    /// A worker's shutdown state with `grace` (`drain_grace`) for its idle connections.
+    pub(crate) fn new(grace: std::time::Duration) -> LocalShutdown {
+        LocalShutdown {
+            grace,
+            ..LocalShutdown::default()
+        }
+    }
+
+    /// When idle connections stop waiting for a next request: the drain's start plus the
+    /// grace. HTTP/1.1 has no way to announce a close, so a client that sends as the server
+    /// closes loses that request; answering it with `Connection: close` instead ends the
+    /// connection where the client expects it.
+    pub(crate) fn grace_end(&self) -> std::time::Instant {
+        self.began.get().unwrap_or_else(std::time::Instant::now) + self.grace
+    }
+
+    /// The grace itself, for a connection that learns of the drain while it waits.
+    pub(crate) fn grace(&self) -> std::time::Duration {
+        self.grace
+    }
     /// The flag, shared with the handler context.
     pub(crate) fn flag(&self) -> Rc<Cell<bool>> {
         Rc::clone(&self.draining)
@@ -67,6 +90,7 @@ impl LocalShutdown {
 
     /// Marks the worker as draining and wakes every idle connection.
     pub(crate) fn begin(&self) {
+        self.began.set(Some(std::time::Instant::now()));
         self.draining.set(true);
         self.notify.notify_waiters();
     }

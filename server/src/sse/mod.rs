@@ -24,7 +24,8 @@
 //! ```
 //!
 //! The response carries `Cache-Control: no-cache` and `X-Accel-Buffering: no` (so nginx
-//! passes events on at once), and a keep-alive comment after `sse_keepalive` (default 15 s) of
+//! passes events on at once), starts with an empty comment (so that a proxy forwards the head
+//! at once), and a keep-alive comment after `sse_keepalive` (default 15 s) of
 //! silence, which also finds clients that left. When the server shuts down, event streams end
 //! cleanly, so that browsers reconnect (to another instance) at once; `Event::retry` tells them
 //! how long to wait. With htmx: `<div hx-ext="sse" sse-connect="/ticks" sse-swap="tick">`.
@@ -69,8 +70,12 @@ impl Sse {
 
     /// A stream of events rendered once for many clients ([`Broadcast`]).
     fn rendered(events: impl Stream<Item = Bytes> + 'static) -> Sse {
+        // An empty comment first: a proxy that sends the response head only with body bytes
+        // (nginx over HTTP/2) would otherwise leave the browser "connecting" until the first
+        // event or keep-alive.
+        let opening = futures_util::stream::once(std::future::ready(Bytes::from_static(b":\n\n")));
         Sse {
-            events: Box::pin(events),
+            events: Box::pin(opening.chain(events)),
             keep_alive: None,
         }
     }
