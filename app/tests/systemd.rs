@@ -20,10 +20,11 @@ fn the_unit_passes_systemd_analyze_verify() {
     let dir = std::env::temp_dir().join(format!("pinion-unit-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     // The unit names the installed binary; verify the same unit with this build's.
-    let unit = std::fs::read_to_string(repo().join("deploy/pinion.service")).expect("the unit");
+    let unit = std::fs::read_to_string(repo().join("deploy/pinion@.service")).expect("the unit");
     assert!(unit.contains("ExecStart=/usr/local/bin/pinion serve"));
     let unit = unit.replace("/usr/local/bin/pinion", common::BIN);
-    let path = dir.join("pinion.service");
+    // A template is verified as one of its instances.
+    let path = dir.join("pinion@blue.service");
     std::fs::write(&path, unit).expect("unit written");
     let found = std::process::Command::new(repo().join("scripts/systemd-analyze"))
         .stderr(std::process::Stdio::inherit())
@@ -45,10 +46,7 @@ fn the_unit_passes_systemd_analyze_verify() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Complaints about this container's own units are not the unit's.
-    let ours: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("pinion.service"))
-        .collect();
+    let ours: Vec<&str> = text.lines().filter(|l| l.contains("pinion@")).collect();
     assert!(
         out.status.success() && ours.is_empty(),
         "systemd-analyze verify:\n{text}"

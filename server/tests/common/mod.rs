@@ -322,3 +322,11 @@ pub fn tiny_window_client(addr: SocketAddr) -> TcpStream {
         .expect("timeout");
     stream
 }
+
+/// A loopback port nothing listens on (the kernel may hand it out again later).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
