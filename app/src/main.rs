@@ -375,6 +375,8 @@ fn serve(settings: &Settings) -> ExitCode {
     }
     // Listeners bound, migrations applied, every worker's state built and its primary
     // connected (or the connect timeout passed).
+    // A successor taking over starts this process's drain, as SIGTERM does.
+    handle.on_hand_over(systemd::stopping);
     // A predecessor that handed its listeners over drains from here on.
     if let Err(e) = handle.ready() {
         tracing::warn!("{e}; the next start cannot take this process's listeners");

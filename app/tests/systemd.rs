@@ -308,3 +308,46 @@ fn ready_comes_anyway_when_the_primary_does_not_within_the_connect_timeout() {
     let (status, primary, body) = health_ready(served.addr);
     assert_eq!((status, primary.as_str()), (503, "down"), "{body}");
 }
+
+#[test]
+fn a_hand_over_notifies_ready_from_the_successor_and_stopping_from_the_predecessor() {
+    let first = NotifySocket::bind("handoff-first");
+    let second = NotifySocket::bind("handoff-second");
+    // Beside the first notify socket: removed with it.
+    let handoff = first.dir.join("handoff.sock");
+    let handoff = handoff.to_str().expect("utf-8 path");
+    let mut old = serve([
+        ("NOTIFY_SOCKET", first.path.as_str()),
+        ("PINION_HANDOFF_SOCKET", handoff),
+    ]);
+    let ready = first.next("the first READY=1");
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready}");
+
+    // Port 0 takes whatever the running process listens on: the same sockets.
+    let mut new = serve([
+        ("NOTIFY_SOCKET", second.path.as_str()),
+        ("PINION_HANDOFF_SOCKET", handoff),
+    ]);
+    assert_eq!(new.addr, old.addr, "the successor serves the same address");
+    let ready = second.next("the successor's READY=1");
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready}");
+    // The predecessor tells its supervisor it is stopping, and exits 0 by itself.
+    let stopping = first.next("the predecessor's STOPPING=1");
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(status) = old.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the predecessor did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "{exit:?}");
+    let (status, _, _) = common::request(
+        new.addr,
+        "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200, "the successor answers on the address");
+    let _ = new.child.kill();
+    let _ = new.child.wait();
+}

@@ -42,10 +42,19 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// This process's listening sockets, as the handoff thread may send them: a worker clears its
 /// entry before it closes the socket, so a descriptor number is never sent after its close.
-#[derive(Debug)]
 pub(crate) struct Registry {
     fds: Mutex<Vec<Option<RawFd>>>,
     handed_over: AtomicBool,
+    on_hand_over: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("fds", &self.fds)
+            .field("handed_over", &self.handed_over)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Registry {
@@ -54,7 +63,13 @@ impl Registry {
         Arc::new(Registry {
             fds: Mutex::new(fds.into_iter().map(Some).collect()),
             handed_over: AtomicBool::new(false),
+            on_hand_over: Mutex::new(None),
         })
+    }
+
+    /// Runs `f` when a successor takes over, before the drain starts.
+    pub(crate) fn on_hand_over(&self, f: Box<dyn FnOnce() + Send>) {
+        *self.on_hand_over.lock() = Some(f);
     }
 
     /// Called by a worker before it closes listener `slot`.
@@ -255,6 +270,9 @@ fn hand_over(
         return Err(io::Error::other("unexpected message from the successor"));
     }
     registry.handed_over.store(true, Ordering::Release);
+    if let Some(f) = registry.on_hand_over.lock().take() {
+        f();
+    }
     trigger.shutdown();
     let _ = conn.write_all(BYE);
     Ok(true)

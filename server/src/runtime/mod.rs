@@ -80,6 +80,13 @@ impl ServerHandle {
         Ok(())
     }
 
+    /// Runs `f` when a successor takes this process's listeners over (`handoff_socket`), just
+    /// before the drain starts: for telling a supervisor, as a signal's shutdown does
+    /// ([`SignalWatch::on_shutdown`](crate::SignalWatch::on_shutdown)).
+    pub fn on_hand_over(&self, f: impl FnOnce() + Send + 'static) {
+        self.registry.on_hand_over(Box::new(f));
+    }
+
     /// Starts a graceful shutdown; see [`ShutdownTrigger::shutdown`].
     pub fn shutdown(&self) {
         self.trigger.shutdown();
