@@ -326,6 +326,15 @@ fn serve(settings: &Settings) -> ExitCode {
         }
         None => (None, None),
     };
+    // One for the process: the timeouts, the L1 in front of the rows, the CSRF rules.
+    let sessions = pinion_web::session::Sessions::from_settings(settings);
+    if let Some(t) = &telemetry {
+        let sessions = sessions.clone();
+        t.add_source(move |sink| {
+            let stats = sessions.l1_stats();
+            sink.cache("sessions", stats.hits, stats.misses);
+        });
+    }
     let workers = pinion_app::startup::Workers {
         settings: settings.clone(),
         threads,
@@ -335,8 +344,7 @@ fn serve(settings: &Settings) -> ExitCode {
         sticky_window,
         worlds,
         feed: pinion_app::live::WorldFeed::new(),
-        // One for the process: the timeouts, the L1 in front of the rows, the CSRF rules.
-        sessions: pinion_web::session::Sessions::from_settings(settings),
+        sessions: sessions.clone(),
         // Whole public pages of the demo, shared by the workers.
         pages: pinion_web::response_cache::ResponseCache::new(Arc::new(LocMemCache::new(
             &LocMemConfig {

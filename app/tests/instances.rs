@@ -360,8 +360,15 @@ fn a_session_made_through_one_instance_is_valid_on_the_others_and_a_logout_ends_
     }
     // Instance 1 holds the session in its L1: it wrote it (a write keeps the record there) and
     // reads it again here.
+    let sessions = r#"cache="sessions""#;
+    let hits = counter(&metrics(a.addr), "pinion_cache_hits_total", &[sessions]);
     let own = user.get(a.addr, "/orders");
     assert!(own.status == 200 && own.body.contains(&link), "{own:?}");
+    let now = counter(&metrics(a.addr), "pinion_cache_hits_total", &[sessions]);
+    assert!(
+        now > hits,
+        "the session came from instance 1's L1: hits {hits} → {now}"
+    );
 
     // The cookie as it was before the logout: what another tab, or a thief, still holds.
     let kept = user.clone();
