@@ -235,11 +235,14 @@ impl fmt::Debug for Error {
 }
 
 impl fmt::Display for Error {
-    /// The status and detail, then the source: for logs and tests, never for clients.
+    /// The status and detail (or, for the server's own errors, what it was doing), then the
+    /// source: for logs and tests, never for clients.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.repr.status.as_u16(), self.detail())?;
-        if let Some(context) = self.repr.context {
-            write!(f, " ({context})")?;
+        // The server's own errors (binding, starting workers) are no answer to anyone: what it
+        // was doing, then why.
+        match self.repr.context {
+            Some(context) => write!(f, "{context}")?,
+            None => write!(f, "{}: {}", self.repr.status.as_u16(), self.detail())?,
         }
         match &self.repr.source {
             Some(source) => write!(f, ": {}", Chain(&**source)),

@@ -94,7 +94,8 @@ pub(crate) struct Takeover {
 
 impl Takeover {
     /// Tells the predecessor that this process serves: it stops accepting and drains. Waits
-    /// for its acknowledgement, so that when this returns the old process is draining.
+    /// for its acknowledgement, so that when this returns the old process has been told (its
+    /// workers notice on their next turn of the event loop).
     ///
     /// # Errors
     /// When the predecessor went away meanwhile (it was stopped): nothing is lost, the sockets
@@ -138,13 +139,19 @@ pub(crate) fn take_over(path: &Path, addr: SocketAddr) -> io::Result<Option<Take
     let mut space = nix::cmsg_space!([RawFd; MAX_LISTENERS]);
     let (n, fds) = {
         let mut iov = [IoSliceMut::new(&mut line)];
-        let msg = recvmsg::<()>(
-            stream.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .map_err(io::Error::from)?;
+        let msg = loop {
+            match recvmsg::<()>(
+                stream.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                // With a receive timeout set, the kernel does not restart the call: an
+                // io_uring torn down on this thread (the driver probe) interrupts it.
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => break other.map_err(io::Error::from)?,
+            }
+        };
         let mut fds = Vec::new();
         for cmsg in msg.cmsgs() {
             if let ControlMessageOwned::ScmRights(got) = cmsg {
@@ -206,10 +213,7 @@ pub(crate) fn serve(
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
                 match hand_over(conn, &registry, &trigger) {
-                    Ok(true) => {
-                        tracing::info!(path = %path.display(), "listeners handed to the successor, draining");
-                        return;
-                    }
+                    Ok(true) => return,
                     Ok(false) => {}
                     Err(e) => tracing::warn!(path = %path.display(), error = %e, "hand-off failed; still serving"),
                 }
@@ -240,16 +244,18 @@ fn hand_over(
         let fds = registry.fds.lock();
         let open: Option<Vec<RawFd>> = fds.iter().copied().collect();
         match open {
-            Some(fds) if !trigger.is_triggered() => {
-                sendmsg::<()>(
+            Some(fds) if !trigger.is_triggered() => loop {
+                match sendmsg::<()>(
                     conn.as_raw_fd(),
                     &[IoSlice::new(LISTENERS)],
                     &[ControlMessage::ScmRights(&fds)],
                     MsgFlags::empty(),
                     None,
-                )
-                .map_err(io::Error::from)?;
-            }
+                ) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    other => break other.map(drop).map_err(io::Error::from)?,
+                }
+            },
             _ => {
                 conn.write_all(DRAINING)?;
                 return Ok(false);
@@ -273,8 +279,10 @@ fn hand_over(
     if let Some(f) = registry.on_hand_over.lock().take() {
         f();
     }
-    trigger.shutdown();
+    // Before the drain starts: with nothing to drain, the process may exit right after it.
+    tracing::info!("listeners handed to the successor, draining");
     let _ = conn.write_all(BYE);
+    trigger.shutdown();
     Ok(true)
 }
 
@@ -296,7 +304,10 @@ fn check_peer(conn: &UnixStream) -> io::Result<()> {
 fn read_line(conn: &mut UnixStream, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
-        let got = conn.read(&mut buf[n..n + 1])?;
+        let got = match conn.read(&mut buf[n..n + 1]) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => other?,
+        };
         if got == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
