@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
@@ -226,14 +226,8 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_zero() {
     assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}\n{}", logs());
     assert!(r.contains("\r\nConnection: close\r\n"), "{r}");
     assert!(r.ends_with("helloworld"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = server.child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "did not exit after draining");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = common::wait_exit(&mut server.child, Duration::from_secs(10))
+        .expect("did not exit after draining");
     assert_eq!(status.code(), Some(0));
 }
 
@@ -309,17 +303,13 @@ fn output_within(mut cmd: std::process::Command, bound: Duration) -> std::proces
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn pinion");
-    let deadline = Instant::now() + bound;
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "still running after {bound:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    if common::wait_exit(&mut child, bound).is_none() {
+        let _ = child.kill();
+        let out = child.wait_with_output().expect("output");
+        panic!(
+            "still running after {bound:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     child.wait_with_output().expect("output")
 }

@@ -11,7 +11,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{database_env, pinion, repo, request, serve, serve_threads};
 
@@ -140,17 +140,8 @@ fn serve_notifies_ready_when_it_answers_and_stopping_when_it_drains() {
     }
     let stopping = notify.next("STOPPING=1");
     assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(status) = served.child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pinion did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = common::wait_exit(&mut served.child, Duration::from_secs(30))
+        .expect("pinion did not exit after SIGTERM");
     assert!(exit.success(), "{exit:?}");
 }
 
@@ -334,14 +325,8 @@ fn a_hand_over_notifies_ready_from_the_successor_and_stopping_from_the_predecess
     // The predecessor tells its supervisor it is stopping, and exits 0 by itself.
     let stopping = first.next("the predecessor's STOPPING=1");
     assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(status) = old.child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the predecessor did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = common::wait_exit(&mut old.child, Duration::from_secs(30))
+        .expect("the predecessor did not exit");
     assert!(exit.success(), "{exit:?}");
     let (status, _, _) = common::request(
         new.addr,

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub mod nginx;
 pub mod pg;
@@ -260,4 +260,42 @@ pub fn metrics_when(addr: SocketAddr, ready: impl Fn(&str) -> bool) -> String {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Waits for `child` to exit, at most `bound`, on the exit event itself (a pidfd becomes
+/// readable when the process ends): `None` when it is still running after `bound`.
+pub fn wait_exit(
+    child: &mut std::process::Child,
+    bound: Duration,
+) -> Option<std::process::ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
+    }
+    // SAFETY: pidfd_open(2) on our own child's pid; the descriptor is closed below.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
+    assert!(
+        pidfd >= 0,
+        "pidfd_open: {}",
+        std::io::Error::last_os_error()
+    );
+    let pidfd = pidfd as libc::c_int;
+    let deadline = Instant::now() + bound;
+    let exited = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut fd = libc::pollfd {
+            fd: pidfd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut fd, 1, ms) };
+        if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        break n > 0;
+    };
+    // SAFETY: the descriptor pidfd_open returned, closed once.
+    unsafe { libc::close(pidfd) };
+    exited.then(|| child.wait().expect("wait"))
 }
