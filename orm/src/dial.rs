@@ -212,8 +212,8 @@ fn tune_tcp(stream: &monoio::net::TcpStream, opts: &ConnectOptions) -> std::io::
     sock.set_tcp_user_timeout(Some(opts.user_timeout))
 }
 
-/// What a listening connection hands each notification's payload to.
-pub(crate) type OnNotify = Rc<dyn Fn(&str)>;
+/// What a listening connection hands each notification's channel and payload to.
+pub(crate) type OnNotify = Rc<dyn Fn(&str, &str)>;
 
 /// Connects as [`connect`] does, and hands the payload of every notification (`LISTEN`) the
 /// connection receives to `on_notify`.
@@ -272,7 +272,7 @@ where
             Some(on_notify) => loop {
                 match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                     Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
-                        on_notify(n.payload());
+                        on_notify(n.channel(), n.payload());
                     }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {

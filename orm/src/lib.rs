@@ -45,6 +45,7 @@ mod deadline;
 mod dial;
 mod error;
 mod exec;
+pub mod listener;
 mod manager;
 pub mod migrate;
 pub mod model;

@@ -36,7 +36,8 @@ use rustc_hash::FxHashMap;
 
 use crate::pipeline::PipelineStatement;
 
-pub use listener::{listen, Listener};
+pub use crate::listener::Listener;
+pub use listener::{listen, subscriber};
 pub(crate) use rows::CachedRows;
 
 /// The channel that carries version bumps between processes. A payload is
