@@ -16,6 +16,7 @@ pub struct Raw {
     writes: Vec<&'static str>,
     using: Option<Rc<str>>,
     cache: bool,
+    invalidates: bool,
 }
 
 /// Hand-written SQL with `$1`, `$2`… bound by [`bind`](Raw::bind), declaring the tables it
@@ -41,6 +42,7 @@ pub fn raw(sql: &str) -> Raw {
         writes: Vec::new(),
         using: None,
         cache: true,
+        invalidates: true,
     }
 }
 
@@ -73,6 +75,24 @@ impl Raw {
     pub fn cache(mut self, on: bool) -> Raw {
         self.cache = on;
         self
+    }
+
+    /// Whether the statement's writes invalidate the query cache (yes by default). Off for
+    /// tables no cached read ever reads, such as a job queue or an event log: their writes then
+    /// bump no version and send no notification, which a table written thousands of times a
+    /// second would otherwise pay for on every statement.
+    pub fn invalidates(mut self, on: bool) -> Raw {
+        self.invalidates = on;
+        self
+    }
+
+    /// The written tables whose versions this statement bumps.
+    fn bumped(&self) -> &[&'static str] {
+        if self.invalidates {
+            &self.writes
+        } else {
+            &[]
+        }
     }
 
     /// Runs on the database configured as `name`.
@@ -131,7 +151,7 @@ impl Raw {
                 db,
                 &meta,
                 using,
-                &self.writes,
+                self.bumped(),
                 &self.sql.text,
                 &self.sql.refs(),
             )
@@ -164,7 +184,7 @@ impl Raw {
             db,
             &meta,
             self.using.as_deref(),
-            &self.writes,
+            self.bumped(),
             &self.sql.text,
             &self.sql.refs(),
         )

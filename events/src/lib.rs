@@ -1,0 +1,1 @@
+//! # pinion-events (being built)

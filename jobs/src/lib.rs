@@ -1,0 +1,1 @@
+//! # pinion-jobs (being built)
