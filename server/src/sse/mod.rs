@@ -68,8 +68,10 @@ impl Sse {
         Sse::rendered(events.map(|e| e.to_bytes()))
     }
 
-    /// A stream of events rendered once for many clients ([`Broadcast`]).
-    fn rendered(events: impl Stream<Item = Bytes> + 'static) -> Sse {
+    /// A stream of events rendered once for many clients ([`Broadcast`], `pinion-events`):
+    /// each item is one or more whole events as [`Event::to_bytes`] renders them, shared
+    /// (`Bytes` clones are a reference count) rather than rendered again per client.
+    pub fn rendered(events: impl Stream<Item = Bytes> + 'static) -> Sse {
         // An empty comment first: a proxy that sends the response head only with body bytes
         // (nginx over HTTP/2) would otherwise leave the browser "connecting" until the first
         // event or keep-alive.
