@@ -37,6 +37,21 @@ impl ShutdownTrigger {
     pub fn is_triggered(&self) -> bool {
         *self.tx.borrow()
     }
+
+    /// A trigger of its own, for a process that runs no server (`pinion worker`): signals
+    /// ([`SignalWatch::install`](crate::SignalWatch::install)) fire it as they fire a
+    /// server's.
+    pub fn detached() -> ShutdownTrigger {
+        ShutdownTrigger::new().0
+    }
+
+    /// Waits until shutdown is triggered (at once when it already is): for work beside the
+    /// server, such as background jobs, that must drain when the server does.
+    pub async fn triggered(&self) {
+        let mut rx = self.tx.subscribe();
+        // An error means every sender is gone, which cannot be while `self` holds one.
+        let _ = rx.wait_for(|stopping| *stopping).await;
+    }
 }
 
 /// One worker's view of shutdown: a flag its connections read, a notification that wakes
