@@ -76,6 +76,9 @@ pub(crate) enum Key {
     CacheTtl,
     CacheMaxEntries,
     QueryCache,
+    EventsRetention,
+    EventsRetentionRows,
+    EventsSubscriberQueue,
     SecurityHeaders,
     Hsts,
     ContentSecurityPolicy,
@@ -114,7 +117,7 @@ pub(crate) enum Rendered<'a> {
 
 impl Key {
     /// Every key, in the README table's order (also the order of `render_masked`).
-    pub(crate) const ALL: [Key; 65] = [
+    pub(crate) const ALL: [Key; 68] = [
         Key::Bind,
         Key::Port,
         Key::Threads,
@@ -154,6 +157,9 @@ impl Key {
         Key::CacheTtl,
         Key::CacheMaxEntries,
         Key::QueryCache,
+        Key::EventsRetention,
+        Key::EventsRetentionRows,
+        Key::EventsSubscriberQueue,
         Key::SecurityHeaders,
         Key::Hsts,
         Key::ContentSecurityPolicy,
@@ -229,6 +235,11 @@ impl Key {
             Key::CacheTtl => ("cache_ttl", "PINION_CACHE_TTL"),
             Key::CacheMaxEntries => ("cache_max_entries", "PINION_CACHE_MAX_ENTRIES"),
             Key::QueryCache => ("query_cache", "PINION_QUERY_CACHE"),
+            Key::EventsRetention => ("events_retention", "PINION_EVENTS_RETENTION"),
+            Key::EventsRetentionRows => ("events_retention_rows", "PINION_EVENTS_RETENTION_ROWS"),
+            Key::EventsSubscriberQueue => {
+                ("events_subscriber_queue", "PINION_EVENTS_SUBSCRIBER_QUEUE")
+            }
             Key::SecurityHeaders => ("security_headers", "PINION_SECURITY_HEADERS"),
             Key::Hsts => ("hsts", "PINION_HSTS"),
             Key::ContentSecurityPolicy => {
@@ -405,6 +416,15 @@ impl Key {
             Key::CacheTtl => s.cache_ttl = timeout(raw)?,
             Key::CacheMaxEntries => s.cache_max_entries = int(raw, 1, 100_000_000)?,
             Key::QueryCache => s.query_cache = value::boolean(raw)?,
+            Key::EventsRetention => {
+                let d = value::duration(raw)?;
+                if d.is_zero() || d > MAX_EVENTS_RETENTION {
+                    return Err("must be greater than 0 and at most 720h".to_string());
+                }
+                s.events_retention = d;
+            }
+            Key::EventsRetentionRows => s.events_retention_rows = int(raw, 1, 1_000_000_000)?,
+            Key::EventsSubscriberQueue => s.events_subscriber_queue = int(raw, 1, 100_000)?,
             Key::SecurityHeaders => s.security_headers = value::boolean(raw)?,
             Key::Hsts => s.hsts = value::boolean(raw)?,
             Key::ContentSecurityPolicy => {
@@ -528,6 +548,9 @@ impl Key {
             Key::CacheTtl => value::render_duration(s.cache_ttl),
             Key::CacheMaxEntries => s.cache_max_entries.to_string(),
             Key::QueryCache => s.query_cache.to_string(),
+            Key::EventsRetention => value::render_duration(s.events_retention),
+            Key::EventsRetentionRows => s.events_retention_rows.to_string(),
+            Key::EventsSubscriberQueue => s.events_subscriber_queue.to_string(),
             Key::SecurityHeaders => s.security_headers.to_string(),
             Key::Hsts => s.hsts.to_string(),
             Key::ContentSecurityPolicy => {
@@ -576,6 +599,9 @@ impl Key {
         Rendered::Toml(text)
     }
 }
+
+/// The longest `events_retention`: a month of events is more than any reconnecting page needs.
+const MAX_EVENTS_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// An integer in `min..=max`, converted to the field's type.
 fn int<T: TryFrom<u64>>(raw: &Raw<'_>, min: u64, max: u64) -> Result<T, String> {

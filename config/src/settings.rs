@@ -193,6 +193,17 @@ pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
 /// ORM makes, here and in other instances. Default is `true`.
 pub const DEFAULT_QUERY_CACHE: bool = true;
 
+/// Default for [`Settings::events_retention`]: longer than a laptop's lid usually stays
+/// closed on an open page, short enough for the events table to stay small. Default is 1 h.
+pub const DEFAULT_EVENTS_RETENTION: Duration = Duration::from_secs(3600);
+
+/// Default for [`Settings::events_retention_rows`]. Default is 100 000.
+pub const DEFAULT_EVENTS_RETENTION_ROWS: u64 = 100_000;
+
+/// Default for [`Settings::events_subscriber_queue`]: a burst of updates to one page fits, and
+/// a client that stopped reading is found within as many events. Default is 64.
+pub const DEFAULT_EVENTS_SUBSCRIBER_QUEUE: usize = 64;
+
 /// Default for [`Settings::cache_max_entries`]: room for the TechEmpower `world` table (10 000
 /// rows) with headroom, a few MiB of memory. Default is 20 000.
 pub const DEFAULT_CACHE_MAX_ENTRIES: usize = 20_000;
@@ -622,6 +633,16 @@ pub struct Settings {
     /// `cache_max_entries`, invalidated by table versions across instances). Default is
     /// [`DEFAULT_QUERY_CACHE`].
     pub query_cache: bool,
+    /// How long published events are kept for clients that reconnect with `Last-Event-ID`
+    /// (pinion-events prunes older ones). Default is [`DEFAULT_EVENTS_RETENTION`].
+    pub events_retention: Duration,
+    /// At most this many of the latest events are kept, whatever their age. Default is
+    /// [`DEFAULT_EVENTS_RETENTION_ROWS`].
+    pub events_retention_rows: u64,
+    /// Events one live-page subscriber may have waiting before it is cut off (a resync event,
+    /// then the browser reconnects and replays). Default is
+    /// [`DEFAULT_EVENTS_SUBSCRIBER_QUEUE`].
+    pub events_subscriber_queue: usize,
 
     /// Whether every response gets the OWASP security headers. Default is
     /// [`DEFAULT_SECURITY_HEADERS`].
@@ -760,6 +781,9 @@ impl Default for Settings {
             cache_ttl: DEFAULT_CACHE_TTL,
             cache_max_entries: DEFAULT_CACHE_MAX_ENTRIES,
             query_cache: DEFAULT_QUERY_CACHE,
+            events_retention: DEFAULT_EVENTS_RETENTION,
+            events_retention_rows: DEFAULT_EVENTS_RETENTION_ROWS,
+            events_subscriber_queue: DEFAULT_EVENTS_SUBSCRIBER_QUEUE,
             security_headers: DEFAULT_SECURITY_HEADERS,
             hsts: DEFAULT_HSTS,
             content_security_policy: Some(DEFAULT_CONTENT_SECURITY_POLICY.to_string()),

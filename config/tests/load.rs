@@ -754,6 +754,30 @@ const RULES: &[Rule] = &[
         bad_env: &[("maybe", "must be true or false")],
     },
     Rule {
+        key: "events_retention",
+        good_file: &[r#""1h""#, r#""720h""#, "60"],
+        bad_file: &[
+            ("0", "must be greater than 0"),
+            (r#""721h""#, "at most 720h"),
+        ],
+        good_env: &["15m"],
+        bad_env: &[("a while", "must start with a whole number")],
+    },
+    Rule {
+        key: "events_retention_rows",
+        good_file: &["1", "100000"],
+        bad_file: &[("0", "must be"), (r#""many""#, "must be")],
+        good_env: &["5000"],
+        bad_env: &[("-1", "must be")],
+    },
+    Rule {
+        key: "events_subscriber_queue",
+        good_file: &["1", "64", "100000"],
+        bad_file: &[("0", "must be"), ("100001", "must be")],
+        good_env: &["16"],
+        bad_env: &[("lots", "must be")],
+    },
+    Rule {
         key: "security_headers",
         good_file: &["true", "false"],
         bad_file: &[
@@ -1322,6 +1346,9 @@ fn render_masked_round_trips() {
         cache_ttl: Duration::from_millis(90_500),
         cache_max_entries: 1234,
         query_cache: false,
+        events_retention: Duration::from_secs(7200),
+        events_retention_rows: 500,
+        events_subscriber_queue: 8,
         security_headers: false,
         hsts: true,
         content_security_policy: None,
