@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::cidr::Cidr;
 use crate::database_url::DatabaseUrl;
+use crate::job_queue::JobQueue;
 use crate::named_database::NamedDatabase;
 use crate::rate_policy::{self, RatePolicy};
 use crate::secret::MASK;
@@ -79,6 +80,11 @@ pub(crate) enum Key {
     EventsRetention,
     EventsRetentionRows,
     EventsSubscriberQueue,
+    JobsThreads,
+    JobsQueues,
+    JobsLease,
+    JobsPollInterval,
+    JobsRetryBase,
     SecurityHeaders,
     Hsts,
     ContentSecurityPolicy,
@@ -117,7 +123,7 @@ pub(crate) enum Rendered<'a> {
 
 impl Key {
     /// Every key, in the README table's order (also the order of `render_masked`).
-    pub(crate) const ALL: [Key; 68] = [
+    pub(crate) const ALL: [Key; 73] = [
         Key::Bind,
         Key::Port,
         Key::Threads,
@@ -160,6 +166,11 @@ impl Key {
         Key::EventsRetention,
         Key::EventsRetentionRows,
         Key::EventsSubscriberQueue,
+        Key::JobsThreads,
+        Key::JobsQueues,
+        Key::JobsLease,
+        Key::JobsPollInterval,
+        Key::JobsRetryBase,
         Key::SecurityHeaders,
         Key::Hsts,
         Key::ContentSecurityPolicy,
@@ -240,6 +251,11 @@ impl Key {
             Key::EventsSubscriberQueue => {
                 ("events_subscriber_queue", "PINION_EVENTS_SUBSCRIBER_QUEUE")
             }
+            Key::JobsThreads => ("jobs_threads", "PINION_JOBS_THREADS"),
+            Key::JobsQueues => ("jobs_queues", "PINION_JOBS_QUEUES"),
+            Key::JobsLease => ("jobs_lease", "PINION_JOBS_LEASE"),
+            Key::JobsPollInterval => ("jobs_poll_interval", "PINION_JOBS_POLL_INTERVAL"),
+            Key::JobsRetryBase => ("jobs_retry_base", "PINION_JOBS_RETRY_BASE"),
             Key::SecurityHeaders => ("security_headers", "PINION_SECURITY_HEADERS"),
             Key::Hsts => ("hsts", "PINION_HSTS"),
             Key::ContentSecurityPolicy => {
@@ -425,6 +441,17 @@ impl Key {
             }
             Key::EventsRetentionRows => s.events_retention_rows = int(raw, 1, 1_000_000_000)?,
             Key::EventsSubscriberQueue => s.events_subscriber_queue = int(raw, 1, 100_000)?,
+            Key::JobsThreads => s.jobs_threads = int(raw, 0, MAX_THREADS as u64)?,
+            Key::JobsQueues => s.jobs_queues = JobQueue::parse_list(value::string(raw)?)?,
+            Key::JobsLease => {
+                let d = timeout(raw)?;
+                if d < Duration::from_secs(1) {
+                    return Err("must be at least 1s (it is renewed every third of it)".to_string());
+                }
+                s.jobs_lease = d;
+            }
+            Key::JobsPollInterval => s.jobs_poll_interval = timeout(raw)?,
+            Key::JobsRetryBase => s.jobs_retry_base = timeout(raw)?,
             Key::SecurityHeaders => s.security_headers = value::boolean(raw)?,
             Key::Hsts => s.hsts = value::boolean(raw)?,
             Key::ContentSecurityPolicy => {
@@ -551,6 +578,11 @@ impl Key {
             Key::EventsRetention => value::render_duration(s.events_retention),
             Key::EventsRetentionRows => s.events_retention_rows.to_string(),
             Key::EventsSubscriberQueue => s.events_subscriber_queue.to_string(),
+            Key::JobsThreads => s.jobs_threads.to_string(),
+            Key::JobsQueues => value::render_string(&JobQueue::render_list(&s.jobs_queues)),
+            Key::JobsLease => value::render_duration(s.jobs_lease),
+            Key::JobsPollInterval => value::render_duration(s.jobs_poll_interval),
+            Key::JobsRetryBase => value::render_duration(s.jobs_retry_base),
             Key::SecurityHeaders => s.security_headers.to_string(),
             Key::Hsts => s.hsts.to_string(),
             Key::ContentSecurityPolicy => {

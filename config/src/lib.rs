@@ -76,6 +76,11 @@
 //! cache_ttl = "5m"
 //! cache_max_entries = 20000
 //! query_cache = true               # ORM reads through the query cache
+//! jobs_threads = 1                  # background-job threads in `serve`; 0 = none
+//! jobs_queues = "default:10"        # queue:jobs at once per worker thread
+//! jobs_lease = "30s"
+//! jobs_poll_interval = "1s"
+//! jobs_retry_base = "1s"
 //! security_headers = true           # OWASP security headers on every response
 //! hsts = false                      # nginx terminates TLS and sends it
 //! content_security_policy = "default-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
@@ -145,6 +150,7 @@
 mod cidr;
 mod database_url;
 mod error;
+mod job_queue;
 mod key;
 mod named_database;
 mod rate_policy;
@@ -159,6 +165,7 @@ mod version;
 pub use cidr::Cidr;
 pub use database_url::DatabaseUrl;
 pub use error::ConfigError;
+pub use job_queue::{JobQueue, DEFAULT_QUEUE_CONCURRENCY};
 pub use named_database::NamedDatabase;
 pub use rate_policy::RatePolicy;
 pub use ratio::Ratio;
@@ -191,5 +198,8 @@ pub use settings::{
     DEFAULT_EVENTS_RETENTION, DEFAULT_EVENTS_RETENTION_ROWS, DEFAULT_EVENTS_SUBSCRIBER_QUEUE,
 };
 pub use settings::{DEFAULT_INSTANCES, DEFAULT_REQUIRE_VERSION, MAX_INSTANCES};
+pub use settings::{
+    DEFAULT_JOBS_LEASE, DEFAULT_JOBS_POLL_INTERVAL, DEFAULT_JOBS_RETRY_BASE, DEFAULT_JOBS_THREADS,
+};
 pub use source::{Overrides, Source, RESERVED_ENV_VARS};
 pub use version::PINION_VERSION;

@@ -204,6 +204,24 @@ pub const DEFAULT_EVENTS_RETENTION_ROWS: u64 = 100_000;
 /// a client that stopped reading is found within as many events. Default is 64.
 pub const DEFAULT_EVENTS_SUBSCRIBER_QUEUE: usize = 64;
 
+/// Default for [`Settings::jobs_threads`]: one thread of background jobs beside the HTTP
+/// workers, enough for a demo's mails and confirmations; a busy queue gets `pinion worker`
+/// processes of its own. Default is 1.
+pub const DEFAULT_JOBS_THREADS: usize = 1;
+
+/// Default for [`Settings::jobs_lease`]: long enough that a stalled database round trip does
+/// not lose a lease (it is renewed every third of it), short enough that a killed worker's
+/// jobs run again within half a minute. Default is 30 s.
+pub const DEFAULT_JOBS_LEASE: Duration = Duration::from_secs(30);
+
+/// Default for [`Settings::jobs_poll_interval`]: how late a delayed job or a retry may start
+/// (enqueues wake workers at once through `NOTIFY`). Default is 1 s.
+pub const DEFAULT_JOBS_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Default for [`Settings::jobs_retry_base`]: the first retry after a second, doubling up to
+/// an hour. Default is 1 s.
+pub const DEFAULT_JOBS_RETRY_BASE: Duration = Duration::from_secs(1);
+
 /// Default for [`Settings::cache_max_entries`]: room for the TechEmpower `world` table (10 000
 /// rows) with headroom, a few MiB of memory. Default is 20 000.
 pub const DEFAULT_CACHE_MAX_ENTRIES: usize = 20_000;
@@ -644,6 +662,23 @@ pub struct Settings {
     /// [`DEFAULT_EVENTS_SUBSCRIBER_QUEUE`].
     pub events_subscriber_queue: usize,
 
+    /// Background-job worker threads `serve` runs beside its HTTP workers (each with its own
+    /// runtime and connections); 0 runs none, for deployments with `pinion worker` processes.
+    /// Default is [`DEFAULT_JOBS_THREADS`].
+    pub jobs_threads: usize,
+    /// The queues workers run and the jobs each worker thread runs at once per queue. Default
+    /// is `default` with [`DEFAULT_QUEUE_CONCURRENCY`](crate::DEFAULT_QUEUE_CONCURRENCY).
+    pub jobs_queues: Vec<crate::JobQueue>,
+    /// How long a claimed job is leased to its worker; a worker that dies leaves a lease that
+    /// runs out, and the job runs again elsewhere. Default is [`DEFAULT_JOBS_LEASE`].
+    pub jobs_lease: Duration,
+    /// How often an idle worker looks for due jobs without being woken. Default is
+    /// [`DEFAULT_JOBS_POLL_INTERVAL`].
+    pub jobs_poll_interval: Duration,
+    /// The delay before a failed job's first retry, doubled at each further one (at most an
+    /// hour), with jitter. Default is [`DEFAULT_JOBS_RETRY_BASE`].
+    pub jobs_retry_base: Duration,
+
     /// Whether every response gets the OWASP security headers. Default is
     /// [`DEFAULT_SECURITY_HEADERS`].
     pub security_headers: bool,
@@ -784,6 +819,14 @@ impl Default for Settings {
             events_retention: DEFAULT_EVENTS_RETENTION,
             events_retention_rows: DEFAULT_EVENTS_RETENTION_ROWS,
             events_subscriber_queue: DEFAULT_EVENTS_SUBSCRIBER_QUEUE,
+            jobs_threads: DEFAULT_JOBS_THREADS,
+            jobs_queues: vec![crate::JobQueue {
+                name: "default".to_string(),
+                concurrency: crate::DEFAULT_QUEUE_CONCURRENCY,
+            }],
+            jobs_lease: DEFAULT_JOBS_LEASE,
+            jobs_poll_interval: DEFAULT_JOBS_POLL_INTERVAL,
+            jobs_retry_base: DEFAULT_JOBS_RETRY_BASE,
             security_headers: DEFAULT_SECURITY_HEADERS,
             hsts: DEFAULT_HSTS,
             content_security_policy: Some(DEFAULT_CONTENT_SECURITY_POLICY.to_string()),

@@ -778,6 +778,45 @@ const RULES: &[Rule] = &[
         bad_env: &[("lots", "must be")],
     },
     Rule {
+        key: "jobs_threads",
+        good_file: &["0", "1", "8"],
+        bad_file: &[("-1", "must be"), (r#""two""#, "must be")],
+        good_env: &["2"],
+        bad_env: &[("lots", "must be")],
+    },
+    Rule {
+        key: "jobs_queues",
+        good_file: &[r#""default""#, r#""default:20,mail:2""#],
+        bad_file: &[
+            (r#""mail:0""#, "concurrency of 1..=100000"),
+            (r#""a,a""#, "listed twice"),
+            (r#"" , ""#, "no queue"),
+        ],
+        good_env: &["default:5"],
+        bad_env: &[("mail:x", "must be a whole number")],
+    },
+    Rule {
+        key: "jobs_lease",
+        good_file: &[r#""30s""#, r#""1s""#],
+        bad_file: &[(r#""500ms""#, "at least 1s"), ("0", "greater than 0")],
+        good_env: &["2m"],
+        bad_env: &[("soon", "must start with a whole number")],
+    },
+    Rule {
+        key: "jobs_poll_interval",
+        good_file: &[r#""1s""#, r#""100ms""#],
+        bad_file: &[("0", "greater than 0")],
+        good_env: &["5s"],
+        bad_env: &[("often", "must start with a whole number")],
+    },
+    Rule {
+        key: "jobs_retry_base",
+        good_file: &[r#""1s""#, r#""50ms""#],
+        bad_file: &[("0", "greater than 0")],
+        good_env: &["10s"],
+        bad_env: &[("later", "must start with a whole number")],
+    },
+    Rule {
         key: "security_headers",
         good_file: &["true", "false"],
         bad_file: &[
@@ -1349,6 +1388,20 @@ fn render_masked_round_trips() {
         events_retention: Duration::from_secs(7200),
         events_retention_rows: 500,
         events_subscriber_queue: 8,
+        jobs_threads: 0,
+        jobs_queues: vec![
+            pinion_config::JobQueue {
+                name: "default".to_string(),
+                concurrency: 50,
+            },
+            pinion_config::JobQueue {
+                name: "mail".to_string(),
+                concurrency: 2,
+            },
+        ],
+        jobs_lease: Duration::from_secs(5),
+        jobs_poll_interval: Duration::from_millis(250),
+        jobs_retry_base: Duration::from_millis(100),
         security_headers: false,
         hsts: true,
         content_security_policy: None,

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use crate::error::Error;
 use crate::job::DEFAULT_QUEUE;
 
 /// How long a claimed job is leased to its worker before another may take it. Default
@@ -13,56 +12,11 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Jobs claimed in one statement at most. Default 100.
 pub const DEFAULT_BATCH: usize = 100;
 /// Jobs one worker thread runs at once per queue, unless the queue says. Default 10.
-pub const DEFAULT_CONCURRENCY: usize = 10;
+pub use pinion_config::DEFAULT_QUEUE_CONCURRENCY as DEFAULT_CONCURRENCY;
 
-/// One queue a worker runs, and how many of its jobs it runs at once per thread.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueueConfig {
-    /// The queue's name.
-    pub name: String,
-    /// Jobs of this queue running at once on each worker thread.
-    pub concurrency: usize,
-}
-
-impl QueueConfig {
-    /// Parses the `jobs_queues` setting: `name` or `name:concurrency`, separated by commas
-    /// (`default:20,mail:2`).
-    ///
-    /// # Errors
-    /// A configuration error saying which entry is wrong.
-    pub fn parse_list(text: &str) -> Result<Vec<QueueConfig>, Error> {
-        let mut queues: Vec<QueueConfig> = Vec::new();
-        for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let (name, concurrency) = match entry.split_once(':') {
-                Some((name, n)) => {
-                    let n: usize = n.trim().parse().map_err(|_| {
-                        Error::config(format!(
-                            "queue `{entry}`: the concurrency must be a whole number"
-                        ))
-                    })?;
-                    (name.trim(), n)
-                }
-                None => (entry, DEFAULT_CONCURRENCY),
-            };
-            if name.is_empty() || concurrency == 0 {
-                return Err(Error::config(format!(
-                    "queue `{entry}`: a name and a concurrency of at least 1 are needed"
-                )));
-            }
-            if queues.iter().any(|q| q.name == name) {
-                return Err(Error::config(format!("queue `{name}` is listed twice")));
-            }
-            queues.push(QueueConfig {
-                name: name.to_owned(),
-                concurrency,
-            });
-        }
-        if queues.is_empty() {
-            return Err(Error::config("no queue to run"));
-        }
-        Ok(queues)
-    }
-}
+/// One queue a worker runs and its concurrency per thread (the `jobs_queues` setting's
+/// entries); [`QueueConfig::parse_list`] reads `default:20,mail:2`.
+pub use pinion_config::JobQueue as QueueConfig;
 
 /// When a failed job runs again: after `base · 2^(attempt − 1)`, at most `cap`, with equal
 /// jitter (a random point in the second half of that delay), so that jobs failing together
@@ -153,38 +107,6 @@ fn default_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn queue_lists_parse_and_name_what_is_wrong() {
-        let q = QueueConfig::parse_list("default:20, mail:2,reports").expect("parses");
-        assert_eq!(
-            q,
-            vec![
-                QueueConfig {
-                    name: "default".into(),
-                    concurrency: 20
-                },
-                QueueConfig {
-                    name: "mail".into(),
-                    concurrency: 2
-                },
-                QueueConfig {
-                    name: "reports".into(),
-                    concurrency: DEFAULT_CONCURRENCY
-                },
-            ]
-        );
-        for (bad, says) in [
-            ("mail:x", "`mail:x`"),
-            ("mail:0", "`mail:0`"),
-            (":3", "`:3`"),
-            ("a,a", "`a` is listed twice"),
-            (" , ", "no queue"),
-        ] {
-            let e = QueueConfig::parse_list(bad).expect_err(bad).to_string();
-            assert!(e.contains(says), "{bad}: {e}");
-        }
-    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap_with_jitter_in_the_second_half() {
