@@ -25,6 +25,7 @@
 pub mod assets;
 pub mod budget;
 pub mod catalogue;
+pub mod jobs;
 pub mod layout;
 pub mod live;
 pub mod middleware;
@@ -73,6 +74,8 @@ pub fn router(demo: Option<Demo>) -> Router<AppState> {
             .get("/orders", orders::list)
             .get("/orders/{id}", orders::show)
             .layer(RequireLogin::new("/login"))
+            // Each channel's own rule decides (catalogue::events), signed in or not.
+            .get("/events/{channel}", catalogue::events::stream)
             .get("/", pages.ttl(PUBLIC_PAGE_TTL, products::list))
             .get("/products/{id}", pages.ttl(PUBLIC_PAGE_TTL, products::show))
             .get("/signup", accounts::signup_form)
