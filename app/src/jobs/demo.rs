@@ -82,14 +82,15 @@ impl Job for Noop {
     }
 }
 
-/// A drill: waits `sleep_ms`, then records its run (`n`, the job, the attempt, the process)
-/// in a table `job_marks (n bigint, job bigint, attempt int, pid int)` that the drill creates
-/// (the tests, `bench/jobs`): what ran, how often, and where.
+/// A drill: on its first attempt waits `sleep_ms` (a worker to kill mid-job, a drain to
+/// watch), then records its run (`n`, the job, the attempt, the process) in a table
+/// `job_marks (n bigint, job bigint, attempt int, pid int)` that the drill creates (the
+/// tests, `bench/jobs`): what ran, how often, and where.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Mark {
     /// The drill's own number for this job.
     pub n: i64,
-    /// How long it "works" first.
+    /// How long its first attempt "works" before it records its run.
     #[serde(default)]
     pub sleep_ms: u64,
 }
@@ -98,7 +99,7 @@ impl Job for Mark {
     const KIND: &'static str = "mark";
 
     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
-        if self.sleep_ms > 0 {
+        if self.sleep_ms > 0 && ctx.attempt() == 1 {
             monoio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
         }
         ctx.db()

@@ -1,0 +1,334 @@
+//! Background jobs on the real binary: `pinion worker` processes on one PostgreSQL database,
+//! killed (SIGKILL) and drained (SIGTERM), and `pinion jobs` on what they left.
+
+mod common;
+
+#[path = "../../orm/tests/common/mod.rs"]
+mod pg;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{pinion, repo, wait_exit, wait_for};
+use pinion_app::jobs::demo::Mark;
+use pinion_jobs::Enqueue;
+
+/// A `pinion worker` process, its pid, and its log lines as they arrive.
+struct WorkerProcess {
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl WorkerProcess {
+    /// Starts `pinion worker -t 1` on `url` (2 s leases, a 3 s drain) and waits until it
+    /// says it runs jobs.
+    fn start(url: &str) -> WorkerProcess {
+        let mut cmd = pinion();
+        cmd.args(["worker", "-t", "1"])
+            .env("DATABASE_URL", url)
+            .env("PINION_MIGRATIONS_DIR", repo().join("migrations"))
+            .env("PINION_JOBS_LEASE", "2s")
+            .env("PINION_JOBS_POLL_INTERVAL", "200ms")
+            .env("PINION_JOBS_QUEUES", "default:20")
+            .env("PINION_DRAIN_TIMEOUT", "3s")
+            .env("PINION_DRAIN_GRACE", "1s")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn pinion worker");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("logs").push(line);
+            }
+        });
+        let worker = WorkerProcess { child, logs };
+        worker.wait_for_log("ready: running background jobs");
+        worker
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn wait_for_log(&self, needle: &str) {
+        wait_for(needle, Duration::from_secs(30), || {
+            let logs = self.logs.lock().expect("logs");
+            if logs.iter().any(|l| l.contains(needle)) {
+                Ok(())
+            } else {
+                Err(logs.join("\n"))
+            }
+        });
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid.
+        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(sent, 0);
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A database of the test's own, with the migrations applied and the drill's table.
+fn database(prefix: &str) -> (pg::Cluster, String) {
+    let cluster = pg::Cluster::shared();
+    let url = cluster.fresh_database(prefix);
+    let out = pinion()
+        .args(["migrate"])
+        .env("DATABASE_URL", &url)
+        .env("PINION_MIGRATIONS_DIR", repo().join("migrations"))
+        .output()
+        .expect("pinion migrate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sql(&url, "CREATE TABLE job_marks (n bigint NOT NULL, job bigint NOT NULL, attempt int NOT NULL, pid int NOT NULL)");
+    (cluster, url)
+}
+
+fn sql(url: &str, statement: &str) {
+    let (url, statement) = (url.to_string(), statement.to_string());
+    pg::run(async move {
+        pg::primary_only(&url)
+            .primary()
+            .batch_execute(&statement)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    });
+}
+
+/// The rows of `query` (every column cast to int8 by the caller).
+fn rows(url: &str, query: &str) -> Vec<Vec<i64>> {
+    let (url, query) = (url.to_string(), query.to_string());
+    pg::run(async move {
+        pg::primary_only(&url)
+            .primary()
+            .query(&query, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{query}: {e}"))
+            .iter()
+            .map(|r| (0..r.len()).map(|i| r.get::<_, i64>(i)).collect())
+            .collect()
+    })
+}
+
+fn one(url: &str, query: &str) -> i64 {
+    rows(url, query)[0][0]
+}
+
+fn enqueue_marks(url: &str, from: i64, to: i64, sleep_ms: u64) {
+    let url = url.to_string();
+    pg::run(async move {
+        let db = pg::primary_only(&url);
+        let jobs = (from..to).map(|n| Enqueue::new(Mark { n, sleep_ms }));
+        let ids = Enqueue::send_many(jobs, &*db).await.expect("enqueue");
+        assert_eq!(ids.len() as i64, to - from);
+    });
+}
+
+#[test]
+fn ten_thousand_jobs_on_two_workers_one_killed_none_lost_and_only_its_jobs_run_twice() {
+    let (cluster, url) = database("jobs_many");
+    let a = WorkerProcess::start(&url);
+    let b = WorkerProcess::start(&url);
+    enqueue_marks(&url, 0, 10_000, 0);
+    // Kill A once it is well into the queue: some of its jobs are mid-flight.
+    wait_for("worker A at work", Duration::from_secs(60), || {
+        let n = one(
+            &url,
+            &format!(
+                "SELECT count(*)::int8 FROM job_marks WHERE pid = {}",
+                a.pid()
+            ),
+        );
+        if n >= 1000 {
+            Ok(())
+        } else {
+            Err(format!("{n} marks by A"))
+        }
+    });
+    a.signal(libc::SIGKILL);
+    let mut a = a;
+    assert!(wait_exit(&mut a.child, Duration::from_secs(5)).is_some());
+    // B finishes the queue, A's leased jobs included once their leases run out.
+    wait_for("every job done", Duration::from_secs(120), || {
+        let left = one(&url, "SELECT count(*)::int8 FROM pinion_jobs");
+        let done = one(&url, "SELECT count(DISTINCT n)::int8 FROM job_marks");
+        if left == 0 && done == 10_000 {
+            Ok(())
+        } else {
+            Err(format!("{left} left, {done} done"))
+        }
+    });
+    let by_pid: HashMap<i64, i64> = rows(
+        &url,
+        "SELECT pid::int8, count(*)::int8 FROM job_marks GROUP BY pid",
+    )
+    .into_iter()
+    .map(|r| (r[0], r[1]))
+    .collect();
+    assert_eq!(by_pid.len(), 2, "both ran jobs: {by_pid:?}");
+    // Run twice: only jobs A had started when it was killed (a mark of A's, then B's again).
+    let twice = rows(
+        &url,
+        &format!(
+            "SELECT n, count(*)::int8, bool_or(pid = {a})::int::int8 FROM job_marks GROUP BY n HAVING count(*) > 1",
+            a = a.pid()
+        ),
+    );
+    assert!(twice.iter().all(|r| r[1] == 2 && r[2] == 1), "{twice:?}");
+    assert!(
+        twice.len() <= 20,
+        "at most A's 20 running jobs: {}",
+        twice.len()
+    );
+    assert_eq!(
+        one(&url, &format!("SELECT count(*)::int8 FROM (SELECT n FROM job_marks WHERE pid = {} GROUP BY n HAVING count(*) > 1) d", b.pid())),
+        0,
+        "B never ran a job twice"
+    );
+    drop(b);
+    cluster.drop_database(&url);
+}
+
+#[test]
+fn a_job_whose_worker_is_killed_runs_again_on_the_other_after_the_lease() {
+    let (cluster, url) = database("jobs_killed");
+    let a = WorkerProcess::start(&url);
+    enqueue_marks(&url, 1, 2, 60_000);
+    wait_for("A runs the job", Duration::from_secs(30), || {
+        let n = one(&url, &format!("SELECT count(*)::int8 FROM pinion_jobs WHERE state = 'running' AND worker LIKE '%:{}/%'", a.pid()));
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(format!("{n} running on A"))
+        }
+    });
+    let b = WorkerProcess::start(&url);
+    let killed = Instant::now();
+    a.signal(libc::SIGKILL);
+    wait_for("B ran it", Duration::from_secs(30), || {
+        let r = rows(&url, "SELECT pid::int8, attempt::int8 FROM job_marks");
+        if r.len() == 1 {
+            Ok(())
+        } else {
+            Err(format!("{r:?}"))
+        }
+    });
+    // Not before the 2 s lease ran out.
+    assert!(
+        killed.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        killed.elapsed()
+    );
+    assert_eq!(
+        rows(&url, "SELECT pid::int8, attempt::int8 FROM job_marks"),
+        vec![vec![b.pid() as i64, 2]]
+    );
+    b.wait_for_log("lease ran out");
+    wait_for("the job deleted", Duration::from_secs(10), || {
+        match one(&url, "SELECT count(*)::int8 FROM pinion_jobs") {
+            0 => Ok(()),
+            n => Err(format!("{n}")),
+        }
+    });
+    drop((a, b));
+    cluster.drop_database(&url);
+}
+
+#[test]
+fn sigterm_lets_short_jobs_finish_releases_long_ones_and_exits_zero_by_the_drain_timeout() {
+    let (cluster, url) = database("jobs_drain");
+    let mut a = WorkerProcess::start(&url);
+    // Two that finish within the 3 s drain, one that cannot.
+    enqueue_marks(&url, 1, 3, 1_000);
+    enqueue_marks(&url, 100, 101, 60_000);
+    wait_for("all three running", Duration::from_secs(30), || {
+        match one(
+            &url,
+            "SELECT count(*)::int8 FROM pinion_jobs WHERE state = 'running'",
+        ) {
+            3 => Ok(()),
+            n => Err(format!("{n} running")),
+        }
+    });
+    let signalled = Instant::now();
+    a.signal(libc::SIGTERM);
+    let status = wait_exit(&mut a.child, Duration::from_secs(6)).expect("exited");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        signalled.elapsed() < Duration::from_millis(4500),
+        "{:?}",
+        signalled.elapsed()
+    );
+    assert_eq!(
+        rows(&url, "SELECT n FROM job_marks ORDER BY n"),
+        vec![vec![1], vec![2]]
+    );
+    // The long one is back, available at once, its interrupted attempt not counted.
+    assert_eq!(
+        rows(&url, "SELECT attempts::int8, (run_at <= now())::int::int8 FROM pinion_jobs WHERE state = 'available'"),
+        vec![vec![0, 1]]
+    );
+    // The operator's view of it, then cancelling it.
+    let list = pinion()
+        .args(["jobs", "list", "--state", "available"])
+        .env("DATABASE_URL", &url)
+        .output()
+        .expect("jobs list");
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert!(
+        text.lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("\tdefault\tmark\tavailable\t0/25\t")),
+        "{text}"
+    );
+    let id = one(&url, "SELECT id FROM pinion_jobs");
+    let cancel = |expect_ok: bool| {
+        let out = pinion()
+            .args(["jobs", "cancel", &id.to_string()])
+            .env("DATABASE_URL", &url)
+            .output()
+            .expect("jobs cancel");
+        assert_eq!(
+            out.status.success(),
+            expect_ok,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    cancel(true);
+    cancel(false);
+    let retry = pinion()
+        .args(["jobs", "retry", &id.to_string()])
+        .env("DATABASE_URL", &url)
+        .output()
+        .expect("jobs retry");
+    assert!(retry.status.success());
+    assert_eq!(
+        one(
+            &url,
+            "SELECT count(*)::int8 FROM pinion_jobs WHERE state = 'available'"
+        ),
+        1
+    );
+    cluster.drop_database(&url);
+}
