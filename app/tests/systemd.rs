@@ -15,16 +15,16 @@ use std::time::Duration;
 
 use common::{database_env, pinion, repo, request, serve, serve_threads};
 
-#[test]
-fn the_unit_passes_systemd_analyze_verify() {
-    let dir = std::env::temp_dir().join(format!("pinion-unit-{}", std::process::id()));
+/// Runs `systemd-analyze verify` on `deploy/<file>` (its `ExecStart` runs `pinion <command>`),
+/// installed as `name`, with this build's binary.
+fn verify_unit(file: &str, name: &str, command: &str) {
+    let dir = std::env::temp_dir().join(format!("pinion-unit-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     // The unit names the installed binary; verify the same unit with this build's.
-    let unit = std::fs::read_to_string(repo().join("deploy/pinion@.service")).expect("the unit");
-    assert!(unit.contains("ExecStart=/usr/local/bin/pinion serve"));
+    let unit = std::fs::read_to_string(repo().join("deploy").join(file)).expect("the unit");
+    assert!(unit.contains(&format!("ExecStart=/usr/local/bin/pinion {command}")));
     let unit = unit.replace("/usr/local/bin/pinion", common::BIN);
-    // A template is verified as one of its instances.
-    let path = dir.join("pinion@blue.service");
+    let path = dir.join(name);
     std::fs::write(&path, unit).expect("unit written");
     let found = std::process::Command::new(repo().join("scripts/systemd-analyze"))
         .stderr(std::process::Stdio::inherit())
@@ -46,12 +46,55 @@ fn the_unit_passes_systemd_analyze_verify() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Complaints about this container's own units are not the unit's.
-    let ours: Vec<&str> = text.lines().filter(|l| l.contains("pinion@")).collect();
+    let stem = name.split(['@', '.']).next().unwrap_or(name);
+    let ours: Vec<&str> = text.lines().filter(|l| l.contains(stem)).collect();
     assert!(
         out.status.success() && ours.is_empty(),
         "systemd-analyze verify:\n{text}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_unit_passes_systemd_analyze_verify() {
+    // A template is verified as one of its instances.
+    verify_unit("pinion@.service", "pinion@blue.service", "serve");
+}
+
+#[test]
+fn the_worker_unit_passes_systemd_analyze_verify() {
+    verify_unit("pinion-worker.service", "pinion-worker.service", "worker");
+}
+
+#[test]
+fn a_worker_notifies_ready_when_it_runs_jobs_and_stopping_when_it_drains() {
+    let notify = NotifySocket::bind("notify-worker");
+    let mut worker = pinion()
+        .args(["worker", "-t", "1"])
+        .envs(database_env())
+        .env("NOTIFY_SOCKET", &notify.path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("pinion worker");
+    // The migrations' EXTEND_TIMEOUT_USEC come first.
+    let ready = loop {
+        let message = notify.next("READY=1");
+        if message.lines().any(|l| l == "READY=1") {
+            break message;
+        }
+        assert!(message.contains("EXTEND_TIMEOUT_USEC="), "{message}");
+    };
+    assert!(ready.contains("STATUS=running background jobs"), "{ready}");
+    // SAFETY: kill(2) on the pid of the child this test started and still owns.
+    unsafe {
+        libc::kill(worker.id() as i32, libc::SIGTERM);
+    }
+    let stopping = notify.next("STOPPING=1");
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping}");
+    let exit = common::wait_exit(&mut worker, Duration::from_secs(30))
+        .expect("pinion worker did not exit after SIGTERM");
+    assert!(exit.success(), "{exit:?}");
 }
 
 #[test]
