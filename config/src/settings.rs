@@ -200,8 +200,8 @@ pub const DEFAULT_EVENTS_RETENTION: Duration = Duration::from_secs(3600);
 /// Default for [`Settings::events_retention_rows`]. Default is 100 000.
 pub const DEFAULT_EVENTS_RETENTION_ROWS: u64 = 100_000;
 
-/// Default for [`Settings::events_subscriber_queue`]: a burst of updates to one page fits, and
-/// a client that stopped reading is found within as many events. Default is 64.
+/// Default for [`Settings::events_subscriber_queue`]: what a client that stopped reading holds
+/// in memory at most (the events themselves are shared). Default is 64.
 pub const DEFAULT_EVENTS_SUBSCRIBER_QUEUE: usize = 64;
 
 /// Default for [`Settings::jobs_threads`]: one thread of background jobs beside the HTTP
@@ -657,9 +657,10 @@ pub struct Settings {
     /// At most this many of the latest events are kept, whatever their age. Default is
     /// [`DEFAULT_EVENTS_RETENTION_ROWS`].
     pub events_retention_rows: u64,
-    /// Events one live-page subscriber may have waiting before it is cut off (a resync event,
-    /// then the browser reconnects and replays). Default is
-    /// [`DEFAULT_EVENTS_SUBSCRIBER_QUEUE`].
+    /// Events one live-page subscriber may have waiting; past that it is no longer fed and
+    /// catches up from the process's log of recent events once it has sent them, and one
+    /// that falls further behind than the log reaches is cut off (a resync event, then the
+    /// browser reconnects and replays). Default is [`DEFAULT_EVENTS_SUBSCRIBER_QUEUE`].
     pub events_subscriber_queue: usize,
 
     /// Background-job worker threads `serve` runs beside its HTTP workers (each with its own

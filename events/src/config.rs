@@ -9,8 +9,8 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
 /// Default for [`EventsConfig::retention_rows`].
 pub const DEFAULT_RETENTION_ROWS: u64 = 100_000;
 
-/// Default for [`EventsConfig::subscriber_queue`]: a burst of updates to one page fits; a
-/// client that stopped reading is found within as many events.
+/// Default for [`EventsConfig::subscriber_queue`]: what a client that stopped reading holds
+/// in memory at most (the events themselves are shared by every subscriber).
 pub const DEFAULT_SUBSCRIBER_QUEUE: usize = 64;
 
 /// Default for [`EventsConfig::log_capacity`].
@@ -32,12 +32,15 @@ pub struct EventsConfig {
     /// rolled-back publish's gap counts too). Default is [`DEFAULT_RETENTION_ROWS`]
     /// (`events_retention_rows`).
     pub retention_rows: u64,
-    /// Events each subscriber may have waiting; one more and it is cut off (its stream ends
-    /// with a resync event and the browser reconnects). Default is
-    /// [`DEFAULT_SUBSCRIBER_QUEUE`] (`events_subscriber_queue`).
+    /// Events each subscriber may have waiting; past that it is no longer fed and catches up
+    /// from the log once it has sent them (so that a burst cuts nobody off), and one that
+    /// falls further behind than the log reaches is cut off (its stream ends with a resync
+    /// event and the browser reconnects). Default is [`DEFAULT_SUBSCRIBER_QUEUE`]
+    /// (`events_subscriber_queue`).
     pub subscriber_queue: usize,
     /// Events the process keeps in memory, in the order they arrived: what its workers read
-    /// from and most replays are answered from. Default is [`DEFAULT_LOG_CAPACITY`].
+    /// from, slow subscribers catch up from and most replays are answered from. Default is
+    /// [`DEFAULT_LOG_CAPACITY`].
     pub log_capacity: usize,
     /// Events one answer replays at most; past that the stream ends with a resync event
     /// after them, and the browser's reconnection asks for the next ones. Default is

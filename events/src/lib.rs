@@ -8,8 +8,9 @@
 //! it has one. Each process's one listening connection ([`pinion_orm::listener`], shared
 //! with the query cache) hands the events to [`Events`], which keeps the recent ones in
 //! memory; every worker thread's [`Live`] reads them from there and feeds its subscribers,
-//! each through a bounded queue that cuts off a subscriber that falls behind (a resync
-//! event, then the end of its stream: the browser reconnects). A client reconnecting with
+//! each through a bounded queue; one whose queue is full catches up from memory once it has
+//! sent what is queued, and one that falls further behind than memory reaches is cut off (a
+//! resync event, then the end of its stream: the browser reconnects). A client reconnecting with
 //! `Last-Event-ID` is replayed what it missed, from memory or from the table, which keeps
 //! the events for a bounded retention; the listener catches up from it too when its
 //! connection comes back. [`Live::sse`] is the handler helper: a channel's

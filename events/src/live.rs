@@ -19,7 +19,7 @@ use crate::authorize::Authorize;
 use crate::log::{render, Log, Stored};
 use crate::payload::Published;
 use crate::publish::TABLE;
-use crate::subscription::Subscription;
+use crate::subscription::{CatchUp, Shared, Subscription};
 use crate::{Error, Stats};
 
 /// One channel's events after an id, in id order, for a replay the log cannot answer.
@@ -33,14 +33,15 @@ const SWEEP_EVERY: usize = 256;
 /// One subscriber as the dispatcher holds it.
 struct Sub {
     tx: mpsc::Sender<Arc<Stored>>,
-    cut: Rc<Cell<bool>>,
+    shared: Rc<Shared>,
 }
 
 /// The worker's subscribers by channel, and how far into the log it has read.
 struct Subscribers {
     by_channel: HashMap<Box<str>, Vec<Sub>>,
-    /// The seq of the last event handed on.
-    cursor: u64,
+    /// The seq of the last event handed on (shared with the subscriptions, which catch up
+    /// to it).
+    cursor: Rc<Cell<u64>>,
     /// The log's resync epoch last seen.
     epoch: u64,
     since_sweep: usize,
@@ -48,28 +49,47 @@ struct Subscribers {
 }
 
 impl Subscribers {
-    /// Hands `event` to every subscriber of its channel that has room; cuts off those that
-    /// have none and forgets those that left.
-    fn deliver(&mut self, event: &Arc<Stored>) {
+    /// Hands `event` to every subscriber of its channel that has room. One whose queue is
+    /// full is left to catch up from the log (seq `first` is the oldest the log still has),
+    /// and cut off once the log no longer has what it missed; one that left is forgotten.
+    fn deliver(&mut self, event: &Arc<Stored>, first: u64) {
         let Some(subs) = self.by_channel.get_mut(&*event.event.channel) else {
             return;
         };
         let (mut delivered, mut cut, mut gone) = (0u64, 0u64, 0i64);
-        subs.retain_mut(|sub| match sub.tx.try_send(Arc::clone(event)) {
-            Ok(()) => {
-                delivered += 1;
-                true
-            }
-            Err(e) if e.is_full() => {
-                // Dropping the sender ends its stream after what it has queued, with a
-                // resync event: the client reconnects and replays.
-                sub.cut.set(true);
-                cut += 1;
-                false
-            }
-            Err(_) => {
+        subs.retain_mut(|sub| {
+            if sub.shared.cut.get() {
+                // Cut off by itself (it found the log had moved on), and counted then.
                 gone += 1;
-                false
+                return false;
+            }
+            if let Some(from) = sub.shared.behind_from.get() {
+                if sub.tx.is_closed() {
+                    gone += 1;
+                    return false;
+                }
+                if from < first {
+                    // Dropping the sender ends its stream after what it has queued, with a
+                    // resync event: the browser reconnects and replays from the table.
+                    sub.shared.cut.set(true);
+                    cut += 1;
+                    return false;
+                }
+                return true;
+            }
+            match sub.tx.try_send(Arc::clone(event)) {
+                Ok(()) => {
+                    delivered += 1;
+                    true
+                }
+                Err(e) if e.is_full() => {
+                    sub.shared.behind_from.set(Some(event.seq));
+                    true
+                }
+                Err(_) => {
+                    gone += 1;
+                    false
+                }
             }
         });
         if subs.is_empty() {
@@ -86,8 +106,8 @@ impl Subscribers {
     fn cut_all(&mut self) {
         let mut n = 0u64;
         for sub in self.by_channel.drain().flat_map(|(_, subs)| subs) {
-            if !sub.tx.is_closed() {
-                sub.cut.set(true);
+            if !sub.tx.is_closed() && !sub.shared.cut.get() {
+                sub.shared.cut.set(true);
                 n += 1;
             }
             self.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
@@ -105,7 +125,7 @@ impl Subscribers {
         let mut gone = 0i64;
         self.by_channel.retain(|_, subs| {
             let before = subs.len();
-            subs.retain(|s| !s.tx.is_closed());
+            subs.retain(|s| !s.tx.is_closed() && !s.shared.cut.get());
             gone += (before - subs.len()) as i64;
             !subs.is_empty()
         });
@@ -129,7 +149,9 @@ struct Rule {
 /// futures-channel's receiver is a `Stream` whose wake-up is the task's own waker, where a
 /// crossbeam channel would need a thread to block on it. The log itself is shared through
 /// a mutex and a waker per worker, so the listener's thread pays one wake per worker, not
-/// one send per subscriber.
+/// one send per subscriber. A subscriber whose queue is full is skipped and catches up from
+/// the log itself (see [`Subscription`]): a burst larger than the queue, handed on before
+/// any connection could write, cuts nobody off.
 pub struct Live {
     log: Arc<Log>,
     subs: Rc<RefCell<Subscribers>>,
@@ -156,7 +178,7 @@ impl Live {
         let (head, epoch) = log.position();
         let subs = Rc::new(RefCell::new(Subscribers {
             by_channel: HashMap::new(),
-            cursor: head,
+            cursor: Rc::new(Cell::new(head)),
             epoch,
             since_sweep: 0,
             stats,
@@ -229,10 +251,10 @@ impl Live {
         last: Option<i64>,
     ) -> Result<Subscription, Error> {
         let (tx, rx) = mpsc::channel(self.queue - 1);
-        let cut = Rc::new(Cell::new(false));
+        let shared = Rc::new(Shared::default());
         // Subscribed before the replay is read: what commits meanwhile comes live, and what
         // comes both ways is skipped the second time.
-        let upto = {
+        let (upto, catch_up) = {
             let mut subs = self.subs.borrow_mut();
             subs.maybe_sweep();
             subs.by_channel
@@ -240,22 +262,36 @@ impl Live {
                 .or_default()
                 .push(Sub {
                     tx,
-                    cut: Rc::clone(&cut),
+                    shared: Rc::clone(&shared),
                 });
             subs.stats.subscribers.fetch_add(1, Ordering::Relaxed);
-            subs.cursor
+            let catch_up = CatchUp {
+                log: Arc::clone(&self.log),
+                channel: channel.into(),
+                cursor: Rc::clone(&subs.cursor),
+                stats: Arc::clone(&subs.stats),
+            };
+            (subs.cursor.get(), catch_up)
         };
         let Some(last) = last else {
             return Ok(Subscription::new(
                 rx,
-                cut,
+                shared,
+                catch_up,
                 Vec::new(),
                 HashSet::new(),
                 false,
             ));
         };
         if let Some(backlog) = self.log.after(channel, last, upto) {
-            return Ok(Subscription::new(rx, cut, backlog, HashSet::new(), false));
+            return Ok(Subscription::new(
+                rx,
+                shared,
+                catch_up,
+                backlog,
+                HashSet::new(),
+                false,
+            ));
         }
         let limit = self.replay_limit;
         let rows: Vec<(i64, String, String)> = raw(REPLAY_SQL)
@@ -283,7 +319,9 @@ impl Live {
                 })
             })
             .collect();
-        Ok(Subscription::new(rx, cut, backlog, skip, truncated))
+        Ok(Subscription::new(
+            rx, shared, catch_up, backlog, skip, truncated,
+        ))
     }
 }
 
@@ -297,7 +335,7 @@ async fn dispatch(log: Arc<Log>, waker: Arc<AtomicWaker>, subs: Weak<RefCell<Sub
                 return Poll::Ready(false);
             };
             let subs = subs.borrow();
-            if log.position() != (subs.cursor, subs.epoch) {
+            if log.position() != (subs.cursor.get(), subs.epoch) {
                 Poll::Ready(true)
             } else {
                 Poll::Pending
@@ -308,15 +346,15 @@ async fn dispatch(log: Arc<Log>, waker: Arc<AtomicWaker>, subs: Weak<RefCell<Sub
             return;
         };
         let mut subs = subs.borrow_mut();
-        let batch = log.since(subs.cursor, subs.epoch);
+        let batch = log.since(subs.cursor.get(), subs.epoch);
         if batch.lost {
             tracing::warn!("this worker fell behind the event log: its subscribers resynchronise");
             subs.cut_all();
         }
         subs.epoch = batch.epoch;
-        subs.cursor = batch.head;
         for event in &batch.events {
-            subs.deliver(event);
+            subs.deliver(event, batch.first);
         }
+        subs.cursor.set(batch.head);
     }
 }

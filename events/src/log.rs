@@ -39,6 +39,8 @@ pub(crate) struct Batch {
     /// The log's position after `events`: the reader's next cursor and epoch.
     pub(crate) head: u64,
     pub(crate) epoch: u64,
+    /// The seq of the oldest event the log still has: a subscriber behind it has lost events.
+    pub(crate) first: u64,
 }
 
 struct Ring {
@@ -181,7 +183,33 @@ impl Log {
             lost,
             head: ring.head,
             epoch: ring.epoch,
+            first,
         }
+    }
+
+    /// The events of `channel` from seq `from` to seq `upto` (a subscriber catching up on
+    /// what did not fit in its queue), or `None` when the log no longer has `from`.
+    pub(crate) fn channel_since(
+        &self,
+        channel: &str,
+        from: u64,
+        upto: u64,
+    ) -> Option<Vec<Arc<Stored>>> {
+        let ring = self.ring.lock();
+        let first = ring.entries.front().map_or(ring.head + 1, |s| s.seq);
+        if from < first {
+            return None;
+        }
+        let skip = (from - first) as usize;
+        Some(
+            ring.entries
+                .iter()
+                .skip(skip)
+                .take_while(|s| s.seq <= upto)
+                .filter(|s| &*s.event.channel == channel)
+                .cloned()
+                .collect(),
+        )
     }
 
     /// The events of `channel` after the one with id `last` up to seq `upto` (a new
@@ -241,6 +269,15 @@ mod tests {
         let b = log.since(4, 0);
         assert!(!b.lost);
         assert_eq!(b.events.len(), 1);
+        // A subscriber behind from seq 3 catches up on its channel; from seq 2, it lost one.
+        let caught: Vec<i64> = log
+            .channel_since("a", 3, 5)
+            .expect("in the log")
+            .iter()
+            .map(|s| s.event.id)
+            .collect();
+        assert_eq!(caught, [3, 4, 5]);
+        assert!(log.channel_since("a", 2, 5).is_none());
         log.resync_all();
         assert!(log.since(5, 0).lost);
         assert_eq!(log.catch_up_from(), 2);

@@ -367,8 +367,11 @@ fn after_the_listening_connection_is_killed_a_reconnecting_client_gets_every_eve
 fn a_subscriber_that_never_reads_does_not_delay_the_others() {
     let fresh = fresh("ev_slow");
     run(async {
+        // Queues of 4, a log of 8: a subscriber whose queue is full catches up from the log,
+        // and one that falls further behind than the log reaches is cut off.
         let config = EventsConfig {
             subscriber_queue: 4,
+            log_capacity: 8,
             ..EventsConfig::default()
         };
         let a = instance(&fresh.url, &fresh.url, config.clone());
@@ -475,5 +478,51 @@ fn the_retention_keeps_the_latest_rows_and_a_long_replay_comes_in_pages() {
         for (i, id) in ids.iter().enumerate().skip(6) {
             assert_eq!(next(&mut rest).await, Some(event(*id, "e", &i.to_string())));
         }
+    });
+}
+
+#[test]
+fn a_burst_larger_than_the_queues_cuts_nobody_off() {
+    let fresh = fresh("ev_burst");
+    run(async {
+        let config = EventsConfig {
+            subscriber_queue: 4,
+            ..EventsConfig::default()
+        };
+        let a = instance(&fresh.url, &fresh.url, config.clone());
+        let b = instance(&fresh.url, &fresh.url, config);
+        wait_for("both listening", async || {
+            a.events.is_listening() && b.events.is_listening()
+        })
+        .await;
+        let live = b.events.join();
+        let mut readers = Vec::new();
+        for _ in 0..3 {
+            readers.push(
+                live.subscribe(&b.db, "burst", None)
+                    .await
+                    .expect("subscribe"),
+            );
+        }
+        // Twenty events in one transaction: one commit, notified together, handed to the
+        // worker in one batch before any reader could take one.
+        let ids =
+            a.db.transaction(async |tx| -> Result<Vec<i64>, pinion_orm::Error> {
+                let mut ids = Vec::new();
+                for i in 0..20 {
+                    ids.push(publish(tx, "burst", "tick", &i.to_string()).await?);
+                }
+                Ok(ids)
+            })
+            .await
+            .expect("committed");
+        for r in &mut readers {
+            for (i, id) in ids.iter().enumerate() {
+                assert_eq!(next(r).await, Some(event(*id, "tick", &i.to_string())));
+            }
+        }
+        let stats = b.events.stats();
+        assert_eq!(stats.cut_off, 0, "{stats:?}");
+        assert_eq!(stats.delivered, 60, "{stats:?}");
     });
 }
