@@ -16,7 +16,8 @@ use pinion_orm::{ConnectionManager, DbConfig, CONNECTIONS_BESIDES_POOL};
 pub struct ConnectionBudget {
     /// Processes sharing the primary (`instances`).
     pub instances: u64,
-    /// Worker threads per process.
+    /// Worker threads per process: the HTTP workers and the background-job workers
+    /// (`jobs_threads`), each with its own connections.
     pub threads: u64,
     /// Pooled connections per thread (`pool_size` shared out, rounded up).
     pub pool_per_thread: u64,
@@ -30,7 +31,7 @@ impl ConnectionBudget {
     pub fn from_settings(settings: &Settings) -> ConnectionBudget {
         ConnectionBudget {
             instances: settings.instances as u64,
-            threads: settings.effective_threads() as u64,
+            threads: (settings.effective_threads() + settings.jobs_threads) as u64,
             pool_per_thread: settings.pool_size_per_thread() as u64,
             listener: settings.query_cache && settings.database_url.is_some(),
         }
@@ -67,7 +68,7 @@ impl ConnectionBudget {
             "the primary may refuse connections: instances × per instance = {} × {} = {} > \
              max_connections − reserved = {} − {} = {}, where per instance = threads × \
              (pool_size per thread + {CONNECTIONS_BESIDES_POOL} (pinned and pipeline)){listener} \
-             = {} × ({} + {CONNECTIONS_BESIDES_POOL}){}; lower pool_size or threads, raise \
+             = {} × ({} + {CONNECTIONS_BESIDES_POOL}){} (threads: the HTTP and the job workers); lower pool_size, threads or jobs_threads, raise \
              max_connections, or put a connection pooler (PgBouncer) in front",
             self.instances,
             self.per_instance(),
@@ -223,10 +224,16 @@ mod tests {
             ("DATABASE_URL", "postgres://app@db/app"),
         ]);
         let settings = Settings::load(&source).expect("settings");
+        // Four HTTP workers and the one background-job thread `jobs_threads` gives by default.
         assert_eq!(
             ConnectionBudget::from_settings(&settings),
-            budget(3, 4, 3, true)
+            budget(3, 5, 3, true)
         );
+        let no_jobs = Settings {
+            jobs_threads: 0,
+            ..settings.clone()
+        };
+        assert_eq!(ConnectionBudget::from_settings(&no_jobs).threads, 4);
         let without_cache = Settings {
             query_cache: false,
             ..settings
