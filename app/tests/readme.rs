@@ -29,3 +29,20 @@ fn the_templates_example_is_the_layout_doc_test() {
     assert!(tested.len() > 20, "{tested:?}");
     assert_eq!(shown, tested, "README differs from the doc test");
 }
+
+#[test]
+fn the_background_jobs_example_is_the_jobs_doc_test() {
+    let readme: Vec<&str> = include_str!("../../README.md").lines().collect();
+    let doc: Vec<&str> = include_str!("../src/jobs/mod.rs")
+        .lines()
+        .filter(|l| l.starts_with("//!"))
+        .map(|l| {
+            l.strip_prefix("//! ")
+                .unwrap_or(l.trim_start_matches("//!"))
+        })
+        .collect();
+    let shown = first_block(&readme, "### Background jobs");
+    let tested = first_block(&doc, "");
+    assert!(tested.len() > 40, "{tested:?}");
+    assert_eq!(shown, tested, "README differs from the doc test");
+}

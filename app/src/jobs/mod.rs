@@ -1,5 +1,95 @@
 //! Background jobs in the application: the kinds it runs, its workers' configuration, and
 //! starting them (in `serve` beside the HTTP workers, or alone in `pinion worker`).
+//!
+//! A job is a serde payload with a kind and the code a worker runs, at least once (a worker
+//! that dies mid-job leaves a lease that runs out, and another runs it again), so it should
+//! be idempotent. Enqueued in the request's transaction, it exists only if the transaction
+//! commits; its worker may be in another instance. This example is the README's:
+//!
+//! ```
+//! use std::rc::Rc;
+//!
+//! use pinion_jobs::{Enqueue, Job, JobContext, JobError, OnConflict, Registry};
+//! use pinion_orm::{ConnectionManager, Model};
+//! use pinion_server::extract::Form;
+//! use pinion_server::{Ctx, StatusCode};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Clone, Model)]
+//! #[model(table = "subscribers")]
+//! struct Subscriber {
+//!     #[model(primary_key, auto)]
+//!     id: i64,
+//!     email: String,
+//! }
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct WelcomeMail {
+//!     subscriber: i64,
+//! }
+//!
+//! impl Job for WelcomeMail {
+//!     const KIND: &'static str = "welcome_mail";
+//!     const QUEUE: &'static str = "mail";
+//!     const MAX_ATTEMPTS: i32 = 5;
+//!
+//!     async fn run(self, ctx: &JobContext) -> Result<(), JobError> {
+//!         let subscriber = Subscriber::objects()
+//!             .filter(Subscriber::ID.eq(self.subscriber))
+//!             .first(ctx.db())
+//!             .await?
+//!             // Retrying cannot bring it back: failed at once, with this as its error.
+//!             .ok_or_else(|| JobError::permanent("the subscriber left"))?;
+//!         tracing::info!(email = %subscriber.email, attempt = ctx.attempt(), "welcome mail sent");
+//!         Ok(())
+//!     }
+//! }
+//!
+//! struct App {
+//!     db: Rc<ConnectionManager>,
+//! }
+//!
+//! #[derive(Deserialize)]
+//! struct SignUp {
+//!     email: String,
+//! }
+//!
+//! // POST /subscribe: the row and its mail commit together, or neither exists.
+//! async fn subscribe(ctx: &Ctx<App>, Form(form): Form<SignUp>) -> pinion_web::Result<StatusCode> {
+//!     ctx.state()
+//!         .db
+//!         .transaction(async |tx| {
+//!             let mut subscriber = Subscriber { id: 0, email: form.email.clone() };
+//!             subscriber.save(tx).await?;
+//!             Enqueue::new(WelcomeMail { subscriber: subscriber.id })
+//!                 .unique(format!("welcome:{}", subscriber.id), OnConflict::Skip)
+//!                 .send(tx)
+//!                 .await?;
+//!             Ok::<_, pinion_web::Error>(())
+//!         })
+//!         .await?;
+//!     Ok(StatusCode::ACCEPTED)
+//! }
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Digest;
+//!
+//! impl Job for Digest {
+//!     const KIND: &'static str = "digest";
+//!
+//!     async fn run(self, _ctx: &JobContext) -> Result<(), JobError> {
+//!         Ok(())
+//!     }
+//! }
+//!
+//! // What the workers run (`registry()` below), with a periodic job: every day at 03:00 UTC,
+//! // once across all instances.
+//! let registry = Registry::new()
+//!     .register::<WelcomeMail>()
+//!     .every("nightly-digest", "0 0 3 * * *", |_tick| Digest)
+//!     .expect("a valid cron expression");
+//! let _router: pinion_server::Router<App> = pinion_server::Router::new().post("/subscribe", subscribe);
+//! ```
 
 pub mod cli;
 pub mod demo;
