@@ -219,28 +219,45 @@ fn serve(settings: &Settings) -> ExitCode {
     }
     log_connection_budget(settings);
     let mut db_config = pinion_app::startup::db_config(settings);
-    // One query cache for the process, with its listening connection to the primary: kept
-    // until the process ends.
+    // ---- The process's one listening connection to the primary (orm::listener), kept until
+    // the process ends. Each part that waits for NOTIFY pushes its subscriber here: the query
+    // cache's invalidations, the published events (pinion-events).
+    let events = db_config
+        .as_ref()
+        .map(|_| pinion_events::Events::new(pinion_app::startup::events_config(settings)));
     let mut _listener = None;
-    if let (Some(cfg), true) = (&mut db_config, settings.query_cache) {
-        let cache = QueryCache::new(LocMemCache::new(&LocMemConfig {
-            cache: CacheConfig {
-                cache_ttl: settings.cache_ttl,
-                key_prefix: "orm".to_string(),
-                ..CacheConfig::default()
-            },
-            max_entries: settings.cache_max_entries,
-        }));
-        match pinion_orm::query_cache::listen(Arc::clone(&cache), &cfg.primary_url, cfg.connect) {
+    let mut listener_state = None;
+    if let Some(cfg) = &mut db_config {
+        let mut subscribers: Vec<Arc<dyn pinion_orm::listener::Subscriber>> = Vec::new();
+        let query_cache = settings.query_cache.then(|| {
+            QueryCache::new(LocMemCache::new(&LocMemConfig {
+                cache: CacheConfig {
+                    cache_ttl: settings.cache_ttl,
+                    key_prefix: "orm".to_string(),
+                    ..CacheConfig::default()
+                },
+                max_entries: settings.cache_max_entries,
+            }))
+        });
+        if let Some(cache) = &query_cache {
+            subscribers.push(pinion_orm::query_cache::subscriber(Arc::clone(cache)));
+        }
+        if let Some(events) = &events {
+            subscribers.push(events.subscriber());
+        }
+        let url = pinion_app::startup::listener_url(&cfg.primary_url);
+        match pinion_orm::listener::listen_all(&url, cfg.connect, subscribers) {
             Ok(listener) => {
+                listener_state = Some(listener.state());
                 _listener = Some(listener);
-                cfg.query_cache = Some(cache);
+                cfg.query_cache = query_cache;
             }
             Err(e) => {
-                tracing::error!("query cache disabled: {e}");
+                tracing::error!("no listening connection (query cache and events disabled): {e}");
             }
         }
     }
+    // ---- end of the listening connection.
     let sticky_window = settings.sticky_window;
     let worlds = Arc::new(StampedeProtection::new(
         LocMemCache::new(&LocMemConfig {
@@ -305,6 +322,13 @@ fn serve(settings: &Settings) -> ExitCode {
             let stats = cache.inner().stats();
             sink.cache("worlds", stats.hits, stats.misses);
         });
+        if let Some(events) = &events {
+            let collector =
+                pinion_events::EventsCollector::new(Arc::clone(events), listener_state.clone());
+            if let Err(e) = t.registry().register(Box::new(collector)) {
+                tracing::warn!("events metrics not registered: {e}");
+            }
+        }
         if let Some(qc) = db_config.as_ref().and_then(|c| c.query_cache.clone()) {
             t.add_source(move |sink| {
                 let s = qc.stats();
@@ -344,6 +368,8 @@ fn serve(settings: &Settings) -> ExitCode {
         sticky_window,
         worlds,
         feed: pinion_app::live::WorldFeed::new(),
+        events,
+        listener: listener_state,
         sessions: sessions.clone(),
         // Whole public pages of the demo, shared by the workers.
         pages: pinion_web::response_cache::ResponseCache::new(Arc::new(LocMemCache::new(

@@ -3,6 +3,7 @@
 //! The binary keeps what only a process does (arguments, logging, migrations, signals).
 
 use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +49,34 @@ pub fn connect_options(settings: &Settings) -> ConnectOptions {
     }
 }
 
+/// The events' settings (pinion-events) from `events_*`.
+pub fn events_config(settings: &Settings) -> pinion_events::EventsConfig {
+    pinion_events::EventsConfig {
+        retention: settings.events_retention,
+        retention_rows: settings.events_retention_rows,
+        subscriber_queue: settings.events_subscriber_queue,
+        ..pinion_events::EventsConfig::default()
+    }
+}
+
+/// The `application_name` the listening connection carries, followed by `-{pid}`, so that
+/// `pg_stat_activity` tells it from the workers' connections and one instance's from
+/// another's (an operator, or a test, looking for it).
+pub const LISTENER_APPLICATION_NAME: &str = "pinion-listener";
+
+/// `url` with `application_name` [`LISTENER_APPLICATION_NAME`]`-{pid}`, unless it names an
+/// application already.
+pub fn listener_url(url: &str) -> String {
+    if url.contains("application_name=") {
+        return url.to_string();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!(
+        "{url}{sep}application_name={LISTENER_APPLICATION_NAME}-{}",
+        std::process::id()
+    )
+}
+
 /// Runs `f` to completion on a monoio runtime of its own (start-up work, before the workers).
 ///
 /// # Errors
@@ -78,6 +107,10 @@ pub struct Workers {
     pub worlds: Arc<WorldCache>,
     /// The feed of `world` writes for `/worlds/live`.
     pub feed: Arc<WorldFeed>,
+    /// The process's published events (pinion-events), with a database.
+    pub events: Option<Arc<pinion_events::Events>>,
+    /// Whether the process's listening connection is up, for readiness (none without one).
+    pub listener: Option<Arc<AtomicBool>>,
     /// The demo's sessions.
     pub sessions: pinion_web::session::Sessions,
     /// The demo's whole public pages.
@@ -167,6 +200,18 @@ impl Workers {
             }
             local
         });
+        let live = match (&self.events, &db) {
+            (Some(events), Some(db)) => {
+                let live = events.join();
+                crate::catalogue::events::channels(&live, db);
+                if worker == 0 {
+                    // One worker an instance prunes the table.
+                    events.start_pruning(Rc::clone(db));
+                }
+                Some(Rc::new(live))
+            }
+            _ => None,
+        };
         let demo = db.as_ref().map(|db| crate::Demo {
             sessions: pinion_web::session::SessionLayer::new(&self.sessions, Rc::clone(db)),
             pages: self.pages.clone(),
@@ -198,7 +243,8 @@ impl Workers {
                 Arc::clone(&self.feed),
                 self.telemetry.clone(),
             )
-            .with_assets(Arc::clone(&self.assets)),
+            .with_assets(Arc::clone(&self.assets))
+            .with_events(live, self.listener.clone()),
         )
     }
 }

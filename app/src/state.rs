@@ -44,6 +44,10 @@ pub struct AppState {
     /// The static files, read once at start-up and shared by every worker (`/static/…`, and
     /// the URLs pages link); none until [`with_assets`](Self::with_assets).
     pub assets: Arc<Assets>,
+    /// This worker's live pages (pinion-events), with a database.
+    pub events: Option<Rc<pinion_events::Live>>,
+    /// Whether the process's listening connection is up (readiness reports it).
+    pub listener: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// A fast, per-thread random source (ids and numbers for the TechEmpower routes); seeded
     /// per thread, never shared, so no lock.
     rng: RefCell<SmallRng>,
@@ -76,6 +80,8 @@ impl AppState {
             feed,
             telemetry,
             assets: Arc::new(Assets::empty()),
+            events: None,
+            listener: None,
             rng: RefCell::new(SmallRng::seed_from_u64(seed)),
         }
     }
@@ -83,6 +89,29 @@ impl AppState {
     /// With the process's static files (`pinion serve` loads them from `static_dir`).
     pub fn with_assets(self, assets: Arc<Assets>) -> AppState {
         AppState { assets, ..self }
+    }
+
+    /// The state with this worker's live pages and the listening connection's state.
+    pub fn with_events(
+        self,
+        events: Option<Rc<pinion_events::Live>>,
+        listener: Option<Arc<std::sync::atomic::AtomicBool>>,
+    ) -> AppState {
+        AppState {
+            events,
+            listener,
+            ..self
+        }
+    }
+
+    /// This worker's live pages, or a 503 without a database.
+    ///
+    /// # Errors
+    /// 503 Service Unavailable without a database.
+    pub fn events(&self) -> Result<&pinion_events::Live, Error> {
+        self.events
+            .as_deref()
+            .ok_or_else(|| Error::new(StatusCode::SERVICE_UNAVAILABLE, "no database configured"))
     }
 
     /// The layout of a full page (`templates/base.html`): this process's asset URLs, no CSRF

@@ -17,18 +17,17 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hasher};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::nginx::{free_port, main_conf, temp_dir, Nginx};
-use common::{database_env, repo, request, serve, Served};
+use common::site::{random, Browser, Resp};
+use common::{counter, database_env, metrics, repo, request, serve, wait_for, Served};
 
 /// The key every instance signs and encrypts its cookies with (at least 32 bytes).
 const SECRET_KEY: &str = "instances-test-secret-key-shared-by-all-three-of-them";
@@ -45,26 +44,6 @@ const LOGIN_EMISSION_INTERVAL: Duration = Duration::from_secs(12);
 fn one_at_a_time() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Polls `check` every 20 ms until it returns `Ok`, and returns its value and how long that
-/// took; panics with `what` and the last `Err` (what `check` saw instead) after `limit`.
-fn wait_for<T>(
-    what: &str,
-    limit: Duration,
-    mut check: impl FnMut() -> Result<T, String>,
-) -> (T, Duration) {
-    let start = Instant::now();
-    loop {
-        match check() {
-            Ok(v) => return (v, start.elapsed()),
-            Err(last) => assert!(
-                start.elapsed() < limit,
-                "timed out after {limit:?} waiting for {what}; last: {last}"
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Three instances on the private cluster, configured as one deployment.
@@ -98,223 +77,6 @@ fn three_instances() -> [Served; 3] {
         );
     }
     instances
-}
-
-/// `/metrics` of `addr`.
-fn metrics(addr: SocketAddr) -> String {
-    let (status, _, text) = request(
-        addr,
-        "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
-    );
-    assert_eq!(status, 200, "{text}");
-    text
-}
-
-/// The sum of the samples of metric `name` whose labels contain every one of `labels`
-/// (`route="/json"`).
-fn counter(text: &str, name: &str, labels: &[&str]) -> u64 {
-    text.lines()
-        .filter_map(|line| line.rsplit_once(' '))
-        .filter(|(series, _)| {
-            let bare = series.split('{').next().unwrap_or_default();
-            bare == name && labels.iter().all(|l| series.contains(l))
-        })
-        .filter_map(|(_, value)| value.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
-}
-
-/// A response: status, every header line (lowercased names, repeats kept) and the body.
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-impl std::fmt::Debug for Resp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let start: String = self.body.chars().take(300).collect();
-        write!(
-            f,
-            "{} location={:?} body={start:?}",
-            self.status,
-            self.header("location")
-        )
-    }
-}
-
-fn send(addr: SocketAddr, raw: &str) -> Resp {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    s.write_all(raw.as_bytes()).expect("write");
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).expect("read");
-    let text = String::from_utf8(out).expect("utf-8");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response");
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Resp {
-        status,
-        headers,
-        body: body.to_string(),
-    }
-}
-
-fn form_encode(fields: &[(&str, &str)]) -> String {
-    let enc = |s: &str| {
-        s.bytes()
-            .map(|b| match b {
-                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
-                    char::from(b).to_string()
-                }
-                b' ' => "+".into(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect::<String>()
-    };
-    fields
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// A random number, different in every call and every run.
-fn random() -> u64 {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.write_u32(N.fetch_add(1, Ordering::Relaxed));
-    h.finish()
-}
-
-/// A browser behind the trusted proxy: its own client address (sent as `X-Forwarded-For`, as
-/// nginx would), its cookies for the site, the CSRF token of the last page that had one.
-/// Its own address keeps its login attempts apart from every other test's in the shared
-/// rate-limit table.
-#[derive(Clone)]
-struct Browser {
-    client: String,
-    cookies: Vec<(String, String)>,
-    token: String,
-}
-
-impl Browser {
-    /// A browser with a client address no other test (or earlier run) has used.
-    fn new() -> Browser {
-        let n = random();
-        Browser {
-            client: format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255),
-            cookies: Vec::new(),
-            token: String::new(),
-        }
-    }
-
-    fn headers(&self) -> String {
-        let mut h = format!("X-Forwarded-For: {}\r\n", self.client);
-        if !self.cookies.is_empty() {
-            let pairs: Vec<String> = self
-                .cookies
-                .iter()
-                .map(|(n, v)| format!("{n}={v}"))
-                .collect();
-            h.push_str(&format!("Cookie: {}\r\n", pairs.join("; ")));
-        }
-        h
-    }
-
-    fn keep(&mut self, resp: &Resp) {
-        for (name, value) in &resp.headers {
-            if name != "set-cookie" {
-                continue;
-            }
-            let pair = value.split(';').next().unwrap_or_default();
-            let (n, v) = pair.split_once('=').expect("name=value");
-            self.cookies.retain(|(k, _)| k != n);
-            if !value.contains("Max-Age=0") {
-                self.cookies.push((n.to_string(), v.to_string()));
-            }
-        }
-        if let Some(start) = resp.body.find(r#"name="csrf_token" value=""#) {
-            let rest = &resp.body[start + r#"name="csrf_token" value=""#.len()..];
-            self.token = rest[..rest.find('"').expect("end of the value")].to_string();
-        }
-    }
-
-    fn get(&mut self, addr: SocketAddr, path: &str) -> Resp {
-        let raw = format!(
-            "GET {path} HTTP/1.1\r\nHost: demo.test\r\nConnection: close\r\n{}\r\n",
-            self.headers()
-        );
-        let resp = send(addr, &raw);
-        self.keep(&resp);
-        resp
-    }
-
-    /// A form POST from this site's page, with the token of the last page.
-    fn post(&mut self, addr: SocketAddr, path: &str, fields: &[(&str, &str)]) -> Resp {
-        let mut fields = fields.to_vec();
-        let token = self.token.clone();
-        fields.push(("csrf_token", &token));
-        let body = form_encode(&fields);
-        let raw = format!(
-            "POST {path} HTTP/1.1\r\nHost: demo.test\r\nConnection: close\r\nOrigin: http://demo.test\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n{}\r\n{body}",
-            body.len(),
-            self.headers()
-        );
-        let resp = send(addr, &raw);
-        self.keep(&resp);
-        resp
-    }
-
-    /// Signs up a new account through `addr` (which signs it in) and returns its address.
-    fn sign_up(&mut self, addr: SocketAddr) -> String {
-        let email = format!("instances-{:016x}@demo.test", random());
-        self.get(addr, "/signup");
-        let resp = self.post(
-            addr,
-            "/signup",
-            &[("email", &email), ("password", "correct horse")],
-        );
-        assert_eq!(resp.status, 303, "sign-up through {addr}: {resp:?}");
-        email
-    }
-
-    /// Creates a product through `addr` (signed in) and returns its path, `/products/{id}`.
-    fn create_product(&mut self, addr: SocketAddr, name: &str, price: &str) -> String {
-        self.get(addr, "/products/new");
-        let resp = self.post(
-            addr,
-            "/products",
-            &[
-                ("name", name),
-                ("description", "made by app/tests/instances.rs"),
-                ("price", price),
-                ("stock", "7"),
-            ],
-        );
-        assert_eq!(resp.status, 303, "product created through {addr}: {resp:?}");
-        resp.header("location").expect("the product").to_string()
-    }
 }
 
 #[test]

@@ -2,11 +2,12 @@
 //! htmx and orders placed in one transaction, behind accounts with sessions and CSRF.
 //!
 //! Routes by resource: [`products`] (the home page is the catalogue), [`accounts`] (sign up,
-//! log in, log out) and [`orders`]. Every route here sits under the
+//! log in, log out), [`orders`] and [`events`] (their live updates). Every route here sits under the
 //! [`SessionLayer`](pinion_web::session::SessionLayer); the private ones under
 //! [`RequireLogin`](pinion_web::auth::RequireLogin) too.
 
 pub mod accounts;
+pub mod events;
 pub mod forms;
 pub mod orders;
 pub mod products;

@@ -30,6 +30,28 @@ struct Listed {
 struct ListPage<'a> {
     layout: Layout<'a>,
     orders: Vec<Listed>,
+    /// The user's live channel (`orders-{user}`).
+    channel: String,
+}
+
+#[derive(Template)]
+#[template(path = "orders/_row.html")]
+struct Row {
+    o: Listed,
+}
+
+/// The list's row of order `id` of `total` cents: what a new order is announced with.
+///
+/// # Errors
+/// The template's (it cannot fail on these fields).
+pub fn row_html(id: i64, total: i32) -> Result<String> {
+    let row = Row {
+        o: Listed {
+            id,
+            total_text: money(total),
+        },
+    };
+    Ok(row.render()?)
 }
 
 /// `GET /orders`: the user's orders, newest first.
@@ -56,6 +78,7 @@ pub async fn list(
     let page = ListPage {
         layout: parts.layout(ctx),
         orders,
+        channel: super::events::orders_channel(user),
     };
     Ok(Response::html(page.render()?))
 }
@@ -75,6 +98,8 @@ struct DetailPage<'a> {
     id: i64,
     lines: Vec<Line>,
     total_text: String,
+    /// The order's live channel (`order-{id}`), where a job reports its progress.
+    channel: String,
 }
 
 /// `GET /orders/{id}`: one of the user's orders (another user's is a 404, not a 403: its
@@ -115,6 +140,7 @@ pub async fn show(
             })
             .collect(),
         total_text: money(order.total),
+        channel: super::events::order_channel(order.id),
     };
     Ok(Response::html(page.render()?))
 }

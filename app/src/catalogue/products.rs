@@ -451,6 +451,9 @@ pub async fn order(
                 price,
             };
             line.save(tx).await?;
+            // Announced to the user's open orders lists once (and only if) this commits.
+            let row = super::orders::row_html(order.id, order.total)?;
+            super::events::publish_order(tx, user, &row).await?;
             Ok(Some(order.id))
         })
         .await?;

@@ -20,6 +20,11 @@ struct Readiness<'a> {
     /// then skip the cache, so the instance stays ready); absent without a query cache.
     #[serde(skip_serializing_if = "Option::is_none")]
     query_cache: Option<&'a str>,
+    /// `up`, or `down` while the process's listening connection is (published events wait
+    /// and the query cache is bypassed until it is back; the instance stays ready); absent
+    /// without a database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listener: Option<&'a str>,
 }
 
 /// `GET /health`: 200 while the process serves requests.
@@ -29,8 +34,8 @@ pub async fn live(_req: Request, _ctx: &Ctx<AppState>) -> Result<Response, Error
 
 /// `GET /health/ready`: 200 when this instance should get traffic; 503 while it drains or
 /// while the primary is unreachable. Replicas are reported but do not make it unready: reads
-/// fall back to the primary. The query cache's listener is reported too: while it is down the
-/// cache is bypassed, so results stay correct. Migrations ran before the listeners opened.
+/// fall back to the primary. The listening connection is reported too: while it is down the
+/// query cache is bypassed, so results stay correct, and published events wait for it. Migrations ran before the listeners opened.
 pub async fn ready(_req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> {
     let state = ctx.state();
     let mut databases = std::collections::BTreeMap::new();
@@ -67,11 +72,19 @@ pub async fn ready(_req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error
                 "bypassed"
             }
         });
+    let listener = state.listener.as_ref().map(|up| {
+        if up.load(std::sync::atomic::Ordering::Acquire) {
+            "up"
+        } else {
+            "down"
+        }
+    });
     let body = Readiness {
         status: if ready { "ready" } else { "unavailable" },
         draining,
         databases,
         query_cache,
+        listener,
     };
     let status = if ready {
         StatusCode::OK

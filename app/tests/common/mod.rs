@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub mod nginx;
 pub mod pg;
+pub mod site;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pinion");
 
@@ -298,4 +299,48 @@ pub fn wait_exit(
     // SAFETY: the descriptor pidfd_open returned, closed once.
     unsafe { libc::close(pidfd) };
     exited.then(|| child.wait().expect("wait"))
+}
+
+/// Polls `check` every 20 ms until it returns `Ok`, and returns its value and how long that
+/// took; panics with `what` and the last `Err` (what `check` saw instead) after `limit`.
+pub fn wait_for<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> (T, Duration) {
+    let start = Instant::now();
+    loop {
+        match check() {
+            Ok(v) => return (v, start.elapsed()),
+            Err(last) => assert!(
+                start.elapsed() < limit,
+                "timed out after {limit:?} waiting for {what}; last: {last}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `/metrics` of `addr`.
+pub fn metrics(addr: SocketAddr) -> String {
+    let (status, _, text) = request(
+        addr,
+        "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200, "{text}");
+    text
+}
+
+/// The sum of the samples of metric `name` whose labels contain every one of `labels`
+/// (`route="/json"`).
+pub fn counter(text: &str, name: &str, labels: &[&str]) -> u64 {
+    text.lines()
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter(|(series, _)| {
+            let bare = series.split('{').next().unwrap_or_default();
+            bare == name && labels.iter().all(|l| series.contains(l))
+        })
+        .filter_map(|(_, value)| value.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
 }
