@@ -16,19 +16,43 @@
 //! connection comes back. [`Live::sse`] is the handler helper: a channel's
 //! [authorisation rule](Live::authorize), the replay, the stream.
 //!
-//! ```no_run
-//! use pinion_events::{Events, EventsConfig, Live};
-//! use pinion_orm::ConnectionManager;
+//! ```rust
+//! use std::sync::Arc;
+//!
+//! use pinion_events::{Events, EventsConfig, Live, Public};
+//! use pinion_orm::listener::{listen_all, Listener};
+//! use pinion_orm::{ConnectOptions, ConnectionManager};
 //! use pinion_server::sse::Sse;
 //! use pinion_server::Request;
 //!
-//! // Once per process: its subscriber goes into the listener's Vec (`listen_all`).
-//! let events = Events::new(EventsConfig::default());
-//! let _subscriber = events.subscriber();
+//! /// Once per process: the events, whose subscriber joins the one listening connection
+//! /// (push the query cache's and the job queue's subscribers into the same Vec).
+//! fn start(primary: &str) -> Result<(Arc<Events>, Listener), pinion_orm::Error> {
+//!     let events = Events::new(EventsConfig::default());
+//!     let listener = listen_all(primary, ConnectOptions::default(), vec![events.subscriber()])?;
+//!     Ok((events, listener))
+//! }
 //!
-//! // A handler: `live` is the worker's (events.join() on its thread), `db` its manager.
-//! async fn stream(live: &Live, db: &ConnectionManager, req: &Request) -> Result<Sse, pinion_events::Error> {
+//! /// On each worker thread: its live pages, and who may listen to which channels (a
+//! /// channel no rule names is refused).
+//! fn join(events: &Events) -> Live {
+//!     let live = events.join();
+//!     live.authorize("prices", Public);
+//!     live.authorize("team-", |req: &Request, channel: &str| {
+//!         req.header_str("x-team").is_some_and(|team| channel == format!("team-{team}"))
+//!     });
+//!     live
+//! }
+//!
+//! /// `GET /prices/live`, for `<div hx-ext="sse" sse-connect="/prices/live" sse-swap="price">`:
+//! /// a reconnecting browser's `Last-Event-ID` is replayed first.
+//! async fn prices(live: &Live, db: &ConnectionManager, req: &Request) -> Result<Sse, pinion_events::Error> {
 //!     live.sse(req, db, "prices").await
+//! }
+//!
+//! /// From any handler or job on any instance; in a transaction, sent when it commits.
+//! async fn reprice(db: &ConnectionManager) -> Result<i64, pinion_orm::Error> {
+//!     pinion_events::publish(db, "prices", "price", "<span>4.20</span>").await
 //! }
 //! ```
 //!
