@@ -26,8 +26,14 @@ impl WorkerProcess {
     /// Starts `pinion worker -t 1` on `url` (2 s leases, a 3 s drain) and waits until it
     /// says it runs jobs.
     fn start(url: &str) -> WorkerProcess {
+        WorkerProcess::start_with(url, &[])
+    }
+
+    /// As [`start`](Self::start), with more arguments.
+    fn start_with(url: &str, args: &[&str]) -> WorkerProcess {
         let mut cmd = pinion();
         cmd.args(["worker", "-t", "1"])
+            .args(args)
             .env("DATABASE_URL", url)
             .env("PINION_MIGRATIONS_DIR", repo().join("migrations"))
             .env("PINION_JOBS_LEASE", "2s")
@@ -49,6 +55,22 @@ impl WorkerProcess {
         let worker = WorkerProcess { child, logs };
         worker.wait_for_log("ready: running background jobs");
         worker
+    }
+
+    /// Where `--metrics-port` serves, from its log line.
+    fn metrics_addr(&self) -> std::net::SocketAddr {
+        self.wait_for_log("metrics on http://");
+        let logs = self.logs.lock().expect("logs");
+        let line = logs
+            .iter()
+            .find(|l| l.contains("metrics on http://"))
+            .expect("the line");
+        line.split("http://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .expect("address")
+            .parse()
+            .expect("socket address")
     }
 
     fn pid(&self) -> i32 {
@@ -217,7 +239,7 @@ fn a_job_whose_worker_is_killed_runs_again_on_the_other_after_the_lease() {
             Err(format!("{n} running on A"))
         }
     });
-    let b = WorkerProcess::start(&url);
+    let b = WorkerProcess::start_with(&url, &["--metrics-port", "0"]);
     let killed = Instant::now();
     a.signal(libc::SIGKILL);
     wait_for("B ran it", Duration::from_secs(30), || {
@@ -245,6 +267,22 @@ fn a_job_whose_worker_is_killed_runs_again_on_the_other_after_the_lease() {
             n => Err(format!("{n}")),
         }
     });
+    // B's own /metrics counts what it saw: the expired lease, the job run to success.
+    let text = common::metrics(b.metrics_addr());
+    assert_eq!(
+        common::counter(&text, "pinion_jobs_lease_expiries_total", &[]),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        common::counter(&text, "pinion_jobs_completed_total", &["queue=\"default\""]),
+        1,
+        "{text}"
+    );
+    assert!(
+        text.contains("pinion_job_duration_seconds_bucket{outcome=\"completed\",queue=\"default\""),
+        "{text}"
+    );
     drop((a, b));
     cluster.drop_database(&url);
 }

@@ -93,6 +93,7 @@
 
 pub mod cli;
 pub mod demo;
+pub mod ops;
 
 use std::sync::Arc;
 use std::time::Duration;
