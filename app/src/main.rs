@@ -1,4 +1,4 @@
-//! The `pinion` binary: `serve`, `check`, `--version`.
+//! The `pinion` binary: `serve`, `worker`, `jobs`, `check`, `migrate`, `--version`.
 //!
 //! The only place that reads arguments, the environment and files: it turns them into a typed
 //! `Settings` and hands that to the libraries.
@@ -45,6 +45,57 @@ enum Command {
     Check(ConfigArg),
     /// Apply pending migrations (under an advisory lock, so instances may race), then exit.
     Migrate(MigrateArgs),
+    /// Run background-job workers only, no HTTP listener (one thread per core unless -t);
+    /// SIGTERM drains them.
+    Worker(WorkerArgs),
+    /// List, retry or cancel background jobs.
+    Jobs(JobsArgs),
+}
+
+#[derive(Args, Debug, Default)]
+struct WorkerArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Worker threads (overrides `threads` and WEB_CONCURRENCY).
+    #[arg(long, short = 't', value_name = "N")]
+    threads: Option<usize>,
+    /// Serve the workers' `/metrics` and `/health` on `bind`:N (0 picks a free port).
+    #[arg(long, value_name = "N")]
+    metrics_port: Option<u16>,
+}
+
+#[derive(Args, Debug)]
+struct JobsArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(subcommand)]
+    action: JobsAction,
+}
+
+#[derive(Subcommand, Debug)]
+enum JobsAction {
+    /// List jobs, newest first.
+    List {
+        /// Only jobs in this state: available, running, failed, cancelled.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only jobs of this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Run a failed or cancelled job again, now, with its attempts reset.
+    Retry {
+        /// The job's id.
+        id: i64,
+    },
+    /// Cancel a job that has not finished (a running one is told, and stays cancelled).
+    Cancel {
+        /// The job's id.
+        id: i64,
+    },
 }
 
 #[derive(Args, Debug, Default)]
@@ -94,6 +145,20 @@ fn main() -> ExitCode {
                 init_logging(&settings);
                 migrate_command(&settings, args.check)
             }
+            Err(code) => code,
+        },
+        Command::Worker(args) => {
+            let overrides = Overrides {
+                threads: args.threads,
+                ..Overrides::default()
+            };
+            match load(&args.config, overrides) {
+                Ok(settings) => worker(&settings, args.metrics_port),
+                Err(code) => code,
+            }
+        }
+        Command::Jobs(args) => match load(&args.config, Overrides::default()) {
+            Ok(settings) => jobs_command(&settings, args.action),
             Err(code) => code,
         },
         Command::Serve(args) => {
@@ -227,23 +292,18 @@ fn serve(settings: &Settings) -> ExitCode {
         .map(|_| pinion_events::Events::new(pinion_app::startup::events_config(settings)));
     let mut _listener = None;
     let mut listener_state = None;
+    let job_wakeups = pinion_jobs::Wakeups::new();
     if let Some(cfg) = &mut db_config {
         let mut subscribers: Vec<Arc<dyn pinion_orm::listener::Subscriber>> = Vec::new();
-        let query_cache = settings.query_cache.then(|| {
-            QueryCache::new(LocMemCache::new(&LocMemConfig {
-                cache: CacheConfig {
-                    cache_ttl: settings.cache_ttl,
-                    key_prefix: "orm".to_string(),
-                    ..CacheConfig::default()
-                },
-                max_entries: settings.cache_max_entries,
-            }))
-        });
+        let query_cache = settings.query_cache.then(|| orm_query_cache(settings));
         if let Some(cache) = &query_cache {
             subscribers.push(pinion_orm::query_cache::subscriber(Arc::clone(cache)));
         }
         if let Some(events) = &events {
             subscribers.push(events.subscriber());
+        }
+        if settings.jobs_threads > 0 {
+            subscribers.push(job_wakeups.subscriber());
         }
         let url = pinion_app::startup::listener_url(&cfg.primary_url);
         match pinion_orm::listener::listen_all(&url, cfg.connect, subscribers) {
@@ -359,6 +419,10 @@ fn serve(settings: &Settings) -> ExitCode {
             sink.cache("sessions", stats.hits, stats.misses);
         });
     }
+    // Background jobs beside the HTTP workers (`jobs_threads`): the same database settings and
+    // query cache, their metrics in the same /metrics.
+    let jobs_db = db_config.clone().filter(|_| settings.jobs_threads > 0);
+    let jobs_telemetry = telemetry.clone();
     let workers = pinion_app::startup::Workers {
         settings: settings.clone(),
         threads,
@@ -407,6 +471,27 @@ fn serve(settings: &Settings) -> ExitCode {
     if let Some(primaries) = &primaries {
         wait_for_primaries(primaries, threads, settings.db_connect_timeout);
     }
+    // They drain when the server does (SIGTERM, a hand-over): the same trigger.
+    let jobs = match &jobs_db {
+        Some(cfg) => match pinion_app::jobs::start(
+            settings,
+            cfg,
+            settings.jobs_threads,
+            jobs_telemetry.as_deref().map(|t| t.registry()),
+            Arc::clone(&job_wakeups),
+            handle.trigger(),
+        ) {
+            Ok(runner) => Some(runner),
+            Err(e) => {
+                tracing::error!("cannot start the background-job workers: {e}");
+                eprintln!("pinion: cannot start the background-job workers: {e}");
+                handle.shutdown();
+                let _ = handle.join();
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     // Listeners bound, migrations applied, every worker's state built and its primary
     // connected (or the connect timeout passed).
     // A successor taking over starts this process's drain, as SIGTERM does.
@@ -423,12 +508,166 @@ fn serve(settings: &Settings) -> ExitCode {
         eprintln!("pinion: {e}");
         handle.shutdown();
     }
-    match handle.join() {
+    let joined = handle.join();
+    if let Some(jobs) = jobs {
+        jobs.join();
+    }
+    match joined {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
         }
         Err(e) => {
+            eprintln!("pinion: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `pinion worker`: background-job workers without an HTTP listener, with the same
+/// database, migrations, query cache (so that their writes invalidate every instance's) and
+/// listening connection (for wake-ups) as `serve`; SIGTERM drains them.
+fn worker(settings: &Settings, metrics_port: Option<u16>) -> ExitCode {
+    init_logging(settings);
+    let Some(mut cfg) = pinion_app::startup::db_config(settings) else {
+        eprintln!(
+            "pinion: configuration error: database_url (DATABASE_URL): `pinion worker` needs a database"
+        );
+        return ExitCode::from(2);
+    };
+    if settings.migrate_on_start {
+        let _extending = systemd::extending_start("applying migrations");
+        if let Err(e) = migrate(settings, false) {
+            tracing::error!("migrations failed, not starting: {e}");
+            eprintln!("pinion: migrations failed, not starting: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let wakeups = pinion_jobs::Wakeups::new();
+    let mut subscribers = vec![wakeups.subscriber()];
+    let query_cache = settings.query_cache.then(|| orm_query_cache(settings));
+    if let Some(cache) = &query_cache {
+        subscribers.push(pinion_orm::query_cache::subscriber(Arc::clone(cache)));
+    }
+    let url = pinion_app::startup::listener_url(&cfg.primary_url);
+    let _listener = match pinion_orm::listener::listen_all(&url, cfg.connect, subscribers) {
+        Ok(listener) => {
+            cfg.query_cache = query_cache;
+            Some(listener)
+        }
+        Err(e) => {
+            tracing::error!("no listening connection (workers poll, query cache off): {e}");
+            None
+        }
+    };
+    let signals = match pinion_server::watch_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("pinion: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // With a metrics port, the workers drain on the ops server's trigger, so that both stop
+    // on the same signal.
+    let telemetry = metrics_port.and_then(|_| pinion_app::middleware::telemetry(settings, None));
+    let ops = match (metrics_port, &telemetry) {
+        (Some(port), Some(t)) => {
+            match pinion_app::jobs::ops::serve(settings, port, Arc::clone(t)) {
+                Ok(handle) => {
+                    tracing::info!("metrics on http://{}/metrics", handle.local_addr());
+                    Some(handle)
+                }
+                Err(e) => {
+                    eprintln!("pinion: cannot serve the workers' metrics: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        (Some(_), None) => {
+            tracing::warn!(
+                "--metrics-port without telemetry (telemetry_enabled = false): no metrics"
+            );
+            None
+        }
+        _ => None,
+    };
+    let trigger = ops
+        .as_ref()
+        .map_or_else(pinion_server::ShutdownTrigger::detached, |h| h.trigger());
+    let threads = settings.effective_threads();
+    let registry = telemetry.as_deref().map(|t| t.registry());
+    let runner = match pinion_app::jobs::start(
+        settings,
+        &cfg,
+        threads,
+        registry,
+        wakeups,
+        trigger.clone(),
+    ) {
+        Ok(runner) => runner,
+        Err(e) => {
+            eprintln!("pinion: cannot start the workers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let signals = signals.on_shutdown(systemd::stopping);
+    if let Err(e) = signals.install(trigger.clone(), settings.drain_timeout) {
+        eprintln!("pinion: {e}");
+        trigger.shutdown();
+    }
+    tracing::info!(threads, "ready: running background jobs");
+    systemd::ready("running background jobs");
+    runner.join();
+    if let Some(ops) = ops {
+        let _ = ops.join();
+    }
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// The ORM's query cache: an in-process LocMemCache of `cache_max_entries`.
+fn orm_query_cache(settings: &Settings) -> Arc<QueryCache> {
+    QueryCache::new(LocMemCache::new(&LocMemConfig {
+        cache: CacheConfig {
+            cache_ttl: settings.cache_ttl,
+            key_prefix: "orm".to_string(),
+            ..CacheConfig::default()
+        },
+        max_entries: settings.cache_max_entries,
+    }))
+}
+
+/// `pinion jobs …`: prints the listing or what was done; exit 1 when the job was not found.
+fn jobs_command(settings: &Settings, action: JobsAction) -> ExitCode {
+    let Some(cfg) = pinion_app::startup::db_config(settings) else {
+        eprintln!(
+            "pinion: configuration error: database_url (DATABASE_URL): no database configured"
+        );
+        return ExitCode::from(2);
+    };
+    let action = match action {
+        JobsAction::List {
+            state,
+            queue,
+            limit,
+        } => pinion_app::jobs::cli::Action::List(pinion_jobs::admin::Filter {
+            state,
+            queue,
+            limit: Some(limit),
+        }),
+        JobsAction::Retry { id } => pinion_app::jobs::cli::Action::Retry(id),
+        JobsAction::Cancel { id } => pinion_app::jobs::cli::Action::Cancel(id),
+    };
+    let done = pinion_app::startup::on_runtime(async {
+        let db = ConnectionManager::start(&cfg).map_err(|e| e.to_string())?;
+        pinion_app::jobs::cli::run(&db, &action).await
+    });
+    match done {
+        Ok(Ok(out)) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) | Err(e) => {
             eprintln!("pinion: {e}");
             ExitCode::FAILURE
         }
