@@ -28,6 +28,9 @@ fn two_instances() -> [Served; 2] {
             ("PINION_SECRET_KEY", SECRET_KEY),
             ("PINION_TRUSTED_PROXIES", "127.0.0.1/32"),
             ("PINION_TELEMETRY_DRAIN_INTERVAL", "100ms"),
+            // The tests publish to the order's channel themselves: no confirmation job of
+            // the demo's publishing there too (app/tests/jobs.rs tests that one).
+            ("PINION_JOBS_THREADS", "0"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string())),
     );

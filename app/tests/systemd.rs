@@ -69,14 +69,24 @@ fn the_worker_unit_passes_systemd_analyze_verify() {
 #[test]
 fn a_worker_notifies_ready_when_it_runs_jobs_and_stopping_when_it_drains() {
     let notify = NotifySocket::bind("notify-worker");
-    let mut worker = pinion()
-        .args(["worker", "-t", "1"])
-        .envs(database_env())
-        .env("NOTIFY_SOCKET", &notify.path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("pinion worker");
+    /// Killed if the test fails before it exits.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut worker = Killed(
+        pinion()
+            .args(["worker", "-t", "1"])
+            .envs(database_env())
+            .env("NOTIFY_SOCKET", &notify.path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("pinion worker"),
+    );
     // The migrations' EXTEND_TIMEOUT_USEC come first.
     let ready = loop {
         let message = notify.next("READY=1");
@@ -88,11 +98,11 @@ fn a_worker_notifies_ready_when_it_runs_jobs_and_stopping_when_it_drains() {
     assert!(ready.contains("STATUS=running background jobs"), "{ready}");
     // SAFETY: kill(2) on the pid of the child this test started and still owns.
     unsafe {
-        libc::kill(worker.id() as i32, libc::SIGTERM);
+        libc::kill(worker.0.id() as i32, libc::SIGTERM);
     }
     let stopping = notify.next("STOPPING=1");
     assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping}");
-    let exit = common::wait_exit(&mut worker, Duration::from_secs(30))
+    let exit = common::wait_exit(&mut worker.0, Duration::from_secs(30))
         .expect("pinion worker did not exit after SIGTERM");
     assert!(exit.success(), "{exit:?}");
 }

@@ -10,6 +10,7 @@ use pinion_web::session::Session;
 use pinion_web::{Error, Result};
 
 use super::PageParts;
+use crate::jobs::demo::ConfirmOrder;
 use crate::layout::Layout;
 use crate::models::{Order, OrderLine, Product};
 use crate::state::db_routing;
@@ -100,6 +101,8 @@ struct DetailPage<'a> {
     total_text: String,
     /// The order's live channel (`order-{id}`), where a job reports its progress.
     channel: String,
+    /// Where its confirmation stands when the page is rendered (our own markup).
+    progress: String,
 }
 
 /// `GET /orders/{id}`: one of the user's orders (another user's is a 404, not a 403: its
@@ -141,6 +144,10 @@ pub async fn show(
             .collect(),
         total_text: money(order.total),
         channel: super::events::order_channel(order.id),
+        progress: match order.confirmed_at {
+            Some(_) => ConfirmOrder::fragment(order.id, 100, "confirmed"),
+            None => ConfirmOrder::fragment(order.id, 0, "waiting for confirmation"),
+        },
     };
     Ok(Response::html(page.render()?))
 }

@@ -2,6 +2,7 @@
 //! forms, the inline edit and delete of a row through htmx, and `POST /products/{id}/order`.
 
 use askama::Template;
+use pinion_jobs::{Enqueue, OnConflict};
 use pinion_orm::query::raw;
 use pinion_orm::Model;
 use pinion_server::cookie::CookieJar;
@@ -15,6 +16,7 @@ use serde::Deserialize;
 
 use super::forms::{ProductErrors, ProductForm};
 use super::{sticky, PageParts};
+use crate::jobs::demo::ConfirmOrder;
 use crate::layout::Layout;
 use crate::models::{Order, OrderLine, Product};
 use crate::state::db_routing;
@@ -441,6 +443,7 @@ pub async fn order(
                 id: 0,
                 user_id: user,
                 total: price * quantity,
+                confirmed_at: None,
             };
             order.save(tx).await?;
             let mut line = OrderLine {
@@ -454,6 +457,11 @@ pub async fn order(
             // Announced to the user's open orders lists once (and only if) this commits.
             let row = super::orders::row_html(order.id, order.total)?;
             super::events::publish_order(tx, user, &row).await?;
+            // Confirmed in the background by a worker of any instance, once this commits.
+            Enqueue::new(ConfirmOrder { order: order.id })
+                .unique(format!("confirm-order:{}", order.id), OnConflict::Skip)
+                .send(tx)
+                .await?;
             Ok(Some(order.id))
         })
         .await?;

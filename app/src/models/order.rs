@@ -17,6 +17,8 @@ pub struct Order {
     /// The sum of its lines, in cents.
     #[model(column = "total_cents")]
     pub total: i32,
+    /// When its confirmation job ran (`None` until then).
+    pub confirmed_at: Option<std::time::SystemTime>,
 }
 
 /// One product of an order, at the price it was ordered at.
