@@ -370,3 +370,79 @@ fn sigterm_lets_short_jobs_finish_releases_long_ones_and_exits_zero_by_the_drain
     );
     cluster.drop_database(&url);
 }
+
+#[test]
+fn an_order_is_confirmed_by_a_job_on_a_worker_whose_progress_reaches_the_order_page() {
+    use common::site::{parts, Browser, EventStream};
+    let (cluster, url) = database("jobs_order");
+    let served = common::serve([
+        ("DATABASE_URL", url.as_str()),
+        (
+            "PINION_MIGRATIONS_DIR",
+            repo().join("migrations").to_str().expect("path"),
+        ),
+        (
+            "PINION_SECRET_KEY",
+            "jobs-test-secret-key-of-at-least-32-bytes",
+        ),
+        ("PINION_TRUSTED_PROXIES", "127.0.0.1/32"),
+        // The confirmation runs on the worker process, not in serve.
+        ("PINION_JOBS_THREADS", "0"),
+    ]);
+    let worker = WorkerProcess::start(&url);
+    let mut user = Browser::new();
+    user.sign_up(served.addr);
+    let product = user.create_product(served.addr, "Confirmed cog", "3.00");
+    user.get(served.addr, &product);
+    let placed = user.post(
+        served.addr,
+        &format!("{product}/order"),
+        &[("quantity", "2")],
+    );
+    assert_eq!(placed.status, 303, "{placed:?}");
+    let order: i64 = placed
+        .header("location")
+        .and_then(|l| l.strip_prefix("/orders/"))
+        .and_then(|id| id.parse().ok())
+        .expect("the order's page");
+    // From the first event on (`Last-Event-ID: 0`): the job may have started already.
+    let (status, stream) = EventStream::open(
+        served.addr,
+        &format!("/events/order-{order}"),
+        &format!("{}Last-Event-ID: 0\r\n", user.headers()),
+    );
+    let mut stream = stream.unwrap_or_else(|| panic!("order-{order}: {status}"));
+    let mut percents = Vec::new();
+    while percents.last() != Some(&100) {
+        let (name, _, data) = parts(&stream.next_event().expect("a progress event"));
+        assert_eq!(name, "progress", "{data}");
+        assert!(data.contains(&format!("data-order=\"{order}\"")), "{data}");
+        let percent: u32 = data
+            .split("data-percent=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .and_then(|p| p.parse().ok())
+            .expect("a percentage");
+        percents.push(percent);
+    }
+    assert_eq!(percents, vec![20, 60, 100]);
+    assert_eq!(
+        one(
+            &url,
+            &format!("SELECT (confirmed_at IS NOT NULL)::int::int8 FROM orders WHERE id = {order}")
+        ),
+        1
+    );
+    wait_for("the job deleted", Duration::from_secs(10), || {
+        match one(&url, "SELECT count(*)::int8 FROM pinion_jobs") {
+            0 => Ok(()),
+            n => Err(format!("{n} left")),
+        }
+    });
+    // A reload shows it confirmed.
+    let page = user.get(served.addr, &format!("/orders/{order}"));
+    assert!(page.body.contains("data-percent=\"100\""), "{}", page.body);
+    worker.wait_for_log("order confirmed");
+    drop((served, worker));
+    cluster.drop_database(&url);
+}
