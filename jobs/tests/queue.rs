@@ -91,20 +91,28 @@ impl Job for Tick {
 struct Workers1 {
     runner: Option<Runner>,
     trigger: ShutdownTrigger,
-    _listener: Listener,
+    _listener: Option<Listener>,
 }
 
 impl Workers1 {
     fn start(url: &str, registry: Registry) -> Workers1 {
+        Workers1::start_with(url, registry, true, "default:8")
+    }
+
+    /// With or without the listening connection (without: polling alone wakes the workers),
+    /// running `queues`.
+    fn start_with(url: &str, registry: Registry, listening: bool, queues: &str) -> Workers1 {
         let wakeups = Wakeups::new();
-        let listener = listen_all(url, ConnectOptions::default(), vec![wakeups.subscriber()])
-            .expect("listener");
+        let listener = listening.then(|| {
+            listen_all(url, ConnectOptions::default(), vec![wakeups.subscriber()])
+                .expect("listener")
+        });
         let trigger = ShutdownTrigger::detached();
         let runner = Runner::start(Workers {
             db: DbConfig::new(url.to_string(), vec![]),
             registry: Arc::new(registry),
             config: WorkerConfig {
-                queues: QueueConfig::parse_list("default:8").expect("queues"),
+                queues: QueueConfig::parse_list(queues).expect("queues"),
                 lease: Duration::from_secs(3),
                 poll_interval: Duration::from_millis(200),
                 drain_timeout: Duration::from_secs(2),
@@ -458,5 +466,83 @@ fn a_periodic_job_ticks_once_per_period_across_three_runners_and_survives_its_le
     // No tick was lost but at the hand-overs, where the latest missed tick is made up.
     let gaps = all.windows(2).filter(|w| w[1] - w[0] > 1).count();
     assert!(gaps <= 2, "{all:?}");
+    cluster.drop_database(&url);
+}
+
+#[test]
+fn a_job_longer_than_its_lease_keeps_it_and_runs_once() {
+    let cluster = Cluster::shared();
+    let url = database(&cluster, "jobs_long");
+    let workers = Workers1::start(&url, Registry::new().register::<Record>());
+    run(async {
+        let db = primary_only(&url);
+        // Twice the 3 s lease: renewed every second, never reaped.
+        Enqueue::new(Record {
+            tag: "long".into(),
+            fail: 0,
+            sleep_ms: 6_000,
+        })
+        .send(&*db)
+        .await
+        .expect("enqueue");
+        assert!(
+            eventually(Duration::from_secs(20), async || {
+                count(&db, "SELECT count(*) FROM pinion_jobs").await == 0
+            })
+            .await
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT count(*) FROM runs WHERE tag = 'long' AND attempt = 1"
+            )
+            .await,
+            1
+        );
+        assert_eq!(count(&db, "SELECT count(*) FROM runs").await, 1, "run once");
+    });
+    drop(workers);
+    cluster.drop_database(&url);
+}
+
+#[test]
+fn without_the_listening_connection_polling_runs_the_jobs_and_a_queue_keeps_its_concurrency() {
+    let cluster = Cluster::shared();
+    let url = database(&cluster, "jobs_poll");
+    // Two threads, two jobs at once each: at most four at a time.
+    let workers = Workers1::start_with(
+        &url,
+        Registry::new().register::<Record>(),
+        false,
+        "default:2",
+    );
+    run(async {
+        let db = primary_only(&url);
+        let jobs = (0..12).map(|i| {
+            Enqueue::new(Record {
+                tag: format!("p{i}"),
+                fail: 0,
+                sleep_ms: 300,
+            })
+        });
+        Enqueue::send_many(jobs, &*db).await.expect("enqueue");
+        let mut most = 0;
+        assert!(
+            eventually(Duration::from_secs(20), async || {
+                most = most.max(
+                    count(
+                        &db,
+                        "SELECT count(*) FROM pinion_jobs WHERE state = 'running'",
+                    )
+                    .await,
+                );
+                count(&db, "SELECT count(*) FROM runs").await == 12
+            })
+            .await,
+            "polling alone ran them all"
+        );
+        assert!((1..=4).contains(&most), "{most} running at once");
+    });
+    drop(workers);
     cluster.drop_database(&url);
 }
