@@ -1,6 +1,9 @@
 //! The statements workers run on the primary: claim, complete, fail, release, renew, reap,
 //! sample. A running job's token is `(id, attempts)`: `attempts` grows at each claim, so a
 //! worker whose lease ran out (and whose job another worker claimed since) changes nothing.
+//! Batches of tokens are matched as `id = ANY($1)` with the attempt looked up by position,
+//! so that the primary key drives them: a join on `unnest` got a cached generic plan that
+//! scanned the whole batch for every running job (bench/ANALYSIS.md, "Background jobs").
 
 use std::time::Duration;
 
@@ -55,9 +58,8 @@ fn get<'a, T: pinion_orm::tokio_postgres::types::FromSql<'a>>(
     pinion_orm::RowRef::get_column(row, i)
 }
 
-const COMPLETE: &str =
-    "DELETE FROM pinion_jobs j USING unnest($1::int8[], $2::int4[]) AS t(id, attempt) \
-     WHERE j.id = t.id AND j.attempts = t.attempt AND j.state = 'running'";
+const COMPLETE: &str = "DELETE FROM pinion_jobs \
+     WHERE id = ANY($1::int8[]) AND state = 'running' AND attempts = ($2::int4[])[array_position($1::int8[], id)]";
 
 /// Deletes the completed jobs whose tokens are `(ids[i], attempts[i])`; returns how many
 /// were still this worker's.
@@ -93,10 +95,10 @@ pub(crate) async fn fail(
     rows.first().map(|r| get(r, 0)).transpose()
 }
 
-const RELEASE: &str = "WITH r AS (UPDATE pinion_jobs j SET state = 'available', \
-     attempts = j.attempts - 1, run_at = now(), lease_until = NULL, worker = NULL \
-     FROM unnest($1::int8[], $2::int4[]) AS t(id, attempt) \
-     WHERE j.id = t.id AND j.attempts = t.attempt AND j.state = 'running' RETURNING j.queue) \
+const RELEASE: &str = "WITH r AS (UPDATE pinion_jobs SET state = 'available', \
+     attempts = attempts - 1, run_at = now(), lease_until = NULL, worker = NULL \
+     WHERE id = ANY($1::int8[]) AND state = 'running' \
+     AND attempts = ($2::int4[])[array_position($1::int8[], id)] RETURNING queue) \
      SELECT (SELECT count(*) FROM r), \
      (SELECT count(pg_notify('pinion_jobs', q)) FROM (SELECT DISTINCT queue AS q FROM r) d)";
 
@@ -108,9 +110,9 @@ pub(crate) async fn release(db: &Database, ids: &[i64], attempts: &[i32]) -> Res
 }
 
 const RENEW: &str =
-    "UPDATE pinion_jobs j SET lease_until = now() + $3::float8 * interval '1 second' \
-     FROM unnest($1::int8[], $2::int4[]) AS t(id, attempt) \
-     WHERE j.id = t.id AND j.attempts = t.attempt AND j.state = 'running' RETURNING j.id";
+    "UPDATE pinion_jobs SET lease_until = now() + $3::float8 * interval '1 second' \
+     WHERE id = ANY($1::int8[]) AND state = 'running' \
+     AND attempts = ($2::int4[])[array_position($1::int8[], id)] RETURNING id";
 
 /// Extends the leases of running jobs; returns the ids still this worker's (the others were
 /// cancelled, or their lease had run out).
