@@ -68,8 +68,9 @@ impl ConnectionBudget {
             "the primary may refuse connections: instances × per instance = {} × {} = {} > \
              max_connections − reserved = {} − {} = {}, where per instance = threads × \
              (pool_size per thread + {CONNECTIONS_BESIDES_POOL} (pinned and pipeline)){listener} \
-             = {} × ({} + {CONNECTIONS_BESIDES_POOL}){} (threads: the HTTP and the job workers); lower pool_size, threads or jobs_threads, raise \
-             max_connections, or put a connection pooler (PgBouncer) in front",
+             = {} × ({} + {CONNECTIONS_BESIDES_POOL}){}; lower pool_size, threads or jobs_threads \
+             (threads counts the HTTP and the job workers), raise max_connections, or put a \
+             connection pooler (PgBouncer) in front",
             self.instances,
             self.per_instance(),
             self.total(),
