@@ -9,6 +9,7 @@ use std::sync::Arc;
 use pinion_orm::ConnectionManager;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::Notify;
 
 use crate::error::JobError;
 use crate::registry::Registry;
@@ -58,6 +59,26 @@ pub trait Job: Serialize + DeserializeOwned + 'static {
     fn run(self, ctx: &JobContext) -> impl Future<Output = Result<(), JobError>>;
 }
 
+/// A running job's cancellation, set by its worker's lease renewal.
+#[derive(Default)]
+pub(crate) struct Cancel {
+    flag: Cell<bool>,
+    notify: Notify,
+}
+
+impl Cancel {
+    /// Whether it was cancelled.
+    pub(crate) fn is_set(&self) -> bool {
+        self.flag.get()
+    }
+
+    /// Cancels it, waking a job waiting in [`JobContext::cancelled`].
+    pub(crate) fn set(&self) {
+        self.flag.set(true);
+        self.notify.notify_waiters();
+    }
+}
+
 /// What a running job knows about itself and its worker.
 pub struct JobContext {
     pub(crate) id: i64,
@@ -65,7 +86,7 @@ pub struct JobContext {
     pub(crate) max_attempts: i32,
     pub(crate) queue: Rc<str>,
     pub(crate) db: Rc<ConnectionManager>,
-    pub(crate) cancelled: Rc<Cell<bool>>,
+    pub(crate) cancelled: Rc<Cancel>,
     pub(crate) registry: Arc<Registry>,
 }
 
@@ -100,7 +121,17 @@ impl JobContext {
     /// lease's next renewal. A long job checks it between steps and returns early; whatever
     /// it returns then is ignored and the job stays cancelled.
     pub fn is_cancelled(&self) -> bool {
-        self.cancelled.get()
+        self.cancelled.flag.get()
+    }
+
+    /// Completes once the job is cancelled (as [`is_cancelled`](Self::is_cancelled) learns
+    /// it): for a job that waits, to stop waiting
+    /// (`select(work, ctx.cancelled())`).
+    pub async fn cancelled(&self) {
+        // One thread: nothing sets the flag between the look and the wait's registration.
+        while !self.cancelled.flag.get() {
+            self.cancelled.notify.notified().await;
+        }
     }
 
     /// A value the application gave the registry ([`Registry::with`]): a mailer, a client, a

@@ -39,10 +39,10 @@ impl Job for Record {
         // The polling test's jobs (tags `p0`…) count how many of them run at once.
         let _running = self.tag.starts_with('p').then(Running::start);
         if self.sleep_ms > 0 {
-            let until = std::time::Instant::now() + Duration::from_millis(self.sleep_ms);
-            while std::time::Instant::now() < until && !ctx.is_cancelled() {
-                monoio::time::sleep(Duration::from_millis(20)).await;
-            }
+            // Its "work", cut short when it is cancelled.
+            let work = std::pin::pin!(monoio::time::sleep(Duration::from_millis(self.sleep_ms)));
+            let cancelled = std::pin::pin!(ctx.cancelled());
+            futures_util::future::select(work, cancelled).await;
         }
         ctx.db()
             .primary()

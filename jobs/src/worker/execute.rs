@@ -1,18 +1,17 @@
 //! Running one claimed job as a task of its own on the worker thread.
 
-use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::{store::Claimed, Local, Outcome, Running};
-use crate::job::JobContext;
+use crate::job::{Cancel, JobContext};
 
 /// Starts `job`, claimed from queue `q`: it takes a slot until it finishes.
 pub(crate) fn start(local: &Rc<Local>, q: usize, job: Claimed) {
     let queue = &local.queues[q];
     queue.running.set(queue.running.get() + 1);
-    let cancelled = Rc::new(Cell::new(false));
+    let cancelled = Rc::new(Cancel::default());
     local.running.borrow_mut().insert(
         job.id,
         Running {

@@ -32,8 +32,8 @@ pub(crate) async fn heartbeat(local: Rc<Local>) {
             Ok(alive) => {
                 let alive: HashSet<i64> = alive.into_iter().collect();
                 for (id, running) in local.running.borrow().iter() {
-                    if !alive.contains(id) && !running.cancelled.get() {
-                        running.cancelled.set(true);
+                    if !alive.contains(id) && !running.cancelled.is_set() {
+                        running.cancelled.set();
                         tracing::info!(
                             job = id,
                             "jobs: cancelled (or its lease lost) while it runs"

@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 
 use crate::config::WorkerConfig;
 use crate::error::JobError;
+use crate::job::Cancel;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::wake::Wakeups;
@@ -43,7 +44,7 @@ pub(crate) struct Queue {
 /// A job running on this thread.
 pub(crate) struct Running {
     pub(crate) attempt: i32,
-    pub(crate) cancelled: Rc<Cell<bool>>,
+    pub(crate) cancelled: Rc<Cancel>,
 }
 
 /// How a job ended, waiting to be recorded.
