@@ -5,6 +5,7 @@
 
 #[path = "../../orm/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -12,11 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{eventually, primary_only, run, Cluster};
-use pinion_jobs::{
-    Job, JobContext, JobError, Metrics, QueueConfig, Registry, Runner, Wakeups, WorkerConfig,
-    Workers,
-};
-use pinion_server::ShutdownTrigger;
+use pinion_jobs::{Job, JobContext, JobError, Registry};
+use support::Workers1;
 
 /// The database a child process works on; unset, the child test does nothing.
 const CHILD_URL: &str = "PINION_JOBS_CRON_CHILD_URL";
@@ -63,30 +61,12 @@ fn cron_child_process() {
                 .unwrap_or(0),
         })
         .expect("schedule");
-    let wakeups = Wakeups::new();
-    let _listener = pinion_orm::listener::listen_all(
-        &url,
-        pinion_orm::ConnectOptions::default(),
-        vec![wakeups.subscriber()],
-    )
-    .expect("listener");
-    let runner = Runner::start(Workers {
-        db: pinion_orm::DbConfig::new(url, vec![]),
-        registry: Arc::new(registry),
-        config: WorkerConfig {
-            queues: QueueConfig::parse_list("default:4").expect("queues"),
-            lease: Duration::from_secs(2),
-            poll_interval: Duration::from_millis(200),
-            threads: 1,
-            ..WorkerConfig::default()
-        },
-        metrics: Metrics::unregistered(),
-        wakeups,
-        shutdown: ShutdownTrigger::detached(),
-    })
-    .expect("runner");
+    let _workers = Workers1::start(&url, registry);
     eprintln!("child ready");
-    runner.join();
+    // Until the test kills it.
+    loop {
+        std::thread::park();
+    }
 }
 
 /// A child process and its log lines.

@@ -4,19 +4,15 @@
 
 #[path = "../../orm/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, primary_only, run, Cluster};
-use pinion_jobs::{
-    admin, Enqueue, Job, JobContext, JobError, Metrics, OnConflict, QueueConfig, Registry,
-    RetryPolicy, Runner, Wakeups, WorkerConfig, Workers,
-};
-use pinion_orm::listener::{listen_all, Listener};
-use pinion_orm::{ConnectOptions, ConnectionManager, DbConfig};
-use pinion_server::ShutdownTrigger;
+use pinion_jobs::{admin, Enqueue, Job, JobContext, JobError, OnConflict, Registry};
+use pinion_orm::ConnectionManager;
+use support::Workers1;
 
 const SCHEMA: &str = include_str!("../../migrations/0004_jobs.sql");
 const RUNS: &str =
@@ -108,68 +104,6 @@ impl Job for Tick {
             )
             .await?;
         Ok(())
-    }
-}
-
-/// A process's worth of workers: its runner and its listening connection.
-struct Workers1 {
-    runner: Option<Runner>,
-    trigger: ShutdownTrigger,
-    _listener: Option<Listener>,
-}
-
-impl Workers1 {
-    fn start(url: &str, registry: Registry) -> Workers1 {
-        Workers1::start_with(url, registry, true, "default:8")
-    }
-
-    /// With or without the listening connection (without: polling alone wakes the workers),
-    /// running `queues`.
-    fn start_with(url: &str, registry: Registry, listening: bool, queues: &str) -> Workers1 {
-        let wakeups = Wakeups::new();
-        let listener = listening.then(|| {
-            listen_all(url, ConnectOptions::default(), vec![wakeups.subscriber()])
-                .expect("listener")
-        });
-        let trigger = ShutdownTrigger::detached();
-        let runner = Runner::start(Workers {
-            db: DbConfig::new(url.to_string(), vec![]),
-            registry: Arc::new(registry),
-            config: WorkerConfig {
-                queues: QueueConfig::parse_list(queues).expect("queues"),
-                lease: Duration::from_secs(3),
-                poll_interval: Duration::from_millis(200),
-                drain_timeout: Duration::from_secs(2),
-                retry: RetryPolicy {
-                    base: Duration::from_millis(20),
-                    cap: Duration::from_millis(100),
-                },
-                threads: 2,
-                ..WorkerConfig::default()
-            },
-            metrics: Metrics::unregistered(),
-            wakeups,
-            shutdown: trigger.clone(),
-        })
-        .expect("runner");
-        Workers1 {
-            runner: Some(runner),
-            trigger,
-            _listener: listener,
-        }
-    }
-
-    fn stop(&mut self) {
-        self.trigger.shutdown();
-        if let Some(r) = self.runner.take() {
-            r.join();
-        }
-    }
-}
-
-impl Drop for Workers1 {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
