@@ -2,17 +2,19 @@
 
 CARGO ?= cargo
 PORT ?= 8080
+# The commit `pinion_build_info{revision}` reports (`unknown` outside a git checkout).
+REVISION ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 .PHONY: run build test lint fmt bench clean db-stop
 
 ## run: start the private PostgreSQL primary + replica, build (release) and serve the demo app
 ## on 0.0.0.0:$(PORT) (migrations are applied on start). A DATABASE_URL you set wins.
 run:
-	eval "$$(scripts/pg start)" && $(CARGO) run --release -p pinion-app --bin pinion -- serve --port $(PORT)
+	eval "$$(scripts/pg start)" && PINION_REVISION=$(REVISION) $(CARGO) run --release -p pinion-app --bin pinion -- serve --port $(PORT)
 
 ## build: release build of the `pinion` binary
 build:
-	$(CARGO) build --release -p pinion-app
+	PINION_REVISION=$(REVISION) $(CARGO) build --release -p pinion-app
 
 ## test: formatting, clippy with -D warnings, then every test of the workspace (the tests
 ## start the private PostgreSQL clusters they need through scripts/pg)

@@ -30,6 +30,7 @@ pub mod layout;
 pub mod live;
 pub mod middleware;
 pub mod models;
+pub mod monitoring;
 pub mod routes;
 pub mod startup;
 pub mod state;

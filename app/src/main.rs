@@ -422,6 +422,12 @@ fn serve(settings: &Settings) -> ExitCode {
     // Background jobs beside the HTTP workers (`jobs_threads`): the same database settings and
     // query cache, their metrics in the same /metrics.
     let jobs_db = db_config.clone().filter(|_| settings.jobs_threads > 0);
+    let monitoring = telemetry.as_deref().and_then(|t| {
+        pinion_app::monitoring::Monitoring::register(t.registry())
+            .map_err(|e| tracing::warn!("monitoring metrics not registered: {e}"))
+            .ok()
+            .map(Arc::new)
+    });
     let jobs_telemetry = telemetry.clone();
     let workers = pinion_app::startup::Workers {
         settings: settings.clone(),
@@ -434,6 +440,7 @@ fn serve(settings: &Settings) -> ExitCode {
         feed: pinion_app::live::WorldFeed::new(),
         events,
         listener: listener_state,
+        monitoring,
         sessions: sessions.clone(),
         // Whole public pages of the demo, shared by the workers.
         pages: pinion_web::response_cache::ResponseCache::new(Arc::new(LocMemCache::new(
@@ -570,6 +577,11 @@ fn worker(settings: &Settings, metrics_port: Option<u16>) -> ExitCode {
     // With a metrics port, the workers drain on the ops server's trigger, so that both stop
     // on the same signal.
     let telemetry = metrics_port.and_then(|_| pinion_app::middleware::telemetry(settings, None));
+    if let Some(t) = &telemetry {
+        if let Err(e) = pinion_app::monitoring::register_build_info(t.registry()) {
+            tracing::warn!("build info not registered: {e}");
+        }
+    }
     let ops = match (metrics_port, &telemetry) {
         (Some(port), Some(t)) => {
             match pinion_app::jobs::ops::serve(settings, port, Arc::clone(t)) {

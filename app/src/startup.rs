@@ -111,6 +111,8 @@ pub struct Workers {
     pub events: Option<Arc<pinion_events::Events>>,
     /// Whether the process's listening connection is up, for readiness (none without one).
     pub listener: Option<Arc<AtomicBool>>,
+    /// The build, readiness and database gauges `/metrics` sets (None: telemetry off).
+    pub monitoring: Option<Arc<crate::monitoring::Monitoring>>,
     /// The demo's sessions.
     pub sessions: pinion_web::session::Sessions,
     /// The demo's whole public pages.
@@ -244,7 +246,8 @@ impl Workers {
                 self.telemetry.clone(),
             )
             .with_assets(Arc::clone(&self.assets))
-            .with_events(live, self.listener.clone()),
+            .with_events(live, self.listener.clone())
+            .with_monitoring(self.monitoring.clone()),
         )
     }
 }

@@ -48,6 +48,9 @@ pub struct AppState {
     pub events: Option<Rc<pinion_events::Live>>,
     /// Whether the process's listening connection is up (readiness reports it).
     pub listener: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// The process's build, readiness and database gauges, which `/metrics` sets at each
+    /// scrape (None: telemetry off).
+    pub monitoring: Option<Arc<crate::monitoring::Monitoring>>,
     /// A fast, per-thread random source (ids and numbers for the TechEmpower routes); seeded
     /// per thread, never shared, so no lock.
     rng: RefCell<SmallRng>,
@@ -82,6 +85,7 @@ impl AppState {
             assets: Arc::new(Assets::empty()),
             events: None,
             listener: None,
+            monitoring: None,
             rng: RefCell::new(SmallRng::seed_from_u64(seed)),
         }
     }
@@ -102,6 +106,14 @@ impl AppState {
             listener,
             ..self
         }
+    }
+
+    /// The state with the process's monitoring gauges.
+    pub fn with_monitoring(
+        self,
+        monitoring: Option<Arc<crate::monitoring::Monitoring>>,
+    ) -> AppState {
+        AppState { monitoring, ..self }
     }
 
     /// This worker's live pages, or a 503 without a database.

@@ -27,6 +27,17 @@ struct Readiness<'a> {
     listener: Option<&'a str>,
 }
 
+/// Whether `/health/ready` answers 200: not draining, and the primary connected (replicas
+/// do not count: reads fall back to the primary). `/metrics` reports it as `pinion_ready`.
+pub fn is_ready(ctx: &Ctx<AppState>) -> bool {
+    let primary_up = ctx.state().db.as_ref().is_none_or(|db| {
+        db.databases()
+            .filter(|d| d.role() == pinion_orm::Role::Primary)
+            .all(pinion_orm::Database::is_connected)
+    });
+    primary_up && !ctx.is_draining()
+}
+
 /// `GET /health`: 200 while the process serves requests.
 pub async fn live(_req: Request, _ctx: &Ctx<AppState>) -> Result<Response, Error> {
     Response::json(&serde_json::json!({ "status": "ok" }))
@@ -39,7 +50,6 @@ pub async fn live(_req: Request, _ctx: &Ctx<AppState>) -> Result<Response, Error
 pub async fn ready(_req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error> {
     let state = ctx.state();
     let mut databases = std::collections::BTreeMap::new();
-    let mut primary_up = true;
     if let Some(db) = &state.db {
         for d in db.databases() {
             let up = if d.role() == pinion_orm::Role::Primary {
@@ -47,9 +57,6 @@ pub async fn ready(_req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error
             } else {
                 d.is_healthy()
             };
-            if d.role() == pinion_orm::Role::Primary {
-                primary_up = up;
-            }
             databases.insert(
                 d.name(),
                 DatabaseState {
@@ -60,7 +67,7 @@ pub async fn ready(_req: Request, ctx: &Ctx<AppState>) -> Result<Response, Error
         }
     }
     let draining = ctx.is_draining();
-    let ready = primary_up && !draining;
+    let ready = is_ready(ctx);
     let query_cache = state
         .db
         .as_deref()
