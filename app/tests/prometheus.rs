@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -453,7 +453,8 @@ fn dashboard_exprs(dashboard: &Value) -> Vec<(String, String)> {
 }
 
 /// `expr` with the dashboard's variables replaced as Grafana would for job `pinion`, every
-/// instance, a 1m rate interval, a 15 s step and a 5 m range.
+/// instance (the `instance` variable's "All", `allValue: ".+"`, used as `instance=~"$instance"`),
+/// a 1m rate interval, a 15 s step and a 5 m range.
 fn substitute(expr: &str) -> String {
     let values = [
         ("__rate_interval", "1m"),
@@ -463,7 +464,7 @@ fn substitute(expr: &str) -> String {
         ("__range_ms", "300000"),
         ("__range", "5m"),
         ("job", "pinion"),
-        ("instance", ".*"),
+        ("instance", ".+"),
     ];
     let mut out = expr.to_string();
     for (name, value) in values {
@@ -523,7 +524,7 @@ fn scrape_figures(prometheus: &Prometheus, instance: &str) -> (f64, f64) {
     )
 }
 
-/// The value of `up{job="pinion"}` for each of `instances` that has it.
+/// The value of `up{job="pinion"}` for each instance Prometheus has it for.
 fn up(p: &Prometheus) -> Result<BTreeMap<String, f64>, String> {
     p.by_instance(r#"up{job="pinion"}"#)
 }
@@ -531,7 +532,7 @@ fn up(p: &Prometheus) -> Result<BTreeMap<String, f64>, String> {
 #[test]
 fn prometheus_scrapes_two_instances_records_alerts_and_runs_the_dashboard() {
     let started = Instant::now();
-    let rule_files: Vec<PathBuf> = RULE_FILES.iter().map(|f| rule_path(f)).collect();
+    let rule_files: Vec<PathBuf> = RULE_FILES.iter().map(|f| repo().join(f)).collect();
     let mut a = instance();
     let b = instance();
     let (ia, ib) = (a.addr.to_string(), b.addr.to_string());
@@ -740,7 +741,7 @@ fn prometheus_scrapes_two_instances_records_alerts_and_runs_the_dashboard() {
     );
 
     // The dashboard: every expression accepted by the query API.
-    let dashboard_path = dashboard_path();
+    let dashboard_path = repo().join(DASHBOARD);
     let dashboard: Value = serde_json::from_str(
         &std::fs::read_to_string(&dashboard_path)
             .unwrap_or_else(|e| panic!("read {}: {e}", dashboard_path.display())),
@@ -840,22 +841,4 @@ fn prometheus_scrapes_two_instances_records_alerts_and_runs_the_dashboard() {
     eprintln!("the whole test took {:?}", started.elapsed());
     drop(prometheus);
     drop(b);
-}
-
-/// A shipped rule file (development: `PINION_DEV_PROM_DIR` holds stand-ins).
-fn rule_path(file: &str) -> PathBuf {
-    match std::env::var_os("PINION_DEV_PROM_DIR") {
-        Some(dir) => Path::new(&dir)
-            .join("rules")
-            .join(Path::new(file).file_name().expect("a name")),
-        None => repo().join(file),
-    }
-}
-
-/// The shipped dashboard (development: `PINION_DEV_PROM_DIR` holds a stand-in).
-fn dashboard_path() -> PathBuf {
-    match std::env::var_os("PINION_DEV_PROM_DIR") {
-        Some(dir) => Path::new(&dir).join("grafana/pinion.json"),
-        None => repo().join(DASHBOARD),
-    }
 }
