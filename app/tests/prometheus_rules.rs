@@ -4,7 +4,8 @@
 //! - `deploy/prometheus/prometheus.yml` passes `promtool check config` (which loads the rule
 //!   files it names), and each file of `deploy/prometheus/rules/` passes `promtool check rules`;
 //! - the unit tests `deploy/prometheus/tests/*.yml` pass `promtool test rules`: every alert
-//!   fires at its threshold, stays quiet just below it, and resolves;
+//!   fires at its threshold, stays quiet just below it, and resolves, and the recording rules
+//!   record the values expected from known series (`tests/recording.yml`);
 //! - every alert in `alerts.yml` has a `severity` (warning or critical), a `summary`, a
 //!   `description` and a `runbook_url` whose anchor is a heading of README.md (`#### <name>`
 //!   under the runbook), and appears in the unit tests both firing and quiet;
