@@ -35,6 +35,9 @@ const MAX_SERVER_NAME: usize = 64;
 /// that would let the local store grow to gigabytes.
 const MAX_RATE_LIMIT_KEYS: u64 = 100_000_000;
 
+/// The longest `io_batch_wait`: past a few milliseconds a batch only adds latency.
+const MAX_IO_BATCH_WAIT: Duration = Duration::from_millis(10);
+
 /// A configuration key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Key {
@@ -42,6 +45,7 @@ pub(crate) enum Key {
     Port,
     Threads,
     IoDriver,
+    IoBatchWait,
     Backlog,
     MaxConnectionsPerThread,
     MaxHeadSize,
@@ -123,11 +127,12 @@ pub(crate) enum Rendered<'a> {
 
 impl Key {
     /// Every key, in the README table's order (also the order of `render_masked`).
-    pub(crate) const ALL: [Key; 73] = [
+    pub(crate) const ALL: [Key; 74] = [
         Key::Bind,
         Key::Port,
         Key::Threads,
         Key::IoDriver,
+        Key::IoBatchWait,
         Key::Backlog,
         Key::MaxConnectionsPerThread,
         Key::MaxHeadSize,
@@ -206,6 +211,7 @@ impl Key {
             Key::Port => ("port", "PINION_PORT"),
             Key::Threads => ("threads", "PINION_THREADS"),
             Key::IoDriver => ("io_driver", "PINION_IO_DRIVER"),
+            Key::IoBatchWait => ("io_batch_wait", "PINION_IO_BATCH_WAIT"),
             Key::Backlog => ("backlog", "PINION_BACKLOG"),
             Key::MaxConnectionsPerThread => (
                 "max_connections_per_thread",
@@ -350,6 +356,13 @@ impl Key {
                 }
             }
             Key::IoDriver => s.io_driver = value::one_of(raw, &IoDriver::CHOICES)?,
+            Key::IoBatchWait => {
+                let d = value::duration(raw)?;
+                if d > MAX_IO_BATCH_WAIT {
+                    return Err("must be at most 10ms".to_string());
+                }
+                s.io_batch_wait = d;
+            }
             Key::Backlog => s.backlog = int(raw, 1, 65535)?,
             Key::MaxConnectionsPerThread => s.max_connections_per_thread = int(raw, 1, u64::MAX)?,
             Key::MaxHeadSize => {
@@ -522,6 +535,7 @@ impl Key {
                 None => value::render_string("auto"),
             },
             Key::IoDriver => value::render_string(s.io_driver.as_str()),
+            Key::IoBatchWait => value::render_duration(s.io_batch_wait),
             Key::Backlog => s.backlog.to_string(),
             Key::MaxConnectionsPerThread => s.max_connections_per_thread.to_string(),
             Key::MaxHeadSize => value::render_size(s.max_head_size as u64),

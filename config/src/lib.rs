@@ -35,7 +35,7 @@
 //!
 //! Every key is optional; this file spells out the defaults. Sizes are bytes, or strings with
 //! a unit (`B`, `KB`, `MB`, `GB` in powers of 1000, `KiB`, `MiB`, `GiB` in powers of 1024);
-//! durations are seconds, or strings with a unit (`ms`, `s`, `m`, `h`); ratios are numbers in
+//! durations are seconds, or strings with a unit (`us`, `ms`, `s`, `m`, `h`); ratios are numbers in
 //! `0.0..=1.0`. Environment values use
 //! the same syntax; a list is comma-separated there, and a boolean may also be `1`/`0`,
 //! `yes`/`no` or `on`/`off`.
@@ -45,6 +45,7 @@
 //! port = 8080
 //! threads = "auto"                  # or 1..=1024; "auto" = one per available core
 //! io_driver = "auto"                # "auto" | "io_uring" | "epoll"
+//! io_batch_wait = "200us"           # io_uring: most a busy worker waits to gather completions; "0s" = off
 //! backlog = 4096
 //! max_connections_per_thread = 16384
 //! max_head_size = "64KiB"           # 431 beyond
@@ -114,7 +115,7 @@
 //!
 //! ```text
 //! invalid value for `port` in /etc/pinion.toml (line 3): 80800: must be an integer in 0..=65535
-//! invalid value for `keepalive_timeout` in environment variable PINION_KEEPALIVE_TIMEOUT: "75 parsecs": unknown duration unit `parsecs`; use ms, s, m or h
+//! invalid value for `keepalive_timeout` in environment variable PINION_KEEPALIVE_TIMEOUT: "75 parsecs": unknown duration unit `parsecs`; use us, ms, s, m or h
 //! unknown key `prot` in /etc/pinion.toml (line 2); did you mean `port`?
 //! ```
 //!
@@ -181,10 +182,10 @@ pub use settings::{
     DEFAULT_CONTENT_SECURITY_POLICY, DEFAULT_CORS_ALLOW_CREDENTIALS, DEFAULT_CORS_MAX_AGE,
     DEFAULT_DATABASE_URL, DEFAULT_DB_CONNECT_TIMEOUT, DEFAULT_DB_KEEPALIVE,
     DEFAULT_DB_QUERY_TIMEOUT, DEFAULT_DB_USER_TIMEOUT, DEFAULT_DRAIN_GRACE, DEFAULT_DRAIN_TIMEOUT,
-    DEFAULT_ENVIRONMENT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HSTS, DEFAULT_IO_DRIVER,
-    DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL, DEFAULT_MAX_BODY_SIZE,
-    DEFAULT_MAX_CONNECTIONS_PER_THREAD, DEFAULT_MAX_DRAIN_SIZE, DEFAULT_MAX_HEADERS,
-    DEFAULT_MAX_HEAD_SIZE, DEFAULT_MAX_URI_LENGTH, DEFAULT_MIGRATE_ON_START,
+    DEFAULT_ENVIRONMENT, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_HSTS, DEFAULT_IO_BATCH_WAIT,
+    DEFAULT_IO_DRIVER, DEFAULT_KEEPALIVE_TIMEOUT, DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL,
+    DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_CONNECTIONS_PER_THREAD, DEFAULT_MAX_DRAIN_SIZE,
+    DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEAD_SIZE, DEFAULT_MAX_URI_LENGTH, DEFAULT_MIGRATE_ON_START,
     DEFAULT_MIGRATIONS_DIR, DEFAULT_POOL_SIZE, DEFAULT_PORT, DEFAULT_QUERY_CACHE,
     DEFAULT_RATELIMIT_IETF_HEADERS, DEFAULT_RATE_LIMIT_DEFAULT, DEFAULT_RATE_LIMIT_IPV6_PREFIX,
     DEFAULT_RATE_LIMIT_MAX_KEYS, DEFAULT_RATE_LIMIT_STORE, DEFAULT_REPLICA_CHECK_INTERVAL,

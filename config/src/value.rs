@@ -148,7 +148,8 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 /// The duration units (the README's list).
-const DURATION_UNITS: [(&str, Duration); 4] = [
+const DURATION_UNITS: [(&str, Duration); 5] = [
+    ("us", Duration::from_micros(1)),
     ("ms", Duration::from_millis(1)),
     ("s", Duration::from_secs(1)),
     ("m", Duration::from_secs(60)),
@@ -156,7 +157,7 @@ const DURATION_UNITS: [(&str, Duration); 4] = [
 ];
 
 /// A duration: a TOML integer of seconds, or a string `<digits>[ ]<unit>` where the unit is
-/// ms, s, m or h (case-insensitive); a string of digits alone is seconds.
+/// us, ms, s, m or h (case-insensitive); a string of digits alone is seconds.
 pub(crate) fn duration(raw: &Raw<'_>) -> Result<Duration, String> {
     match raw {
         Raw::Int(i) => u64::try_from(*i)
@@ -174,7 +175,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         .iter()
         .find(|(name, _)| name.eq_ignore_ascii_case(if unit.is_empty() { "s" } else { unit }))
         .map(|&(_, d)| d)
-        .ok_or_else(|| format!("unknown duration unit `{unit}`; use ms, s, m or h"))?;
+        .ok_or_else(|| format!("unknown duration unit `{unit}`; use us, ms, s, m or h"))?;
     u32::try_from(number)
         .ok()
         .and_then(|n| per_unit.checked_mul(n))
@@ -357,6 +358,9 @@ pub(crate) fn render_duration_unquoted(d: Duration) -> String {
             return format!("{}m", secs / 60);
         }
         return format!("{secs}s");
+    }
+    if !divides(1_000_000, u64::from(d.subsec_nanos())) {
+        return format!("{}us", d.as_micros());
     }
     format!("{}ms", d.as_millis())
 }

@@ -326,6 +326,13 @@ const RULES: &[Rule] = &[
         bad_env: &[("0", "1..=1024"), ("many", "1..=1024")],
     },
     Rule {
+        key: "io_batch_wait",
+        good_file: &[r#""200us""#, "0"],
+        bad_file: &[(r#""11ms""#, "must be at most 10ms"), ("true", "found a boolean")],
+        good_env: &["1ms"],
+        bad_env: &[("1s", "must be at most 10ms")],
+    },
+    Rule {
         key: "io_driver",
         good_file: &[r#""auto""#, r#""io_uring""#, r#""epoll""#],
         bad_file: &[
@@ -1344,6 +1351,7 @@ fn render_masked_round_trips() {
         port: 0,
         threads: Some(7),
         io_driver: IoDriver::Epoll,
+        io_batch_wait: Duration::from_micros(250),
         backlog: 100,
         max_connections_per_thread: 3,
         max_head_size: 1500,

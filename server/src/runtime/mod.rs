@@ -1,5 +1,6 @@
 //! The runtime: worker threads, their listeners, start-up and shutdown.
 
+pub(crate) mod batch;
 pub(crate) mod driver;
 pub(crate) mod handoff;
 pub(crate) mod listener;
@@ -185,6 +186,7 @@ where
             listeners,
             registry: Arc::clone(&registry),
             driver,
+            batch_wait: settings.io_batch_wait,
             cfg: cfg.clone(),
             max_connections: settings.max_connections_per_thread,
             drain_timeout: settings.drain_timeout,

@@ -29,6 +29,8 @@ pub(crate) struct WorkerSpec<F> {
     pub(crate) listeners: Vec<(usize, std::net::TcpListener)>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) driver: Driver,
+    /// `io_batch_wait`: how long a busy io_uring worker may gather completions (0: off).
+    pub(crate) batch_wait: Duration,
     pub(crate) cfg: ConnConfig,
     pub(crate) max_connections: usize,
     pub(crate) drain_timeout: Duration,
@@ -59,6 +61,7 @@ where
             if coop_taskrun {
                 urb.setup_coop_taskrun();
             }
+            super::batch::start(spec.batch_wait);
             monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
                 .uring_builder(urb)
                 .enable_timer()

@@ -78,6 +78,21 @@ impl Hist {
         *self = Hist::default();
     }
 
+    /// The lower bound of the bucket that holds the median: a typical duration that one
+    /// slow request (or a long stream) does not move. `None` when empty.
+    pub(super) fn median_floor(&self) -> Option<std::time::Duration> {
+        let half = self.count.div_ceil(2);
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if self.count > 0 && seen >= half {
+                let floor = if i == 0 { 0 } else { DURATION_BOUNDS_NS[i - 1] };
+                return Some(std::time::Duration::from_nanos(floor));
+            }
+        }
+        None
+    }
+
     fn to_proto(&self) -> proto::Histogram {
         let mut cumulative = 0;
         let buckets = DURATION_BUCKETS

@@ -414,11 +414,13 @@ impl ThreadTelemetry {
         let mut local = self.local.borrow_mut();
         let local = &mut *local;
         let mut store = self.telemetry.shared().store();
+        let mut interval = super::store::Hist::default();
         for (key, hist) in local.requests.iter_mut() {
             let key = *key;
             if hist.count == 0 {
                 continue;
             }
+            interval.merge(hist);
             let (route, method, status) = split_key(key);
             store.add_requests(method, &local.routes[usize::from(route)], status, hist);
             hist.clear();
@@ -444,6 +446,10 @@ impl ThreadTelemetry {
             }
         }
         store.set_reporter(self.reporter, values);
+        drop(store);
+        if let Some(typical) = interval.median_floor() {
+            crate::runtime::batch::tune(typical);
+        }
     }
 
     /// Folds every `interval` (at least 1 ms) until this `ThreadTelemetry` is dropped
