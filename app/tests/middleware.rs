@@ -150,15 +150,7 @@ fn two_processes_share_one_limit_through_postgresql() {
 }
 
 fn promtool() -> String {
-    let out = Command::new(repo().join("scripts/promtool"))
-        .output()
-        .expect("scripts/promtool");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    common::tool_path("promtool")
 }
 
 fn metric(metrics: &str, line_prefix: &str) -> u64 {

@@ -314,23 +314,15 @@ impl Prometheus {
             .expect("start prometheus");
         // Stopped on drop, also when the wait below fails.
         let mut prometheus = Prometheus { child, addr, dir };
-        let start = Instant::now();
-        loop {
+        let (_, took) = wait_for("prometheus to be ready", WAIT, || {
             if let Ok(Some(status)) = prometheus.child.try_wait() {
                 panic!("prometheus exited ({status}) before it was ready");
             }
-            if TcpStream::connect(addr).is_ok() && get(addr, "/-/ready").0 == 200 {
-                break;
-            }
-            assert!(
-                start.elapsed() < WAIT,
-                "prometheus not ready within {WAIT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            let ready = TcpStream::connect(addr).is_ok() && get(addr, "/-/ready").0 == 200;
+            ready.then_some(()).ok_or_else(|| "not ready".to_string())
+        });
         eprintln!(
-            "prometheus ready on {addr} in {:?}, scraping {}",
-            start.elapsed(),
+            "prometheus ready on {addr} in {took:?}, scraping {}",
             targets.join(", ")
         );
         prometheus
@@ -392,7 +384,7 @@ impl Prometheus {
             .collect())
     }
 
-    /// Polls `check` every 100 ms until it returns `Ok` (at most [`WAIT`]); panics with `what`
+    /// Polls `check` until it returns `Ok` (at most [`WAIT`], through `common::wait_for`); panics with `what`
     /// and the last `Err` (what the API answered instead). Returns the value and how long the
     /// wait took.
     fn wait_until<T>(
@@ -400,31 +392,13 @@ impl Prometheus {
         what: &str,
         mut check: impl FnMut(&Prometheus) -> Result<T, String>,
     ) -> (T, Duration) {
-        let start = Instant::now();
-        loop {
-            match check(self) {
-                Ok(v) => return (v, start.elapsed()),
-                Err(last) => assert!(
-                    start.elapsed() < WAIT,
-                    "timed out after {WAIT:?} waiting for {what}; last answer: {last}"
-                ),
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for(what, WAIT, || check(self))
     }
 }
 
 /// The path of the prometheus server, installed by `scripts/prometheus` when missing.
 fn binary() -> String {
-    let out = Command::new(repo().join("scripts/prometheus"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("scripts/prometheus runs");
-    assert!(out.status.success(), "scripts/prometheus failed");
-    String::from_utf8(out.stdout)
-        .expect("a UTF-8 path")
-        .trim()
-        .to_string()
+    common::tool_path("prometheus")
 }
 
 // ---------------------------------------------------------------------------------------------

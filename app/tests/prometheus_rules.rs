@@ -63,18 +63,7 @@ fn deploy() -> PathBuf {
 
 /// The path of a working promtool, from `scripts/promtool` (which installs it when missing).
 fn promtool() -> PathBuf {
-    let script = repo().join("scripts/promtool");
-    let out = Command::new(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "scripts/promtool failed: {:?}",
-        out.status
-    );
-    let path = String::from_utf8(out.stdout).expect("utf-8 path");
-    PathBuf::from(path.trim())
+    PathBuf::from(common::tool_path("promtool"))
 }
 
 /// Runs promtool with `args` in the repository, at most [`PROMTOOL_BOUND`]; asserts that it

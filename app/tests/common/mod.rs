@@ -22,6 +22,24 @@ pub fn repo() -> &'static Path {
         .expect("repo root")
 }
 
+/// The path a tool script prints (`scripts/nginx`, `scripts/promtool`, `scripts/prometheus`):
+/// each finds the tool or installs it when missing, progress on stderr, the path on stdout.
+pub fn tool_path(script: &str) -> String {
+    let out = Command::new(repo().join("scripts").join(script))
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run scripts/{script}: {e}"));
+    assert!(
+        out.status.success(),
+        "scripts/{script} failed: {:?}",
+        out.status
+    );
+    String::from_utf8(out.stdout)
+        .expect("a UTF-8 path")
+        .trim()
+        .to_string()
+}
+
 /// A `pinion` command without the developer's pinion and database variables, so they don't
 /// leak into what a test checks, serving the repository's static files.
 pub fn pinion() -> Command {

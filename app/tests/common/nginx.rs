@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::repo;
-
 /// A running nginx (master and workers).
 pub struct Nginx {
     child: Child,
@@ -120,15 +118,7 @@ pub fn main_conf(dir: &Path, http: &str) -> String {
 
 /// The path of nginx, installed by `scripts/nginx` when missing.
 pub fn binary() -> String {
-    let out = Command::new(repo().join("scripts/nginx"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("scripts/nginx runs");
-    assert!(out.status.success(), "scripts/nginx failed");
-    String::from_utf8(out.stdout)
-        .expect("utf-8 path")
-        .trim()
-        .to_string()
+    super::tool_path("nginx")
 }
 
 /// A loopback port nothing listens on now.
